@@ -1,0 +1,179 @@
+/*-------------------------------------------------------------------------
+ *
+ * ticket_ext.h
+ *	  Shared declarations of the ticket_ext extension.
+ *
+ * The tables ticket_ext.items and ticket_ext.holds are the truth.  Shared
+ * memory holds one TicketSlot per (database, item): a cache of
+ * "capacity - taken" that reservations decrement with compare-and-swap, so
+ * the hot path never locks a shared row.  See README.md, "How it works".
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef TICKET_EXT_H
+#define TICKET_EXT_H
+
+#include "postgres.h"
+
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "port/atomics.h"
+#include "storage/lwlock.h"
+
+/* Schema and relation names created by sql/ticket_ext--*.sql */
+#define TICKET_SCHEMA			"ticket_ext"
+#define TICKET_ITEMS_TABLE		"items"
+#define TICKET_HOLDS_TABLE		"holds"
+
+/* Limits on text arguments (bytes); longer input is refused, not cut. */
+#define TICKET_MAX_HOLDER_LEN	256
+#define TICKET_MAX_IDEMPOTENCY_KEY_LEN 200
+#define TICKET_MAX_NAME_LEN		200
+/* Largest capacity accepted; keeps every sum far from int64 overflow. */
+#define TICKET_MAX_CAPACITY		INT64CONST(1000000000000)
+
+/*
+ * Slot life cycle.  A slot's key (dboid, item_id) is written once, before
+ * the slot leaves SLOT_EMPTY, and never changes afterwards, so lookups can
+ * probe the table without a lock.
+ */
+typedef enum TicketSlotState
+{
+	SLOT_EMPTY = 0,				/* never used */
+	SLOT_UNLOADED,				/* key set, counters not yet read from tables */
+	SLOT_LOADING,				/* one backend is reading the tables */
+	SLOT_READY					/* counters valid */
+} TicketSlotState;
+
+/*
+ * gate: the low bits count open transactions that have (or may have)
+ * changed this item's counter and not yet applied their end-of-transaction
+ * effects; GATE_FROZEN stops new transactions from joining.  resync()
+ * freezes, waits for the count to drain to zero, recounts the tables and
+ * thaws: that is how it sees no half-applied transaction.
+ */
+#define GATE_FROZEN				(UINT64CONST(1) << 62)
+#define GATE_COUNT_MASK			(GATE_FROZEN - 1)
+
+typedef struct TicketSlot
+{
+	pg_atomic_uint32 state;		/* TicketSlotState */
+	Oid			dboid;			/* key part 1 (immutable once set) */
+	int64		item_id;		/* key part 2 (immutable once set) */
+	pg_atomic_uint64 avail;		/* int64: capacity - taken; may be < 0 */
+	pg_atomic_uint64 capacity;	/* int64: capacity as the counter sees it */
+	pg_atomic_uint64 gate;		/* GATE_FROZEN | open transaction count */
+	pg_atomic_uint32 paused;	/* 1 = sales paused */
+	Oid			items_relid;	/* ticket_ext.items OID when loaded: detects
+								 * DROP/CREATE EXTENSION */
+	pg_atomic_uint32 loader_pid;	/* backend loading or freezing, for
+									 * diagnostics */
+} TicketSlot;
+
+/* The whole shared state: a header and an open-addressing slot array. */
+typedef struct TicketShared
+{
+	LWLock	   *insert_lock;	/* serializes slot creation only */
+	uint32		nslots;			/* array length (> max_items) */
+	uint32		max_items;		/* ticket_ext.max_items at startup */
+	pg_atomic_uint32 used;		/* slots in use */
+	/* the slot array follows, starting on the next cache line */
+} TicketShared;
+
+/* ticket_ext.c: settings */
+extern int	ticket_max_items;
+extern int	ticket_hold_ttl_s;
+extern int	ticket_max_hold_ttl_s;
+extern int	ticket_max_per_order;
+extern int	ticket_resync_timeout_ms;
+extern int	ticket_expiry_interval_ms;
+extern int	ticket_expiry_batch;
+extern char *ticket_database;
+
+/* shmem.c: the slot table */
+extern TicketShared *ticket_shared;
+extern Size ticket_shmem_size(void);
+extern void ticket_shmem_request(void);
+extern void ticket_shmem_startup(void);
+extern void ticket_require_shmem(void);
+extern TicketSlot *ticket_slot_find(Oid dboid, int64 item_id);
+extern TicketSlot *ticket_slot_find_or_create(Oid dboid, int64 item_id);
+
+/* counter.c: lock-free counter operations on one slot */
+extern bool counter_try_take(TicketSlot *slot, int64 qty);
+extern void counter_add(TicketSlot *slot, int64 delta);
+extern void counter_add_capacity(TicketSlot *slot, int64 delta);
+extern int64 counter_available(TicketSlot *slot);
+extern int64 counter_capacity(TicketSlot *slot);
+extern bool counter_gate_enter(TicketSlot *slot);
+extern void counter_gate_leave(TicketSlot *slot);
+extern bool counter_freeze(TicketSlot *slot);
+extern void counter_thaw(TicketSlot *slot);
+extern uint64 counter_gate_open_count(TicketSlot *slot);
+
+/* catalog.c: where our tables are, who owns them, running SPI as owner */
+typedef struct TicketSpiFrame
+{
+	Oid			save_userid;
+	int			save_sec_context;
+} TicketSpiFrame;
+
+extern Oid	ticket_items_relid(bool missing_ok);
+extern void ticket_spi_begin(TicketSpiFrame *frame);
+extern void ticket_spi_end(TicketSpiFrame *frame);
+extern SPIPlanPtr ticket_prepare(SPIPlanPtr *cache, const char *sql,
+								 int nargs, Oid *argtypes);
+
+/* loader.c: reading the truth from the tables */
+typedef struct TicketItemTruth
+{
+	bool		found;
+	int64		capacity;
+	bool		paused;
+	int64		taken;
+} TicketItemTruth;
+
+extern TicketItemTruth ticket_read_truth(int64 item_id);
+extern TicketSlot *ticket_slot_ready(int64 item_id);
+extern void ticket_slot_store(TicketSlot *slot, const TicketItemTruth *truth);
+extern void ticket_error_unknown_item(int64 item_id) pg_attribute_noreturn();
+
+/* xact.c: effects of the current transaction on counters */
+typedef enum TicketEffectKind
+{
+	EFFECT_TAKEN,				/* tickets taken now; returned on abort */
+	EFFECT_RETURN_AT_COMMIT,	/* release/expiry: returned at commit */
+	EFFECT_CAPACITY_LOWERED,	/* applied now; undone on abort */
+	EFFECT_CAPACITY_RAISED,		/* applied at commit */
+	EFFECT_PAUSED,				/* applied now; undone on abort */
+	EFFECT_RESUMED				/* applied at commit */
+} TicketEffectKind;
+
+extern void ticket_xact_init(void);
+extern void ticket_join_item(TicketSlot *slot);
+extern void ticket_record_effect(TicketSlot *slot, TicketEffectKind kind,
+								 int64 amount);
+extern void ticket_undo_last_take(TicketSlot *slot, int64 qty);
+extern bool ticket_xact_joined(TicketSlot *slot);
+extern bool ticket_xact_joined_any(void);
+extern void ticket_xact_note_frozen(TicketSlot *slot);
+extern void ticket_xact_note_thawed(TicketSlot *slot);
+extern void ticket_xact_note_loading(TicketSlot *slot);
+extern void ticket_xact_note_loaded(void);
+
+/* guards.c: argument checks shared by the SQL functions */
+extern void ticket_check_writable(const char *what);
+extern int64 ticket_arg_int64(FunctionCallInfo fcinfo, int argno, const char *name);
+extern text *ticket_arg_text(FunctionCallInfo fcinfo, int argno, const char *name,
+							 int maxlen);
+extern void ticket_check_capacity(int64 capacity);
+extern int64 ticket_arg_hold_id(FunctionCallInfo fcinfo, int argno);
+
+/* maintenance.c */
+extern int64 ticket_expire_batch(int batch);
+extern int64 ticket_preload_items(void);
+
+/* bgworker/expiry_worker.c */
+extern void ticket_register_expiry_worker(void);
+
+#endif							/* TICKET_EXT_H */

@@ -1,0 +1,122 @@
+/*-------------------------------------------------------------------------
+ *
+ * catalog.c
+ *	  Where ticket_ext's tables are, who owns them, and running our fixed
+ *	  SQL against them as that owner.
+ *
+ * The SQL functions are not SECURITY DEFINER: they switch to the tables'
+ * owner only around their own prepared statements, like PostgreSQL's
+ * foreign-key triggers do (SECURITY_LOCAL_USERID_CHANGE), so callers need
+ * EXECUTE on the function and no privilege on the tables.  Every statement
+ * names its objects schema-qualified, so search_path cannot redirect it.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "ticket_ext.h"
+
+#include "access/htup_details.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_class.h"
+#include "miscadmin.h"
+#include "utils/inval.h"
+#include "utils/lsyscache.h"
+#include "utils/syscache.h"
+
+/* Cached per backend; reset by any relcache invalidation that may matter. */
+static Oid	cached_items_relid = InvalidOid;
+static Oid	cached_owner = InvalidOid;
+static bool callback_registered = false;
+
+static void
+catalog_invalidate(Datum arg, Oid relid)
+{
+	if (relid == InvalidOid || relid == cached_items_relid)
+	{
+		cached_items_relid = InvalidOid;
+		cached_owner = InvalidOid;
+	}
+}
+
+static void
+catalog_lookup(bool missing_ok)
+{
+	Oid			nsp;
+	Oid			relid;
+	HeapTuple	tup;
+
+	if (!callback_registered)
+	{
+		CacheRegisterRelcacheCallback(catalog_invalidate, (Datum) 0);
+		callback_registered = true;
+	}
+
+	nsp = get_namespace_oid(TICKET_SCHEMA, true);
+	relid = OidIsValid(nsp) ? get_relname_relid(TICKET_ITEMS_TABLE, nsp) : InvalidOid;
+	if (!OidIsValid(relid))
+	{
+		if (missing_ok)
+			return;
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("extension ticket_ext is not installed in this database"),
+				 errhint("Run CREATE EXTENSION ticket_ext.")));
+	}
+
+	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
+	if (!HeapTupleIsValid(tup))
+		elog(ERROR, "cache lookup failed for relation %u", relid);
+	cached_owner = ((Form_pg_class) GETSTRUCT(tup))->relowner;
+	ReleaseSysCache(tup);
+	cached_items_relid = relid;
+}
+
+/* OID of ticket_ext.items in this database (identifies the installation). */
+Oid
+ticket_items_relid(bool missing_ok)
+{
+	if (!OidIsValid(cached_items_relid))
+		catalog_lookup(missing_ok);
+	return cached_items_relid;
+}
+
+/*
+ * Connect to SPI and act as the tables' owner; frame (on the caller's
+ * stack) saves what to restore.  An error between begin and end needs no
+ * cleanup: (sub)transaction abort restores the user and SPI.
+ */
+void
+ticket_spi_begin(TicketSpiFrame *frame)
+{
+	(void) ticket_items_relid(false);
+	GetUserIdAndSecContext(&frame->save_userid, &frame->save_sec_context);
+	SetUserIdAndSecContext(cached_owner,
+						   frame->save_sec_context |
+						   SECURITY_LOCAL_USERID_CHANGE |
+						   SECURITY_RESTRICTED_OPERATION);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "ticket_ext: SPI_connect failed");
+}
+
+void
+ticket_spi_end(TicketSpiFrame *frame)
+{
+	SPI_finish();
+	SetUserIdAndSecContext(frame->save_userid, frame->save_sec_context);
+}
+
+/* Prepare once per backend; the plan cache replans after DDL by itself. */
+SPIPlanPtr
+ticket_prepare(SPIPlanPtr *cache, const char *sql, int nargs, Oid *argtypes)
+{
+	if (*cache == NULL)
+	{
+		SPIPlanPtr	plan = SPI_prepare(sql, nargs, argtypes);
+
+		if (plan == NULL)
+			elog(ERROR, "ticket_ext: SPI_prepare failed for \"%s\": %s",
+				 sql, SPI_result_code_string(SPI_result));
+		SPI_keepplan(plan);
+		*cache = plan;
+	}
+	return *cache;
+}

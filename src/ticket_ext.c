@@ -1,0 +1,104 @@
+/*-------------------------------------------------------------------------
+ *
+ * ticket_ext.c
+ *	  Module load: settings, shared memory hooks, callbacks, workers.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "ticket_ext.h"
+
+#include "miscadmin.h"
+#include "storage/ipc.h"
+#include "utils/guc.h"
+
+PG_MODULE_MAGIC;
+
+int			ticket_max_items = 10000;
+int			ticket_hold_ttl_s = 600;
+int			ticket_max_hold_ttl_s = 86400;
+int			ticket_max_per_order = 10;
+int			ticket_resync_timeout_ms = 5000;
+int			ticket_expiry_interval_ms = 1000;
+int			ticket_expiry_batch = 1000;
+char	   *ticket_database = NULL;
+
+static shmem_request_hook_type prev_shmem_request_hook = NULL;
+static shmem_startup_hook_type prev_shmem_startup_hook = NULL;
+
+void		_PG_init(void);
+
+static void
+ticket_shmem_request_hook(void)
+{
+	if (prev_shmem_request_hook)
+		prev_shmem_request_hook();
+	ticket_shmem_request();
+}
+
+static void
+ticket_shmem_startup_hook(void)
+{
+	if (prev_shmem_startup_hook)
+		prev_shmem_startup_hook();
+	ticket_shmem_startup();
+}
+
+static void
+define_settings(void)
+{
+	DefineCustomIntVariable("ticket_ext.max_items",
+							"Items (per server, all databases) that shared memory can count.",
+							"About 80 bytes of shared memory per item.",
+							&ticket_max_items, 10000, 1, 10000000,
+							PGC_POSTMASTER, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("ticket_ext.hold_ttl",
+							"How long a hold lasts when ticket_reserve() gets no hold_for.",
+							NULL, &ticket_hold_ttl_s, 600, 1, 365 * 86400,
+							PGC_USERSET, GUC_UNIT_S, NULL, NULL, NULL);
+	DefineCustomIntVariable("ticket_ext.max_hold_ttl",
+							"Longest hold a caller may ask for.",
+							NULL, &ticket_max_hold_ttl_s, 86400, 1, 365 * 86400,
+							PGC_SUSET, GUC_UNIT_S, NULL, NULL, NULL);
+	DefineCustomIntVariable("ticket_ext.max_per_order",
+							"Most tickets one ticket_reserve() call may take.",
+							NULL, &ticket_max_per_order, 10, 1, 1000000,
+							PGC_SUSET, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("ticket_ext.resync_timeout",
+							"How long resync() waits for open transactions on an item.",
+							NULL, &ticket_resync_timeout_ms, 5000, 10, 600000,
+							PGC_SUSET, GUC_UNIT_MS, NULL, NULL, NULL);
+	DefineCustomIntVariable("ticket_ext.expiry_interval",
+							"How often the worker expires overdue holds.",
+							NULL, &ticket_expiry_interval_ms, 1000, 10, 3600000,
+							PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
+	DefineCustomIntVariable("ticket_ext.expiry_batch",
+							"Most holds expired per transaction.",
+							NULL, &ticket_expiry_batch, 1000, 1, 1000000,
+							PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomStringVariable("ticket_ext.database",
+							   "Database served by ticket_ext's background workers.",
+							   NULL, &ticket_database, "postgres",
+							   PGC_POSTMASTER, 0, NULL, NULL, NULL);
+	MarkGUCPrefixReserved("ticket_ext");
+}
+
+void
+_PG_init(void)
+{
+	define_settings();
+
+	/*
+	 * Without preloading there is no shared memory: every SQL function then
+	 * fails with a hint (ticket_require_shmem).
+	 */
+	if (!process_shared_preload_libraries_in_progress)
+		return;
+
+	prev_shmem_request_hook = shmem_request_hook;
+	shmem_request_hook = ticket_shmem_request_hook;
+	prev_shmem_startup_hook = shmem_startup_hook;
+	shmem_startup_hook = ticket_shmem_startup_hook;
+
+	ticket_xact_init();
+	ticket_register_expiry_worker();
+}
