@@ -38,36 +38,103 @@ ticket_register_expiry_worker(void)
 	RegisterBackgroundWorker(&worker);
 }
 
-/* Run fn in its own transaction; false if the extension is not installed. */
+typedef int64 (*TxnStep) (int64 arg);
+
+/*
+ * Run one step in its own transaction.  An error is logged and rolled
+ * back, and the worker carries on with the next item: one bad item must
+ * not stop expiry everywhere.  Returns false when the step did not run
+ * (extension not installed, or error).
+ */
 static bool
-run_in_transaction(const char *activity, int64 (*fn) (void), int64 *result)
+run_step(const char *activity, TxnStep step, int64 arg, int64 *result)
 {
-	bool		installed;
+	MemoryContext worker_cxt = CurrentMemoryContext;
+	volatile bool ok = false;
 
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	PushActiveSnapshot(GetTransactionSnapshot());
 	pgstat_report_activity(STATE_RUNNING, activity);
-	installed = OidIsValid(ticket_items_relid(true));
-	if (installed)
-		*result = fn();
-	PopActiveSnapshot();
-	CommitTransactionCommand();
+	PG_TRY();
+	{
+		if (OidIsValid(ticket_items_relid(true)))
+		{
+			*result = step(arg);
+			ok = true;
+		}
+		PopActiveSnapshot();
+		CommitTransactionCommand();
+	}
+	PG_CATCH();
+	{
+		MemoryContextSwitchTo(worker_cxt);
+		EmitErrorReport();
+		FlushErrorState();
+		AbortCurrentTransaction();
+		ok = false;
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(worker_cxt);
 	pgstat_report_activity(STATE_IDLE, NULL);
-	return installed;
+	return ok;
 }
 
 static int64
-expire_one_batch(void)
-{
-	return ticket_expire_batch(ticket_expiry_batch);
-}
-
-/* Load every item's counters so the first sales after a restart are fast. */
-static int64
-preload_all(void)
+step_preload(int64 unused)
 {
 	return ticket_preload_items();
+}
+
+static int64
+step_expire(int64 item_id)
+{
+	return ticket_expire_item(item_id, ticket_expiry_batch);
+}
+
+static int64
+step_refresh_hint(int64 item_id)
+{
+	ticket_refresh_expiry_hint(item_id);
+	return 0;
+}
+
+static int64 *due_ids = NULL;
+static uint64 due_count = 0;
+
+/* Copy the due item ids out of the transaction's memory. */
+static int64
+step_collect_due(int64 unused)
+{
+	int64	   *ids = ticket_due_items(&due_count);
+
+	due_ids = MemoryContextAlloc(TopMemoryContext, sizeof(int64) * (due_count + 1));
+	memcpy(due_ids, ids, sizeof(int64) * due_count);
+	return (int64) due_count;
+}
+
+/* One round: every item with something due, drained batch by batch. */
+static void
+expiry_round(void)
+{
+	int64		n;
+	uint64		i;
+
+	if (!run_step("ticket_ext: finding due holds", step_collect_due, 0, &n))
+		return;
+	for (i = 0; i < due_count && !ShutdownRequestPending; i++)
+	{
+		do
+		{
+			n = 0;
+			if (!run_step("ticket_ext: expiring holds", step_expire, due_ids[i], &n))
+				break;
+			CHECK_FOR_INTERRUPTS();
+		} while (n >= ticket_expiry_batch && !ShutdownRequestPending);
+		(void) run_step("ticket_ext: expiry hint", step_refresh_hint, due_ids[i], &n);
+	}
+	pfree(due_ids);
+	due_ids = NULL;
 }
 
 void
@@ -91,20 +158,11 @@ ticket_expiry_worker_main(Datum main_arg)
 			ProcessConfigFile(PGC_SIGHUP);
 		}
 
+		/* after a (re)start, rebuild every counter before expiring */
 		if (!preloaded)
-			preloaded = run_in_transaction("ticket_ext: loading counters",
-										   preload_all, &n);
+			preloaded = run_step("ticket_ext: loading counters", step_preload, 0, &n);
 		if (preloaded)
-		{
-			/* keep going while full batches come back: a backlog drains fast */
-			do
-			{
-				n = 0;
-				run_in_transaction("ticket_ext: expiring holds",
-								   expire_one_batch, &n);
-				CHECK_FOR_INTERRUPTS();
-			} while (n >= ticket_expiry_batch && !ShutdownRequestPending);
-		}
+			expiry_round();
 
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 						 ticket_expiry_interval_ms, PG_WAIT_EXTENSION);

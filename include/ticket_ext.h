@@ -19,11 +19,13 @@
 #include "fmgr.h"
 #include "port/atomics.h"
 #include "storage/lwlock.h"
+#include "utils/timestamp.h"
 
 /* Schema and relation names created by sql/ticket_ext--*.sql */
 #define TICKET_SCHEMA			"ticket_ext"
 #define TICKET_ITEMS_TABLE		"items"
 #define TICKET_HOLDS_TABLE		"holds"
+#define TICKET_HOLD_SEQ			"holds_hold_id_seq"
 
 /* Limits on text arguments (bytes); longer input is refused, not cut. */
 #define TICKET_MAX_HOLDER_LEN	256
@@ -68,6 +70,8 @@ typedef struct TicketSlot
 								 * DROP/CREATE EXTENSION */
 	pg_atomic_uint32 loader_pid;	/* backend loading or freezing, for
 									 * diagnostics */
+	pg_atomic_uint64 next_expiry;	/* TimestampTz: no held hold of this item
+									 * expires before this (a lower bound) */
 } TicketSlot;
 
 /* The whole shared state: a header and an open-addressing slot array. */
@@ -98,6 +102,7 @@ extern void ticket_shmem_startup(void);
 extern void ticket_require_shmem(void);
 extern TicketSlot *ticket_slot_find(Oid dboid, int64 item_id);
 extern TicketSlot *ticket_slot_find_or_create(Oid dboid, int64 item_id);
+extern TicketSlot *ticket_slot_next(uint32 *cursor);
 
 /* counter.c: lock-free counter operations on one slot */
 extern bool counter_try_take(TicketSlot *slot, int64 qty);
@@ -110,6 +115,9 @@ extern void counter_gate_leave(TicketSlot *slot);
 extern bool counter_freeze(TicketSlot *slot);
 extern void counter_thaw(TicketSlot *slot);
 extern uint64 counter_gate_open_count(TicketSlot *slot);
+extern void counter_note_expiry(TicketSlot *slot, TimestampTz expires_at);
+extern bool counter_set_next_expiry(TicketSlot *slot, TimestampTz seen,
+									TimestampTz next);
 
 /* catalog.c: where our tables are, who owns them, running SPI as owner */
 typedef struct TicketSpiFrame
@@ -119,10 +127,16 @@ typedef struct TicketSpiFrame
 } TicketSpiFrame;
 
 extern Oid	ticket_items_relid(bool missing_ok);
+extern Oid	ticket_holds_relid(void);
+extern Oid	ticket_hold_seq_relid(void);
 extern void ticket_spi_begin(TicketSpiFrame *frame);
 extern void ticket_spi_end(TicketSpiFrame *frame);
 extern SPIPlanPtr ticket_prepare(SPIPlanPtr *cache, const char *sql,
 								 int nargs, Oid *argtypes);
+
+/* hold_store.c: the hot-path INSERT */
+extern int64 ticket_insert_hold(int64 item_id, int32 qty, text *holder,
+								Datum hold_for, TimestampTz *expires_at);
 
 /* loader.c: reading the truth from the tables */
 typedef struct TicketItemTruth
@@ -131,6 +145,7 @@ typedef struct TicketItemTruth
 	int64		capacity;
 	bool		paused;
 	int64		taken;
+	TimestampTz next_expiry;	/* earliest expires_at of a held hold */
 } TicketItemTruth;
 
 extern TicketItemTruth ticket_read_truth(int64 item_id);
@@ -169,9 +184,14 @@ extern text *ticket_arg_text(FunctionCallInfo fcinfo, int argno, const char *nam
 extern void ticket_check_capacity(int64 capacity);
 extern int64 ticket_arg_hold_id(FunctionCallInfo fcinfo, int argno);
 
-/* maintenance.c */
-extern int64 ticket_expire_batch(int batch);
+/* items.c: walking the item list */
+extern int64 *ticket_item_ids(bool all, int64 item_id, uint64 *count);
 extern int64 ticket_preload_items(void);
+
+/* expiry.c */
+extern int64 *ticket_due_items(uint64 *count);
+extern int64 ticket_expire_item(int64 item_id, int batch);
+extern void ticket_refresh_expiry_hint(int64 item_id);
 
 /* bgworker/expiry_worker.c */
 extern void ticket_register_expiry_worker(void);

@@ -24,15 +24,20 @@
 
 /* Cached per backend; reset by any relcache invalidation that may matter. */
 static Oid	cached_items_relid = InvalidOid;
+static Oid	cached_holds_relid = InvalidOid;
+static Oid	cached_seq_relid = InvalidOid;
 static Oid	cached_owner = InvalidOid;
 static bool callback_registered = false;
 
 static void
 catalog_invalidate(Datum arg, Oid relid)
 {
-	if (relid == InvalidOid || relid == cached_items_relid)
+	if (relid == InvalidOid || relid == cached_items_relid ||
+		relid == cached_holds_relid || relid == cached_seq_relid)
 	{
 		cached_items_relid = InvalidOid;
+		cached_holds_relid = InvalidOid;
+		cached_seq_relid = InvalidOid;
 		cached_owner = InvalidOid;
 	}
 }
@@ -62,6 +67,15 @@ catalog_lookup(bool missing_ok)
 				 errhint("Run CREATE EXTENSION ticket_ext.")));
 	}
 
+	cached_holds_relid = get_relname_relid(TICKET_HOLDS_TABLE, nsp);
+	cached_seq_relid = get_relname_relid(TICKET_HOLD_SEQ, nsp);
+	if (!OidIsValid(cached_holds_relid) || !OidIsValid(cached_seq_relid))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("extension ticket_ext is damaged: ticket_ext.%s or ticket_ext.%s is missing",
+						TICKET_HOLDS_TABLE, TICKET_HOLD_SEQ),
+				 errhint("Reinstall the extension.")));
+
 	tup = SearchSysCache1(RELOID, ObjectIdGetDatum(relid));
 	if (!HeapTupleIsValid(tup))
 		elog(ERROR, "cache lookup failed for relation %u", relid);
@@ -77,6 +91,20 @@ ticket_items_relid(bool missing_ok)
 	if (!OidIsValid(cached_items_relid))
 		catalog_lookup(missing_ok);
 	return cached_items_relid;
+}
+
+Oid
+ticket_holds_relid(void)
+{
+	(void) ticket_items_relid(false);
+	return cached_holds_relid;
+}
+
+Oid
+ticket_hold_seq_relid(void)
+{
+	(void) ticket_items_relid(false);
+	return cached_seq_relid;
 }
 
 /*

@@ -108,3 +108,30 @@ counter_gate_open_count(TicketSlot *slot)
 {
 	return pg_atomic_read_u64(&slot->gate) & GATE_COUNT_MASK;
 }
+
+/*
+ * Expiry hint: lower next_expiry to expires_at.  Usually a plain read,
+ * since new holds expire after the ones already counted.
+ */
+void
+counter_note_expiry(TicketSlot *slot, TimestampTz expires_at)
+{
+	uint64		cur = pg_atomic_read_u64(&slot->next_expiry);
+
+	while ((int64) cur > expires_at)
+	{
+		if (pg_atomic_compare_exchange_u64(&slot->next_expiry, &cur,
+										   (uint64) expires_at))
+			break;
+	}
+}
+
+/* Replace the hint by next unless a reservation lowered it since "seen". */
+bool
+counter_set_next_expiry(TicketSlot *slot, TimestampTz seen, TimestampTz next)
+{
+	uint64		expected = (uint64) seen;
+
+	return pg_atomic_compare_exchange_u64(&slot->next_expiry, &expected,
+										  (uint64) next);
+}

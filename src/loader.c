@@ -27,7 +27,10 @@ static SPIPlanPtr truth_plan = NULL;
 	"       (SELECT COALESCE(pg_catalog.sum(h.qty), 0)::pg_catalog.int8 " \
 	"          FROM ticket_ext.holds h " \
 	"         WHERE h.item_id OPERATOR(pg_catalog.=) i.item_id " \
-	"           AND h.status OPERATOR(pg_catalog.=) ANY ('{held,sold}'::pg_catalog.text[])) " \
+	"           AND h.status OPERATOR(pg_catalog.=) ANY ('{held,sold}'::pg_catalog.text[])), " \
+	"       (SELECT pg_catalog.min(h.expires_at) FROM ticket_ext.holds h " \
+	"         WHERE h.item_id OPERATOR(pg_catalog.=) i.item_id " \
+	"           AND h.status OPERATOR(pg_catalog.=) 'held') " \
 	"  FROM ticket_ext.items i WHERE i.item_id OPERATOR(pg_catalog.=) $1"
 
 TicketItemTruth
@@ -58,6 +61,9 @@ ticket_read_truth(int64 item_id)
 		truth.capacity = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
 		truth.paused = DatumGetBool(SPI_getbinval(tup, desc, 2, &isnull));
 		truth.taken = DatumGetInt64(SPI_getbinval(tup, desc, 3, &isnull));
+		truth.next_expiry = DatumGetTimestampTz(SPI_getbinval(tup, desc, 4, &isnull));
+		if (isnull)
+			truth.next_expiry = DT_NOEND;
 	}
 	ticket_spi_end(&frame);
 	return truth;
@@ -79,6 +85,7 @@ ticket_slot_store(TicketSlot *slot, const TicketItemTruth *truth)
 	pg_atomic_write_u64(&slot->capacity, (uint64) truth->capacity);
 	pg_atomic_write_u64(&slot->avail, (uint64) (truth->capacity - truth->taken));
 	pg_atomic_write_u32(&slot->paused, truth->paused ? 1 : 0);
+	pg_atomic_write_u64(&slot->next_expiry, (uint64) truth->next_expiry);
 	pg_write_barrier();
 }
 

@@ -22,7 +22,6 @@ PG_FUNCTION_INFO_V1(ticket_confirm);
 PG_FUNCTION_INFO_V1(ticket_release);
 PG_FUNCTION_INFO_V1(ticket_available);
 
-static SPIPlanPtr insert_plan = NULL;
 static SPIPlanPtr insert_idem_plan = NULL;
 static SPIPlanPtr find_idem_plan = NULL;
 static SPIPlanPtr confirm_plan = NULL;
@@ -32,10 +31,9 @@ static SPIPlanPtr hold_state_plan = NULL;
 #define INSERT_COLUMNS \
 	"INSERT INTO ticket_ext.holds (item_id, qty, holder, idempotency_key, expires_at) " \
 	"VALUES ($1, $2, $3, $4, pg_catalog.now() OPERATOR(pg_catalog.+) $5) "
-#define INSERT_SQL INSERT_COLUMNS "RETURNING hold_id"
 #define INSERT_IDEM_SQL INSERT_COLUMNS \
 	"ON CONFLICT (item_id, idempotency_key) WHERE idempotency_key IS NOT NULL " \
-	"DO NOTHING RETURNING hold_id"
+	"DO NOTHING RETURNING hold_id, expires_at"
 #define FIND_IDEM_SQL \
 	"SELECT hold_id, qty FROM ticket_ext.holds " \
 	" WHERE item_id OPERATOR(pg_catalog.=) $1 " \
@@ -112,6 +110,44 @@ find_idempotent_hold(int64 item_id, text *key, int32 qty)
 }
 
 /*
+ * Insert a hold with an idempotency key (inside an SPI frame).  If a
+ * concurrent call with the same key committed first, give the tickets
+ * back and return that call's hold.
+ */
+static int64
+insert_idempotent_hold(TicketSlot *slot, int64 item_id, int32 qty, text *holder,
+					   text *key, Datum hold_for, TimestampTz *expires_at)
+{
+	Oid			argtypes[5] = {INT8OID, INT4OID, TEXTOID, TEXTOID, INTERVALOID};
+	Datum		values[5];
+	char		nulls[5] = {' ', ' ', ' ', ' ', ' '};
+	int64		hold_id;
+	bool		isnull;
+
+	values[0] = Int64GetDatum(item_id);
+	values[1] = Int32GetDatum(qty);
+	values[2] = PointerGetDatum(holder);
+	nulls[2] = holder ? ' ' : 'n';
+	values[3] = PointerGetDatum(key);
+	values[4] = hold_for;
+	SPI_execute_plan(ticket_prepare(&insert_idem_plan, INSERT_IDEM_SQL, 5, argtypes),
+					 values, nulls, false, 1);
+	if (SPI_processed == 1)
+	{
+		*expires_at = DatumGetTimestampTz(SPI_getbinval(SPI_tuptable->vals[0],
+														SPI_tuptable->tupdesc, 2, &isnull));
+		return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+										   SPI_tuptable->tupdesc, 1, &isnull));
+	}
+
+	ticket_undo_last_take(slot, qty);
+	hold_id = find_idempotent_hold(item_id, key, qty);
+	if (hold_id == 0)
+		elog(ERROR, "ticket_ext: idempotency key conflict without a visible hold");
+	return hold_id;
+}
+
+/*
  * ticket_reserve(item_id, qty, holder, hold_for, idempotency_key)
  *	  -> hold id, or NULL when fewer than qty tickets are left.
  */
@@ -126,11 +162,8 @@ ticket_reserve(PG_FUNCTION_ARGS)
 	Datum		hold_for;
 	TicketSlot *slot;
 	TicketSpiFrame frame;
-	Oid			argtypes[5] = {INT8OID, INT4OID, TEXTOID, TEXTOID, INTERVALOID};
-	Datum		values[5];
-	char		nulls[5] = {' ', ' ', ' ', ' ', ' '};
 	int64		hold_id = 0;
-	bool		isnull;
+	TimestampTz expires_at = DT_NOEND;
 
 	if (PG_ARGISNULL(1))
 		ereport(ERROR,
@@ -147,11 +180,13 @@ ticket_reserve(PG_FUNCTION_ARGS)
 	ticket_check_writable("reserve tickets");
 
 	slot = ticket_slot_ready(item_id);
-	ticket_spi_begin(&frame);
 
 	/* a retried call with the same key gets the same hold back */
 	if (key != NULL)
+	{
+		ticket_spi_begin(&frame);
 		hold_id = find_idempotent_hold(item_id, key, qty);
+	}
 
 	if (hold_id == 0)
 	{
@@ -164,38 +199,22 @@ ticket_reserve(PG_FUNCTION_ARGS)
 		ticket_join_item(slot);
 		if (!counter_try_take(slot, qty))
 		{
-			ticket_spi_end(&frame);
+			if (key != NULL)
+				ticket_spi_end(&frame);
 			PG_RETURN_NULL();	/* sold out: the normal answer under load */
 		}
 		ticket_record_effect(slot, EFFECT_TAKEN, qty);
 
-		values[0] = Int64GetDatum(item_id);
-		values[1] = Int32GetDatum(qty);
-		values[2] = PointerGetDatum(holder);
-		nulls[2] = holder ? ' ' : 'n';
-		values[3] = PointerGetDatum(key);
-		nulls[3] = key ? ' ' : 'n';
-		values[4] = hold_for;
 		if (key == NULL)
-			SPI_execute_plan(ticket_prepare(&insert_plan, INSERT_SQL, 5, argtypes),
-							 values, nulls, false, 1);
+			hold_id = ticket_insert_hold(item_id, qty, holder, hold_for, &expires_at);
 		else
-			SPI_execute_plan(ticket_prepare(&insert_idem_plan, INSERT_IDEM_SQL, 5, argtypes),
-							 values, nulls, false, 1);
-
-		if (SPI_processed == 1)
-			hold_id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
-												  SPI_tuptable->tupdesc, 1, &isnull));
-		else
-		{
-			/* a concurrent call with the same key committed first */
-			ticket_undo_last_take(slot, qty);
-			hold_id = find_idempotent_hold(item_id, key, qty);
-			if (hold_id == 0)
-				elog(ERROR, "ticket_ext: idempotency key conflict without a visible hold");
-		}
+			hold_id = insert_idempotent_hold(slot, item_id, qty, holder, key,
+											 hold_for, &expires_at);
+		/* tell the expiry worker; row first, so it cannot miss the hold */
+		counter_note_expiry(slot, expires_at);
 	}
-	ticket_spi_end(&frame);
+	if (key != NULL)
+		ticket_spi_end(&frame);
 	PG_RETURN_INT64(hold_id);
 }
 

@@ -83,6 +83,7 @@ ticket_shmem_startup(void)
 			pg_atomic_init_u64(&slot->gate, 0);
 			pg_atomic_init_u32(&slot->paused, 0);
 			pg_atomic_init_u32(&slot->loader_pid, 0);
+			pg_atomic_init_u64(&slot->next_expiry, (uint64) DT_NOEND);
 		}
 	}
 	LWLockRelease(AddinShmemInitLock);
@@ -186,4 +187,25 @@ ticket_slot_find_or_create(Oid dboid, int64 item_id)
 	pg_atomic_fetch_add_u32(&ticket_shared->used, 1);
 	LWLockRelease(ticket_shared->insert_lock);
 	return slot;
+}
+
+/*
+ * Iterate over used slots: start with *cursor = 0; returns NULL at the end.
+ * Slots appear as they are created; the caller checks what it needs.
+ */
+TicketSlot *
+ticket_slot_next(uint32 *cursor)
+{
+	while (*cursor < ticket_shared->nslots)
+	{
+		TicketSlot *slot = SLOT_AT(*cursor);
+
+		(*cursor)++;
+		if (pg_atomic_read_u32(&slot->state) != SLOT_EMPTY)
+		{
+			pg_read_barrier();
+			return slot;
+		}
+	}
+	return NULL;
 }

@@ -1,8 +1,7 @@
 /*-------------------------------------------------------------------------
  *
- * maintenance.c
- *	  Checking and repairing counters against the tables (verify, resync)
- *	  and expiring holds whose time is up.
+ * verify.c
+ *	  Checking and repairing counters against the tables: verify, resync.
  *
  *-------------------------------------------------------------------------
  */
@@ -20,57 +19,13 @@
 
 PG_FUNCTION_INFO_V1(ticket_verify);
 PG_FUNCTION_INFO_V1(ticket_resync);
-PG_FUNCTION_INFO_V1(ticket_expire_holds);
 
-static SPIPlanPtr list_items_plan = NULL;
-static SPIPlanPtr expire_plan = NULL;
-
-#define LIST_ITEMS_SQL \
-	"SELECT item_id FROM ticket_ext.items " \
-	" WHERE $1 IS NULL OR item_id OPERATOR(pg_catalog.=) $1 ORDER BY item_id"
-
-/*
- * Expire at most $1 overdue holds.  SKIP LOCKED: a hold that a confirm or
- * release is working on is left for the next round.
- */
-#define EXPIRE_SQL \
-	"UPDATE ticket_ext.holds h SET status = 'expired', ended_at = pg_catalog.now() " \
-	"  FROM (SELECT hold_id FROM ticket_ext.holds " \
-	"         WHERE status OPERATOR(pg_catalog.=) 'held' " \
-	"           AND expires_at OPERATOR(pg_catalog.<=) pg_catalog.now() " \
-	"         ORDER BY expires_at LIMIT $1 FOR UPDATE SKIP LOCKED) due " \
-	" WHERE h.hold_id OPERATOR(pg_catalog.=) due.hold_id " \
-	"   AND h.status OPERATOR(pg_catalog.=) 'held' " \
-	"RETURNING h.item_id, h.qty"
-
-/* Item ids to work on: one, or all (NULL), as a palloc'd array. */
+/* One item (argument 0) or all of them (NULL). */
 static int64 *
-list_items(FunctionCallInfo fcinfo, int *count)
+items_of_call(FunctionCallInfo fcinfo, uint64 *count)
 {
-	TicketSpiFrame frame;
-	Oid			argtypes[1] = {INT8OID};
-	Datum		values[1];
-	char		nulls[1];
-	int64	   *ids;
-	bool		isnull;
-	uint64		i;
-	MemoryContext caller = CurrentMemoryContext;
-
-	values[0] = PG_ARGISNULL(0) ? (Datum) 0 : PG_GETARG_DATUM(0);
-	nulls[0] = PG_ARGISNULL(0) ? 'n' : ' ';
-
-	ticket_spi_begin(&frame);
-	SPI_execute_plan(ticket_prepare(&list_items_plan, LIST_ITEMS_SQL, 1, argtypes),
-					 values, nulls, true, 0);
-	if (!PG_ARGISNULL(0) && SPI_processed == 0)
-		ticket_error_unknown_item(PG_GETARG_INT64(0));
-	ids = MemoryContextAlloc(caller, sizeof(int64) * (SPI_processed + 1));
-	for (i = 0; i < SPI_processed; i++)
-		ids[i] = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i],
-											 SPI_tuptable->tupdesc, 1, &isnull));
-	*count = (int) SPI_processed;
-	ticket_spi_end(&frame);
-	return ids;
+	return ticket_item_ids(PG_ARGISNULL(0),
+						   PG_ARGISNULL(0) ? 0 : PG_GETARG_INT64(0), count);
 }
 
 /*
@@ -82,12 +37,12 @@ ticket_verify(PG_FUNCTION_ARGS)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	int64	   *ids;
-	int			n;
-	int			i;
+	uint64		n;
+	uint64		i;
 
 	ticket_require_shmem();
 	InitMaterializedSRF(fcinfo, 0);
-	ids = list_items(fcinfo, &n);
+	ids = items_of_call(fcinfo, &n);
 	for (i = 0; i < n; i++)
 	{
 		TicketSlot *slot = ticket_slot_ready(ids[i]);
@@ -183,8 +138,8 @@ ticket_resync(PG_FUNCTION_ARGS)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	int64	   *ids;
-	int			n;
-	int			i;
+	uint64		n;
+	uint64		i;
 
 	ticket_require_shmem();
 	if (ticket_xact_joined_any())
@@ -193,7 +148,7 @@ ticket_resync(PG_FUNCTION_ARGS)
 				 errmsg("cannot resync in a transaction that changed ticket_ext counters"),
 				 errhint("Run ticket_ext.resync() in its own transaction.")));
 	InitMaterializedSRF(fcinfo, 0);
-	ids = list_items(fcinfo, &n);
+	ids = items_of_call(fcinfo, &n);
 	for (i = 0; i < n; i++)
 	{
 		TicketSlot *slot = ticket_slot_ready(ids[i]);
@@ -211,88 +166,4 @@ ticket_resync(PG_FUNCTION_ARGS)
 	PG_RETURN_NULL();
 }
 
-/*
- * Expire up to batch overdue holds in the current transaction; their
- * tickets return to the pool when it commits.  Returns holds expired.
- */
-int64
-ticket_expire_batch(int batch)
-{
-	TicketSpiFrame frame;
-	Oid			argtypes[1] = {INT4OID};
-	Datum		values[1] = {Int32GetDatum(batch)};
-	int64	   *items;
-	int32	   *qtys;
-	uint64		n;
-	uint64		i;
-	bool		isnull;
-	MemoryContext caller = CurrentMemoryContext;
 
-	ticket_spi_begin(&frame);
-	SPI_execute_plan(ticket_prepare(&expire_plan, EXPIRE_SQL, 1, argtypes),
-					 values, NULL, false, 0);
-	n = SPI_processed;
-	items = MemoryContextAlloc(caller, sizeof(int64) * (n + 1));
-	qtys = MemoryContextAlloc(caller, sizeof(int32) * (n + 1));
-	for (i = 0; i < n; i++)
-	{
-		items[i] = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i],
-											   SPI_tuptable->tupdesc, 1, &isnull));
-		qtys[i] = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[i],
-											  SPI_tuptable->tupdesc, 2, &isnull));
-	}
-	ticket_spi_end(&frame);
-
-	for (i = 0; i < n; i++)
-	{
-		TicketSlot *slot = ticket_slot_ready(items[i]);
-
-		ticket_join_item(slot);
-		ticket_record_effect(slot, EFFECT_RETURN_AT_COMMIT, qtys[i]);
-	}
-	return (int64) n;
-}
-
-/* ticket_ext.expire_holds(batch DEFAULT 1000): what the worker runs. */
-Datum
-ticket_expire_holds(PG_FUNCTION_ARGS)
-{
-	int32		batch = PG_ARGISNULL(0) ? ticket_expiry_batch : PG_GETARG_INT32(0);
-
-	if (batch <= 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("batch must be positive, not %d", batch)));
-	ticket_require_shmem();
-	ticket_check_writable("expire holds");
-	PG_RETURN_INT64(ticket_expire_batch(batch));
-}
-
-/* Load the counters of every item in this database; returns how many. */
-int64
-ticket_preload_items(void)
-{
-	TicketSpiFrame frame;
-	Oid			argtypes[1] = {INT8OID};
-	Datum		values[1] = {0};
-	char		nulls[1] = {'n'};
-	int64	   *ids;
-	uint64		n;
-	uint64		i;
-	bool		isnull;
-	MemoryContext caller = CurrentMemoryContext;
-
-	ticket_require_shmem();
-	ticket_spi_begin(&frame);
-	SPI_execute_plan(ticket_prepare(&list_items_plan, LIST_ITEMS_SQL, 1, argtypes),
-					 values, nulls, true, 0);
-	n = SPI_processed;
-	ids = MemoryContextAlloc(caller, sizeof(int64) * (n + 1));
-	for (i = 0; i < n; i++)
-		ids[i] = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i],
-											 SPI_tuptable->tupdesc, 1, &isnull));
-	ticket_spi_end(&frame);
-	for (i = 0; i < n; i++)
-		(void) ticket_slot_ready(ids[i]);
-	return (int64) n;
-}

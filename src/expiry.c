@@ -1,0 +1,180 @@
+/*-------------------------------------------------------------------------
+ *
+ * expiry.c
+ *	  Returning holds whose time is up to the pool.
+ *
+ * Each slot carries next_expiry, a lower bound on when its item's earliest
+ * held hold expires: reservations lower it, the expiry worker raises it
+ * after a sweep.  So the worker only visits items with something due, and
+ * each visit is an index range scan on holds_item_idx, never a table scan.
+ *
+ * Raising the hint must not skip a hold that a still-open transaction is
+ * inserting (invisible to our snapshot): if any transaction is open on the
+ * item when we start, the hint is kept at "now" and we look again on the
+ * next round.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "ticket_ext.h"
+
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "fmgr.h"
+#include "miscadmin.h"
+
+PG_FUNCTION_INFO_V1(ticket_expire_holds);
+
+static SPIPlanPtr expire_plan = NULL;
+static SPIPlanPtr next_expiry_plan = NULL;
+
+/*
+ * Expire at most $2 overdue holds of item $1.  SKIP LOCKED: a hold that a
+ * confirm or release is working on is left for the next round.
+ */
+#define EXPIRE_SQL \
+	"UPDATE ticket_ext.holds h SET status = 'expired', ended_at = pg_catalog.now() " \
+	"  FROM (SELECT hold_id FROM ticket_ext.holds " \
+	"         WHERE item_id OPERATOR(pg_catalog.=) $1 " \
+	"           AND status OPERATOR(pg_catalog.=) 'held' " \
+	"           AND expires_at OPERATOR(pg_catalog.<=) pg_catalog.now() " \
+	"         ORDER BY expires_at LIMIT $2 FOR UPDATE SKIP LOCKED) due " \
+	" WHERE h.hold_id OPERATOR(pg_catalog.=) due.hold_id " \
+	"   AND h.status OPERATOR(pg_catalog.=) 'held' " \
+	"RETURNING h.qty"
+
+#define NEXT_EXPIRY_SQL \
+	"SELECT pg_catalog.min(expires_at) FROM ticket_ext.holds " \
+	" WHERE item_id OPERATOR(pg_catalog.=) $1 " \
+	"   AND status OPERATOR(pg_catalog.=) 'held'"
+
+static bool
+slot_is_ours(TicketSlot *slot, Oid items_relid)
+{
+	return slot->dboid == MyDatabaseId &&
+		pg_atomic_read_u32(&slot->state) == SLOT_READY &&
+		slot->items_relid == items_relid;
+}
+
+/* Items of this database that may have a hold due now. */
+int64 *
+ticket_due_items(uint64 *count)
+{
+	Oid			relid = ticket_items_relid(false);
+	TimestampTz now = GetCurrentTransactionStartTimestamp();
+	uint32		cursor = 0;
+	uint64		n = 0;
+	uint64		cap = 64;
+	int64	   *ids = palloc(sizeof(int64) * cap);
+	TicketSlot *slot;
+
+	ticket_require_shmem();
+	while ((slot = ticket_slot_next(&cursor)) != NULL)
+	{
+		if (!slot_is_ours(slot, relid) ||
+			(int64) pg_atomic_read_u64(&slot->next_expiry) > now)
+			continue;
+		if (n == cap)
+		{
+			cap *= 2;
+			ids = repalloc(ids, sizeof(int64) * cap);
+		}
+		ids[n++] = slot->item_id;
+	}
+	*count = n;
+	return ids;
+}
+
+/*
+ * Expire up to batch due holds of one item in the current transaction;
+ * their tickets return to the pool when it commits.  Returns how many.
+ */
+int64
+ticket_expire_item(int64 item_id, int batch)
+{
+	TicketSlot *slot = ticket_slot_ready(item_id);
+	TicketSpiFrame frame;
+	Oid			argtypes[2] = {INT8OID, INT4OID};
+	Datum		values[2] = {Int64GetDatum(item_id), Int32GetDatum(batch)};
+	int64		qty = 0;
+	uint64		n;
+	uint64		i;
+	bool		isnull;
+
+	ticket_spi_begin(&frame);
+	SPI_execute_plan(ticket_prepare(&expire_plan, EXPIRE_SQL, 2, argtypes),
+					 values, NULL, false, 0);
+	n = SPI_processed;
+	for (i = 0; i < n; i++)
+		qty += DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[i],
+										   SPI_tuptable->tupdesc, 1, &isnull));
+	ticket_spi_end(&frame);
+
+	if (n > 0)
+	{
+		ticket_join_item(slot);
+		ticket_record_effect(slot, EFFECT_RETURN_AT_COMMIT, qty);
+	}
+	return (int64) n;
+}
+
+/*
+ * Raise the item's hint to its earliest held expiry.  Run in a transaction
+ * of its own, after the expiring one committed.
+ */
+void
+ticket_refresh_expiry_hint(int64 item_id)
+{
+	TicketSlot *slot = ticket_slot_ready(item_id);
+	TimestampTz seen;
+	TimestampTz next;
+	TimestampTz now = GetCurrentTransactionStartTimestamp();
+	uint64		open;
+	TicketSpiFrame frame;
+	Oid			argtypes[1] = {INT8OID};
+	Datum		values[1] = {Int64GetDatum(item_id)};
+	bool		isnull;
+
+	/* read the hint and the open count before our snapshot exists */
+	seen = (TimestampTz) pg_atomic_read_u64(&slot->next_expiry);
+	open = counter_gate_open_count(slot);
+	pg_memory_barrier();
+
+	ticket_spi_begin(&frame);
+	SPI_execute_plan(ticket_prepare(&next_expiry_plan, NEXT_EXPIRY_SQL, 1, argtypes),
+					 values, NULL, false, 1);
+	next = DatumGetTimestampTz(SPI_getbinval(SPI_tuptable->vals[0],
+											 SPI_tuptable->tupdesc, 1, &isnull));
+	if (isnull)
+		next = DT_NOEND;
+	ticket_spi_end(&frame);
+
+	if (open > 0 && next > now)
+		next = now;				/* an open transaction may add an earlier hold */
+	if (next != seen)
+		(void) counter_set_next_expiry(slot, seen, next);
+}
+
+/*
+ * ticket_ext.expire_holds(batch DEFAULT NULL): expire due holds of every
+ * item now, in the caller's transaction (the worker does this by itself).
+ */
+Datum
+ticket_expire_holds(PG_FUNCTION_ARGS)
+{
+	int32		batch = PG_ARGISNULL(0) ? ticket_expiry_batch : PG_GETARG_INT32(0);
+	int64	   *ids;
+	uint64		n;
+	uint64		i;
+	int64		total = 0;
+
+	if (batch <= 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("batch must be positive, not %d", batch)));
+	ticket_require_shmem();
+	ticket_check_writable("expire holds");
+	ids = ticket_due_items(&n);
+	for (i = 0; i < n; i++)
+		total += ticket_expire_item(ids[i], batch);
+	PG_RETURN_INT64(total);
+}

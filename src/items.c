@@ -1,0 +1,63 @@
+/*-------------------------------------------------------------------------
+ *
+ * items.c
+ *	  Walking the items of the current database: one id or all of them,
+ *	  and loading every item's counters (done by the worker at start).
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "ticket_ext.h"
+
+#include "catalog/pg_type.h"
+
+static SPIPlanPtr list_items_plan = NULL;
+
+#define LIST_ITEMS_SQL \
+	"SELECT item_id FROM ticket_ext.items " \
+	" WHERE $1 IS NULL OR item_id OPERATOR(pg_catalog.=) $1 ORDER BY item_id"
+
+/*
+ * Item ids, in order, palloc'd in the caller's memory context: all of
+ * them, or just item_id (an error if it does not exist).
+ */
+int64 *
+ticket_item_ids(bool all, int64 item_id, uint64 *count)
+{
+	TicketSpiFrame frame;
+	Oid			argtypes[1] = {INT8OID};
+	Datum		values[1] = {Int64GetDatum(item_id)};
+	char		nulls[1] = {all ? 'n' : ' '};
+	int64	   *ids;
+	bool		isnull;
+	uint64		i;
+	MemoryContext caller = CurrentMemoryContext;
+
+	ticket_spi_begin(&frame);
+	SPI_execute_plan(ticket_prepare(&list_items_plan, LIST_ITEMS_SQL, 1, argtypes),
+					 values, nulls, true, 0);
+	if (!all && SPI_processed == 0)
+		ticket_error_unknown_item(item_id);
+	ids = MemoryContextAlloc(caller, sizeof(int64) * (SPI_processed + 1));
+	for (i = 0; i < SPI_processed; i++)
+		ids[i] = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[i],
+											 SPI_tuptable->tupdesc, 1, &isnull));
+	*count = SPI_processed;
+	ticket_spi_end(&frame);
+	return ids;
+}
+
+/* Load the counters of every item in this database; returns how many. */
+int64
+ticket_preload_items(void)
+{
+	uint64		n;
+	uint64		i;
+	int64	   *ids;
+
+	ticket_require_shmem();
+	ids = ticket_item_ids(true, 0, &n);
+	for (i = 0; i < n; i++)
+		(void) ticket_slot_ready(ids[i]);
+	pfree(ids);
+	return (int64) n;
+}
