@@ -1,0 +1,51 @@
+# Helpers shared by test/run_all.sh, the demo and the benchmarks.
+# shellcheck shell=bash
+
+# A free TCP port on 127.0.0.1 (the kernel picks it).
+free_port() {
+  perl -MIO::Socket::INET -e \
+    'my $s = IO::Socket::INET->new(Listen => 1, LocalAddr => "127.0.0.1", LocalPort => 0) or die; print $s->sockport, "\n";'
+}
+
+# cluster_start <dir> <port> [extra postgresql.conf lines...]
+# initdb into <dir>/data, listen on 127.0.0.1:<port> and a socket in <dir>.
+cluster_start() {
+  local dir=$1 port=$2; shift 2
+  mkdir -p "$dir"
+  initdb -D "$dir/data" -A trust -U postgres --no-sync >"$dir/initdb.log" 2>&1 || {
+    cat "$dir/initdb.log"; return 1; }
+  {
+    cat "$ROOT/test/conf/ticket_ext.conf"
+    echo "port = $port"
+    echo "listen_addresses = '127.0.0.1'"
+    echo "unix_socket_directories = '$dir'"
+    for line in "$@"; do echo "$line"; done
+  } >>"$dir/data/postgresql.conf"
+  pg_ctl -D "$dir/data" -l "$dir/server.log" -w -t 60 start >/dev/null || {
+    cat "$dir/server.log"; return 1; }
+}
+
+cluster_stop() {
+  pg_ctl -D "$1/data" -m fast -w stop >/dev/null 2>&1
+  [ -n "${LOGS:-}" ] && cp "$1/server.log" "$LOGS/$(basename "$1")-server.log" 2>/dev/null
+  return 0
+}
+
+# count_tap <suite> <log>: count "ok"/"not ok" lines of a TAP stream; a
+# stream that ends badly (no plan, died) counts as one more failure.
+count_tap() {
+  local suite=$1 log=$2 ok notok bad=0
+  ok=$(grep -cE '^\s*ok [0-9]+' "$log")
+  notok=$(grep -cE '^\s*not ok [0-9]+' "$log")
+  if grep -qE '^Result: FAIL|Dubious|Bad plan|No plan found|Parse errors' "$log"; then
+    [ "$notok" -eq 0 ] && bad=1
+  fi
+  grep -qE '^Result: (PASS|FAIL)' "$log" || bad=1
+  record "$suite" "$ok" $((notok + bad))
+}
+
+# regress_sanity <log> <suite>: pg_regress itself failing (no summary
+# line) is a failure even when no test line says FAILED.
+regress_sanity() {
+  grep -qE 'All [0-9]+ tests passed|[0-9]+ of [0-9]+ tests failed' "$1" || record "$2(run)" 0 1
+}

@@ -1,0 +1,135 @@
+#!/usr/bin/env bash
+# Run every test suite of ticket_ext, each on its own throwaway cluster
+# (initdb in a temp dir, loopback/unix socket only, free ports), as a
+# non-root OS user.  Ends with one line "N passed, N failed"; exits
+# non-zero if anything failed.  The extension must be built and installed
+# (`make test` does both).
+#
+#   test/run_all.sh [suite ...]      suites: regress isolation pgtap tap
+#
+set -uo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+SUITES=("$@")
+[ ${#SUITES[@]} -gt 0 ] || SUITES=(regress isolation pgtap tap)
+
+# initdb refuses to run as root: re-run as a plain user on a private copy
+# of the tree (a CI checkout may not be readable by other users).
+if [ "$(id -u)" = 0 ]; then
+  TEST_USER=${TICKET_TEST_USER:-postgres}
+  id "$TEST_USER" >/dev/null 2>&1 || useradd --system --no-create-home "$TEST_USER"
+  WORK=$(mktemp -d /tmp/ticket_ext_test.XXXXXX)
+  trap 'rm -rf "$WORK"' EXIT
+  tar -C "$ROOT" --exclude=.git --exclude=node_modules -cf - . | tar -C "$WORK" -xf -
+  [ -d "$ROOT/node_modules" ] && ln -s "$ROOT/node_modules" "$WORK/node_modules"
+  chown -R "$TEST_USER" "$WORK"
+  runuser -u "$TEST_USER" -- env PATH="$PATH" TICKET_KEEP_LOGS="${TICKET_KEEP_LOGS:-}" \
+    bash "$WORK/test/run_all.sh" "${SUITES[@]}"
+  rc=$?
+  # keep failure logs where the caller can read them
+  if [ $rc -ne 0 ] && [ -d "$WORK/test/logs" ]; then
+    rm -rf "$ROOT/test/logs"; cp -r "$WORK/test/logs" "$ROOT/test/logs"
+    echo "logs of the failed run: $ROOT/test/logs"
+  fi
+  exit $rc
+fi
+
+PGBIN=$(pg_config --bindir)
+PGXS_DIR=$(dirname "$(pg_config --pgxs)")
+export PATH="$PGBIN:$PATH"
+cd "$ROOT"
+LOGS="$ROOT/test/logs"
+rm -rf "$LOGS"; mkdir -p "$LOGS"
+TMP=$(mktemp -d /tmp/ticket_ext_run.XXXXXX)
+cleanup() {
+  # stop any cluster a suite left behind, even after a failure
+  for d in "$TMP"/*/data "$TMP"/*/tmp_check/data; do
+    [ -f "$d/postmaster.pid" ] && pg_ctl -D "$d" -m immediate stop >/dev/null 2>&1
+  done
+  rm -rf "$TMP"
+}
+trap cleanup EXIT INT TERM
+
+# shellcheck source=test/lib/common.sh
+source "$ROOT/test/lib/common.sh"
+
+PASSED=0
+FAILED=0
+record() {	# record <suite> <passed> <failed>
+  PASSED=$((PASSED + $2)); FAILED=$((FAILED + $3))
+  printf '%-10s %4d passed, %d failed\n' "$1" "$2" "$3"
+}
+
+REGRESS_TESTS=$(cd sql && ls *.sql | grep -v -- '--' | sed 's/\.sql$//' | sort | tr '\n' ' ')
+ISOLATION_TESTS=$(cd specs && ls *.spec | sed 's/\.spec$//' | sort | tr '\n' ' ')
+
+run_regress() {
+  local out="$TMP/regress"
+  mkdir -p "$out"
+  # shellcheck disable=SC2086
+  "$PGXS_DIR/../test/regress/pg_regress" \
+    --temp-instance="$out/tmp_check" --temp-config="$ROOT/test/conf/ticket_ext.conf" \
+    --port="$(free_port)" --inputdir="$ROOT" --outputdir="$out" \
+    --bindir="$PGBIN" --encoding=UTF8 --no-locale --dbname=contrib_regression $REGRESS_TESTS \
+    >"$LOGS/regress.log" 2>&1
+  cp "$out"/regression.diffs "$LOGS/" 2>/dev/null
+  cp -r "$out/results" "$LOGS/regress-results" 2>/dev/null
+  record regress "$(grep -cE '^(test | +)?[a-z_0-9]+ +\.\.\. ok' "$LOGS/regress.log")" \
+                 "$(grep -cE '\.\.\. FAILED' "$LOGS/regress.log")"
+  regress_sanity "$LOGS/regress.log" regress
+}
+
+run_isolation() {
+  local out="$TMP/isolation"
+  mkdir -p "$out"
+  # shellcheck disable=SC2086
+  "$PGXS_DIR/../test/isolation/pg_isolation_regress" \
+    --temp-instance="$out/tmp_check" --temp-config="$ROOT/test/conf/ticket_ext.conf" \
+    --port="$(free_port)" --inputdir="$ROOT" --outputdir="$out" \
+    --bindir="$PGBIN" --encoding=UTF8 --no-locale --dbname=isolation_regression $ISOLATION_TESTS \
+    >"$LOGS/isolation.log" 2>&1
+  cp "$out"/regression.diffs "$LOGS/isolation.diffs" 2>/dev/null
+  cp -r "$out/results" "$LOGS/isolation-results" 2>/dev/null
+  record isolation "$(grep -cE '\.\.\. ok' "$LOGS/isolation.log")" \
+                   "$(grep -cE '\.\.\. FAILED' "$LOGS/isolation.log")"
+  regress_sanity "$LOGS/isolation.log" isolation
+}
+
+run_pgtap() {
+  local dir="$TMP/pgtap" port
+  port=$(free_port)
+  cluster_start "$dir" "$port" || { record pgtap 0 1; return; }
+  psql -X -q -h "$dir" -p "$port" -d postgres \
+    -c "CREATE EXTENSION pgtap" -c "CREATE EXTENSION ticket_ext" >>"$LOGS/pgtap.log" 2>&1
+  pg_prove --verbose -h "$dir" -p "$port" -d postgres test/pgtap/*.sql \
+    >>"$LOGS/pgtap.log" 2>&1
+  cluster_stop "$dir"
+  count_tap pgtap "$LOGS/pgtap.log"
+}
+
+run_tap() {
+  # Perl TAP tests on PostgreSQL::Test::Cluster (crash, restart, standby)
+  PERL5LIB="$PGXS_DIR/../test/perl:$ROOT/test/lib" TESTDIR="$TMP/tap" \
+    PG_REGRESS="$PGXS_DIR/../test/regress/pg_regress" TICKET_ROOT="$ROOT" \
+    prove --verbose --timer test/t/*.pl >"$LOGS/tap.log" 2>&1
+  count_tap tap "$LOGS/tap.log"
+}
+
+START=$SECONDS
+for s in "${SUITES[@]}"; do
+  case "$s" in
+    regress) run_regress ;;
+    isolation) run_isolation ;;
+    pgtap) run_pgtap ;;
+    tap) run_tap ;;
+    *) echo "unknown suite: $s"; FAILED=$((FAILED + 1)) ;;
+  esac
+done
+
+if [ "$FAILED" -gt 0 ]; then
+  echo "failures: see $LOGS (regression.diffs, *.log)"
+  grep -hE '^not ok|\.\.\. FAILED' "$LOGS"/*.log 2>/dev/null | head -40
+fi
+echo "(all suites took $((SECONDS - START)) s)"
+echo "$PASSED passed, $FAILED failed"
+[ "$FAILED" -eq 0 ] && [ "$PASSED" -gt 0 ]
