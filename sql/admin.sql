@@ -1,5 +1,7 @@
 -- Admin API: capacity changes, pause/resume, verify, resync.
+SET client_min_messages = warning;
 CREATE EXTENSION IF NOT EXISTS ticket_ext;
+RESET client_min_messages;
 SELECT ticket_ext.create_item(20, 10, 'admin show');
 SELECT ticket_reserve(20, 4) IS NOT NULL AS reserved;
 

@@ -1,5 +1,7 @@
 -- The app-facing API: reserve, confirm, release, available.
+SET client_min_messages = warning;
 CREATE EXTENSION IF NOT EXISTS ticket_ext;
+RESET client_min_messages;
 SELECT ticket_ext.create_item(1, 5, 'api concert');
 
 SELECT ticket_available(1);
@@ -106,7 +108,9 @@ SELECT ticket_reserve(2, 1, E'O''Brien \\ "quoted" ünïcødé') AS h7 \gset
 SELECT holder FROM ticket_ext.holds WHERE hold_id = :h7;
 
 -- availability view
-SELECT item_id, name, capacity, paused, available FROM ticket_ext.availability ORDER BY item_id;
+SELECT item_id, name, capacity, paused, available FROM ticket_ext.availability
+ WHERE item_id IN (1, 2) ORDER BY item_id;
 
 -- counters agree with the tables
-SELECT item_id, capacity, counter_taken, table_taken, in_flight, ok FROM ticket_ext.verify() ORDER BY item_id;
+SELECT item_id, capacity, counter_taken, table_taken, in_flight, ok FROM ticket_ext.verify()
+ WHERE item_id IN (1, 2) ORDER BY item_id;

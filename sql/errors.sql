@@ -1,6 +1,8 @@
 -- Every documented error: SQLSTATE and message (README.md "Errors").
 -- err() runs a statement and shows the error it raised, if any.
+SET client_min_messages = warning;
 CREATE EXTENSION IF NOT EXISTS ticket_ext;
+RESET client_min_messages;
 CREATE FUNCTION pg_temp.err(stmt text) RETURNS text LANGUAGE plpgsql AS $$
 BEGIN
   EXECUTE stmt;
