@@ -41,6 +41,11 @@ count_tap() {
     [ "$notok" -eq 0 ] && bad=1
   fi
   grep -qE '^Result: (PASS|FAIL)' "$log" || bad=1
+  # planned tests that never ran are failures too
+  local missing
+  missing=$(sed -nE 's/.*You planned ([0-9]+) tests? but ran ([0-9]+).*/\1 \2/p' "$log" |
+            awk '{ s += $1 - $2 } END { print s + 0 }')
+  [ "$missing" -gt 0 ] && bad=$((bad + missing))
   record "$suite" "$ok" $((notok + bad))
 }
 

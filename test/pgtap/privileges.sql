@@ -1,0 +1,106 @@
+-- Least privilege: an app role can reserve, confirm, release and read
+-- availability, and nothing else.  Admin functions, tables and settings
+-- are out of its reach; search_path tricks cannot redirect our SQL.
+\set ON_ERROR_STOP 1
+\set QUIET 1
+SET client_min_messages = warning;
+-- autocommit on purpose: releases and capacity raises apply at commit
+SELECT plan(37);
+
+CREATE ROLE tk_app LOGIN;
+CREATE ROLE tk_admin LOGIN;
+CREATE ROLE tk_nobody LOGIN;
+SELECT ticket_ext.grant_app('tk_app');
+SELECT ticket_ext.grant_admin('tk_admin');
+SELECT ticket_ext.create_item(500, 10, 'privileges');
+
+-- nothing for PUBLIC
+SET ROLE tk_nobody;
+SELECT throws_ok('SELECT ticket_reserve(500)', '42501', NULL, 'a role without grants cannot reserve');
+SELECT throws_ok('SELECT ticket_available(500)', '42501', NULL, 'a role without grants cannot read availability');
+RESET ROLE;
+
+SET ROLE tk_app;
+SELECT lives_ok('SELECT ticket_reserve(500, 2, ''app'')', 'app can reserve');
+SELECT is(ticket_available(500), 8::bigint, 'app can read availability');
+SELECT throws_ok('SELECT hold_id FROM ticket_ext.holds', '42501', NULL, 'app cannot read holds');
+SELECT throws_ok('SELECT * FROM ticket_ext.items', '42501', NULL, 'app cannot read items');
+SELECT throws_ok($$INSERT INTO ticket_ext.holds (item_id, qty, expires_at) VALUES (500, 1, now())$$,
+                 '42501', NULL, 'app cannot insert holds directly');
+SELECT throws_ok('UPDATE ticket_ext.items SET capacity = 1000', '42501', NULL, 'app cannot update items');
+SELECT throws_ok('DELETE FROM ticket_ext.holds', '42501', NULL, 'app cannot delete holds');
+SELECT throws_ok('SELECT ticket_ext.set_capacity(500, 1000)', '42501', NULL, 'app cannot change capacity');
+SELECT throws_ok('SELECT ticket_ext.create_item(501, 10)', '42501', NULL, 'app cannot create items');
+SELECT throws_ok('SELECT ticket_ext.pause(500)', '42501', NULL, 'app cannot pause');
+SELECT throws_ok('SELECT ticket_ext.resume(500)', '42501', NULL, 'app cannot resume');
+SELECT throws_ok('SELECT * FROM ticket_ext.resync()', '42501', NULL, 'app cannot resync');
+SELECT throws_ok('SELECT * FROM ticket_ext.verify()', '42501', NULL, 'app cannot run verify');
+SELECT throws_ok('SELECT ticket_ext.expire_holds()', '42501', NULL, 'app cannot force expiry');
+SELECT throws_ok($$SELECT ticket_ext.grant_admin('tk_app')$$, '42501', NULL, 'app cannot grant itself admin');
+SELECT throws_ok('SET ticket_ext.max_per_order = 1000', '42501', NULL, 'app cannot raise max_per_order');
+SELECT throws_ok('SET ticket_ext.max_hold_ttl = ''30d''', '42501', NULL, 'app cannot raise max_hold_ttl');
+SELECT throws_ok('SET ticket_ext.resync_timeout = 1', '42501', NULL, 'app cannot change resync_timeout');
+SELECT throws_ok('SELECT nextval(''ticket_ext.holds_hold_id_seq'')', '42501', NULL, 'app cannot use the id sequence');
+SELECT lives_ok('SET ticket_ext.hold_ttl = ''5min''', 'app may choose its default hold duration');
+SELECT is((SELECT available FROM ticket_ext.availability WHERE item_id = 500), 8::bigint,
+          'app can read the availability view');
+RESET ROLE;
+
+-- the app can confirm and release holds it knows the id of
+SELECT hold_id AS app_hold FROM ticket_ext.holds WHERE holder = 'app' \gset
+SET ROLE tk_app;
+SELECT ok(ticket_confirm(:app_hold), 'app can confirm');
+SELECT lives_ok('SELECT ticket_release(' || :app_hold || ')', 'app can release');
+RESET ROLE;
+
+-- search_path cannot redirect the extension's statements: a role that
+-- shadows the = operator and now() in its own schema changes nothing
+CREATE SCHEMA tk_evil AUTHORIZATION tk_app;
+SET ROLE tk_app;
+CREATE FUNCTION tk_evil.int8eq_trap(bigint, bigint) RETURNS boolean
+  LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'trap operator called'; END $$;
+CREATE OPERATOR tk_evil.= (LEFTARG = bigint, RIGHTARG = bigint, FUNCTION = tk_evil.int8eq_trap);
+CREATE FUNCTION tk_evil.now() RETURNS timestamptz LANGUAGE sql AS $$ SELECT 'epoch'::timestamptz $$;
+SET search_path = tk_evil, pg_catalog, public;
+SELECT lives_ok('SELECT ticket_reserve(500, 1, ''evil'')', 'reserve ignores a shadowed = operator');
+SELECT lives_ok($$SELECT ticket_reserve(500, 1, idempotency_key => 'evil-1')$$,
+                'the idempotent path ignores it too');
+RESET search_path;
+RESET ROLE;
+SELECT hold_id AS evil_hold FROM ticket_ext.holds WHERE holder = 'evil' \gset
+SELECT ok((SELECT expires_at > now() FROM ticket_ext.holds WHERE hold_id = :evil_hold),
+          'a shadowed now() did not set the expiry');
+SET ROLE tk_app;
+SET search_path = tk_evil, pg_catalog, public;
+SELECT lives_ok('SELECT ticket_confirm(' || :evil_hold || ')', 'confirm ignores the trap');
+SELECT lives_ok('SELECT ticket_release(' || :evil_hold || ')', 'release ignores the trap');
+RESET search_path;
+RESET ROLE;
+
+-- the admin role can administer
+SET ROLE tk_admin;
+SELECT lives_ok('SELECT ticket_ext.set_capacity(500, 20)', 'admin can change capacity');
+SELECT lives_ok('SELECT ticket_ext.pause(500)', 'admin can pause');
+SELECT lives_ok('SELECT ticket_ext.resume(500)', 'admin can resume');
+SELECT is((SELECT bool_and(ok) FROM ticket_ext.verify(500)), true, 'admin can verify');
+SELECT lives_ok('SELECT * FROM ticket_ext.resync(500)', 'admin can resync');
+RESET ROLE;
+
+-- every SECURITY DEFINER function of the extension pins search_path
+SELECT is((SELECT count(*) FROM pg_proc p JOIN pg_depend d ON d.objid = p.oid
+            WHERE d.refobjid = (SELECT oid FROM pg_extension WHERE extname = 'ticket_ext')
+              AND p.prosecdef
+              AND NOT EXISTS (SELECT 1 FROM unnest(p.proconfig) c WHERE c LIKE 'search_path=%')),
+          0::bigint, 'no SECURITY DEFINER function without a pinned search_path');
+-- and nothing of ours is executable by PUBLIC
+SELECT is((SELECT count(*) FROM pg_proc p JOIN pg_depend d ON d.objid = p.oid
+            WHERE d.refobjid = (SELECT oid FROM pg_extension WHERE extname = 'ticket_ext')
+              AND has_function_privilege('tk_nobody', p.oid, 'EXECUTE')),
+          0::bigint, 'no extension function is executable by PUBLIC');
+
+SELECT * FROM finish();
+
+DROP SCHEMA tk_evil CASCADE;
+REVOKE ALL ON ALL FUNCTIONS IN SCHEMA ticket_ext FROM tk_app, tk_admin;
+DROP OWNED BY tk_app, tk_admin, tk_nobody;
+DROP ROLE tk_app, tk_admin, tk_nobody;
