@@ -46,11 +46,6 @@ ticket_shmem_startup_hook(void)
 static void
 define_settings(void)
 {
-	DefineCustomIntVariable("ticket_ext.max_items",
-							"Items (per server, all databases) that shared memory can count.",
-							"About 80 bytes of shared memory per item.",
-							&ticket_max_items, 10000, 1, 10000000,
-							PGC_POSTMASTER, 0, NULL, NULL, NULL);
 	DefineCustomIntVariable("ticket_ext.hold_ttl",
 							"How long a hold lasts when ticket_reserve() gets no hold_for.",
 							NULL, &ticket_hold_ttl_s, 600, 1, 365 * 86400,
@@ -75,10 +70,23 @@ define_settings(void)
 							"Most holds expired per transaction.",
 							NULL, &ticket_expiry_batch, 1000, 1, 1000000,
 							PGC_SIGHUP, 0, NULL, NULL, NULL);
-	DefineCustomStringVariable("ticket_ext.database",
-							   "Database served by ticket_ext's background workers.",
-							   NULL, &ticket_database, "postgres",
-							   PGC_POSTMASTER, 0, NULL, NULL, NULL);
+
+	/*
+	 * Server-start settings exist only when preloaded: PostgreSQL refuses
+	 * to create PGC_POSTMASTER settings in a running server.
+	 */
+	if (process_shared_preload_libraries_in_progress)
+	{
+		DefineCustomIntVariable("ticket_ext.max_items",
+								"Items (per server, all databases) that shared memory can count.",
+								"About 80 bytes of shared memory per item.",
+								&ticket_max_items, 10000, 1, 10000000,
+								PGC_POSTMASTER, 0, NULL, NULL, NULL);
+		DefineCustomStringVariable("ticket_ext.database",
+								   "Database served by ticket_ext's background workers.",
+								   NULL, &ticket_database, "postgres",
+								   PGC_POSTMASTER, 0, NULL, NULL, NULL);
+	}
 	MarkGUCPrefixReserved("ticket_ext");
 }
 

@@ -27,9 +27,9 @@ if [ "$(id -u)" = 0 ]; then
     bash "$WORK/test/run_all.sh" "${SUITES[@]}"
   rc=$?
   # keep failure logs where the caller can read them
-  if [ $rc -ne 0 ] && [ -d "$WORK/test/logs" ]; then
+  if { [ $rc -ne 0 ] || [ -n "${TICKET_KEEP_LOGS:-}" ]; } && [ -d "$WORK/test/logs" ]; then
     rm -rf "$ROOT/test/logs"; cp -r "$WORK/test/logs" "$ROOT/test/logs"
-    echo "logs of the failed run: $ROOT/test/logs"
+    echo "logs: $ROOT/test/logs"
   fi
   exit $rc
 fi
@@ -109,9 +109,11 @@ run_pgtap() {
 
 run_tap() {
   # Perl TAP tests on PostgreSQL::Test::Cluster (crash, restart, standby)
+  mkdir -p "$TMP/tap"
   PERL5LIB="$PGXS_DIR/../test/perl:$ROOT/test/lib" TESTDIR="$TMP/tap" \
     PG_REGRESS="$PGXS_DIR/../test/regress/pg_regress" TICKET_ROOT="$ROOT" \
     prove --verbose --timer test/t/*.pl >"$LOGS/tap.log" 2>&1
+  cp -r "$TMP/tap/tmp_check/log" "$LOGS/tap-logs" 2>/dev/null
   count_tap tap "$LOGS/tap.log"
 }
 
