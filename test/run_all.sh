@@ -13,26 +13,9 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 SUITES=("$@")
 [ ${#SUITES[@]} -gt 0 ] || SUITES=(regress isolation pgtap tap)
 
-# initdb refuses to run as root: re-run as a plain user on a private copy
-# of the tree (a CI checkout may not be readable by other users).
-if [ "$(id -u)" = 0 ]; then
-  TEST_USER=${TICKET_TEST_USER:-postgres}
-  id "$TEST_USER" >/dev/null 2>&1 || useradd --system --no-create-home "$TEST_USER"
-  WORK=$(mktemp -d /tmp/ticket_ext_test.XXXXXX)
-  trap 'rm -rf "$WORK"' EXIT
-  tar -C "$ROOT" --exclude=.git --exclude=node_modules -cf - . | tar -C "$WORK" -xf -
-  [ -d "$ROOT/node_modules" ] && ln -s "$ROOT/node_modules" "$WORK/node_modules"
-  chown -R "$TEST_USER" "$WORK"
-  runuser -u "$TEST_USER" -- env PATH="$PATH" TICKET_KEEP_LOGS="${TICKET_KEEP_LOGS:-}" \
-    bash "$WORK/test/run_all.sh" "${SUITES[@]}"
-  rc=$?
-  # keep failure logs where the caller can read them
-  if { [ $rc -ne 0 ] || [ -n "${TICKET_KEEP_LOGS:-}" ]; } && [ -d "$WORK/test/logs" ]; then
-    rm -rf "$ROOT/test/logs"; cp -r "$WORK/test/logs" "$ROOT/test/logs"
-    echo "logs: $ROOT/test/logs"
-  fi
-  exit $rc
-fi
+# shellcheck source=test/lib/common.sh
+source "$ROOT/test/lib/common.sh"
+reexec_unprivileged "$ROOT" test/run_all.sh "${SUITES[@]}"
 
 PGBIN=$(pg_config --bindir)
 PGXS_DIR=$(dirname "$(pg_config --pgxs)")
@@ -49,9 +32,6 @@ cleanup() {
   rm -rf "$TMP"
 }
 trap cleanup EXIT INT TERM
-
-# shellcheck source=test/lib/common.sh
-source "$ROOT/test/lib/common.sh"
 
 PASSED=0
 FAILED=0

@@ -1,6 +1,32 @@
 # Helpers shared by test/run_all.sh, the demo and the benchmarks.
 # shellcheck shell=bash
 
+# reexec_unprivileged <root> <script> [args...]
+# initdb refuses to run as root: when root, re-run <script> as a plain user
+# (TICKET_TEST_USER, default postgres) on a private copy of the tree (a CI
+# checkout may not be readable by other users), then exit with its status.
+# Logs under test/logs are copied back on failure or with TICKET_KEEP_LOGS.
+reexec_unprivileged() {
+  local root=$1 script=$2; shift 2
+  [ "$(id -u)" = 0 ] || return 0
+  local user=${TICKET_TEST_USER:-postgres} work rc
+  id "$user" >/dev/null 2>&1 || useradd --system --no-create-home "$user"
+  work=$(mktemp -d /tmp/ticket_ext_work.XXXXXX)
+  # shellcheck disable=SC2064
+  trap "rm -rf '$work'" EXIT
+  tar -C "$root" --exclude=.git --exclude=node_modules --exclude=test/logs -cf - . | tar -C "$work" -xf -
+  [ -d "$root/node_modules" ] && ln -s "$root/node_modules" "$work/node_modules"
+  chown -R "$user" "$work"
+  runuser -u "$user" -- env PATH="$PATH" TICKET_KEEP_LOGS="${TICKET_KEEP_LOGS:-}" \
+    TERM="${TERM:-dumb}" bash "$work/$script" "$@"
+  rc=$?
+  if { [ $rc -ne 0 ] || [ -n "${TICKET_KEEP_LOGS:-}" ]; } && [ -d "$work/test/logs" ]; then
+    rm -rf "$root/test/logs"; cp -r "$work/test/logs" "$root/test/logs"
+    echo "logs: $root/test/logs"
+  fi
+  exit $rc
+}
+
 # A free TCP port on 127.0.0.1 (the kernel picks it).
 free_port() {
   perl -MIO::Socket::INET -e \
