@@ -1,0 +1,1 @@
+SELECT ticket_reserve(1, 1, 'bench');
