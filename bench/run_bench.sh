@@ -23,6 +23,7 @@ set -uo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # shellcheck source=test/lib/common.sh
 source "$ROOT/test/lib/common.sh"
+export TICKET_KEEP_LOGS=1    # the results file lands in test/logs/
 reexec_unprivileged "$ROOT" bench/run_bench.sh "$@"
 
 SECS=8 ROUNDS=2 CLIENT_LIST="1 16 64 128" SYNC_LIST="on off"

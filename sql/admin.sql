@@ -72,7 +72,7 @@ SELECT item_id, capacity, counter_taken, table_taken, in_flight, paused, ok
 SELECT * FROM ticket_ext.resync() WHERE item_id IN (20, 21) ORDER BY item_id;
 
 -- resync repairs a counter after someone wrote the table directly
-UPDATE ticket_ext.holds SET status = 'released' WHERE item_id = 20 AND status = 'held'
+UPDATE ticket_ext.holds SET status = 'released', ended_at = now() WHERE item_id = 20 AND status = 'held'
   AND hold_id = (SELECT min(hold_id) FROM ticket_ext.holds WHERE item_id = 20 AND status = 'held');
 SELECT item_id, counter_taken, table_taken, ok FROM ticket_ext.verify(20);
 SELECT * FROM ticket_ext.resync(20);

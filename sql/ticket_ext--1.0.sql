@@ -27,8 +27,9 @@ CREATE SEQUENCE ticket_ext.holds_hold_id_seq CACHE 32;
 -- foreign key takes a KEY SHARE lock on the item row at every insert (the
 -- hot row this extension exists to avoid), and CHECK expressions are
 -- rebuilt for every insert.  Only ticket_ext's C functions write this
--- table; they guarantee qty > 0, a known item and a valid status
--- ('held', 'sold', 'released', 'expired').
+-- table; they guarantee qty > 0, a known item, a valid status ('held',
+-- 'sold', 'released', 'expired') and ended_at IS NULL exactly when the
+-- status is held or sold.
 CREATE TABLE ticket_ext.holds (
     hold_id         bigint PRIMARY KEY
                     DEFAULT nextval('ticket_ext.holds_hold_id_seq'),
@@ -40,17 +41,21 @@ CREATE TABLE ticket_ext.holds (
     created_at      timestamptz NOT NULL DEFAULT now(),
     expires_at      timestamptz NOT NULL,
     confirmed_at    timestamptz,
-    ended_at        timestamptz
-);
+    ended_at        timestamptz     -- set when released or expired
+) WITH (fillfactor = 50);  -- room for each row's one update (confirm/release/expiry)
 ALTER SEQUENCE ticket_ext.holds_hold_id_seq OWNED BY ticket_ext.holds.hold_id;
 COMMENT ON TABLE ticket_ext.holds IS
     'One row per reservation. held and sold rows count against capacity.';
 
--- The one secondary index: what is taken per item (counter rebuilds,
--- verify: index-only sums) and which holds of an item are due to expire.
+-- The one secondary index: the active (held or sold, i.e. not ended)
+-- holds of an item, by expiry: what is taken (counter rebuilds and verify
+-- sum qty with index-only scans) and which holds may be due.  It leaves
+-- out status on purpose: confirming a hold (held -> sold) then changes no
+-- indexed column and is a HOT update, which the free space left by
+-- fillfactor makes possible.
 CREATE INDEX holds_item_idx
-    ON ticket_ext.holds (item_id, status, expires_at) INCLUDE (qty)
-    WHERE status IN ('held', 'sold');
+    ON ticket_ext.holds (item_id, expires_at) INCLUDE (qty)
+    WHERE ended_at IS NULL;
 -- Idempotent retries; partial, so calls without a key pay nothing.
 CREATE UNIQUE INDEX holds_idempotency_idx
     ON ticket_ext.holds (item_id, idempotency_key)

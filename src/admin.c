@@ -69,22 +69,35 @@ ticket_create_item(PG_FUNCTION_ARGS)
 	PG_RETURN_VOID();
 }
 
-/* Lock the item's row (waits for other admin changes); return its values. */
-static void
-lock_item(int64 item_id, int64 *capacity, bool *paused)
+/*
+ * The common part of set_capacity, pause and resume: join the item, lock
+ * its row (waiting for other admin changes), read the values it had, run
+ * the update.  Returns the item's slot.
+ */
+static TicketSlot *
+update_item(int64 item_id, SPIPlanPtr *plan, const char *sql, Oid argtype,
+			Datum value, int64 *old_capacity, bool *was_paused)
 {
-	Oid			argtypes[1] = {INT8OID};
-	Datum		values[1] = {Int64GetDatum(item_id)};
+	TicketSlot *slot = ticket_slot_ready(item_id);
+	TicketSpiFrame frame;
+	Oid			lock_types[1] = {INT8OID};
+	Oid			update_types[2] = {INT8OID, argtype};
+	Datum		values[2] = {Int64GetDatum(item_id), value};
 	bool		isnull;
 
-	SPI_execute_plan(ticket_prepare(&lock_item_plan, LOCK_ITEM_SQL, 1, argtypes),
+	ticket_join_item(slot);
+	ticket_spi_begin(&frame);
+	SPI_execute_plan(ticket_prepare(&lock_item_plan, LOCK_ITEM_SQL, 1, lock_types),
 					 values, NULL, false, 0);
 	if (SPI_processed != 1)
 		ticket_error_unknown_item(item_id);
-	*capacity = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
-											SPI_tuptable->tupdesc, 1, &isnull));
-	*paused = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0],
-										 SPI_tuptable->tupdesc, 2, &isnull));
+	*old_capacity = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+												SPI_tuptable->tupdesc, 1, &isnull));
+	*was_paused = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0],
+											 SPI_tuptable->tupdesc, 2, &isnull));
+	SPI_execute_plan(ticket_prepare(plan, sql, 2, update_types), values, NULL, false, 0);
+	ticket_spi_end(&frame);
+	return slot;
 }
 
 /*
@@ -98,9 +111,6 @@ ticket_set_capacity(PG_FUNCTION_ARGS)
 	int64		item_id = ticket_arg_int64(fcinfo, 0, "item_id");
 	int64		capacity = ticket_arg_int64(fcinfo, 1, "capacity");
 	TicketSlot *slot;
-	TicketSpiFrame frame;
-	Oid			argtypes[2] = {INT8OID, INT8OID};
-	Datum		values[2] = {Int64GetDatum(item_id), Int64GetDatum(capacity)};
 	int64		old_capacity;
 	bool		paused;
 
@@ -108,14 +118,8 @@ ticket_set_capacity(PG_FUNCTION_ARGS)
 	ticket_require_shmem();
 	ticket_check_writable("change capacity");
 
-	slot = ticket_slot_ready(item_id);
-	ticket_join_item(slot);
-	ticket_spi_begin(&frame);
-	lock_item(item_id, &old_capacity, &paused);
-	SPI_execute_plan(ticket_prepare(&set_capacity_plan, SET_CAPACITY_SQL, 2, argtypes),
-					 values, NULL, false, 0);
-	ticket_spi_end(&frame);
-
+	slot = update_item(item_id, &set_capacity_plan, SET_CAPACITY_SQL, INT8OID,
+					   Int64GetDatum(capacity), &old_capacity, &paused);
 	if (capacity < old_capacity)
 		ticket_record_effect(slot, EFFECT_CAPACITY_LOWERED, old_capacity - capacity);
 	else if (capacity > old_capacity)
@@ -129,23 +133,14 @@ set_paused(FunctionCallInfo fcinfo, bool pause)
 {
 	int64		item_id = ticket_arg_int64(fcinfo, 0, "item_id");
 	TicketSlot *slot;
-	TicketSpiFrame frame;
-	Oid			argtypes[2] = {INT8OID, BOOLOID};
-	Datum		values[2] = {Int64GetDatum(item_id), BoolGetDatum(pause)};
 	int64		capacity;
 	bool		was_paused;
 
 	ticket_require_shmem();
 	ticket_check_writable(pause ? "pause sales" : "resume sales");
 
-	slot = ticket_slot_ready(item_id);
-	ticket_join_item(slot);
-	ticket_spi_begin(&frame);
-	lock_item(item_id, &capacity, &was_paused);
-	SPI_execute_plan(ticket_prepare(&set_paused_plan, SET_PAUSED_SQL, 2, argtypes),
-					 values, NULL, false, 0);
-	ticket_spi_end(&frame);
-
+	slot = update_item(item_id, &set_paused_plan, SET_PAUSED_SQL, BOOLOID,
+					   BoolGetDatum(pause), &capacity, &was_paused);
 	if (pause)
 		ticket_record_effect(slot, EFFECT_PAUSED,
 							 pg_atomic_read_u32(&slot->paused));

@@ -28,23 +28,28 @@ static SPIPlanPtr expire_plan = NULL;
 static SPIPlanPtr next_expiry_plan = NULL;
 
 /*
- * Expire at most $2 overdue holds of item $1.  SKIP LOCKED: a hold that a
- * confirm or release is working on is left for the next round.
+ * Expire at most $2 overdue holds of item $1 whose expiry is at or after
+ * $3, the slot's hint (a lower bound, so the index range scan skips the
+ * older sold holds).  SKIP LOCKED: a hold that a confirm or release is
+ * working on is left for the next round.
  */
 #define EXPIRE_SQL \
 	"UPDATE ticket_ext.holds h SET status = 'expired', ended_at = pg_catalog.now() " \
 	"  FROM (SELECT hold_id FROM ticket_ext.holds " \
-	"         WHERE item_id OPERATOR(pg_catalog.=) $1 " \
-	"           AND status OPERATOR(pg_catalog.=) 'held' " \
+	"         WHERE item_id OPERATOR(pg_catalog.=) $1 AND ended_at IS NULL " \
+	"           AND expires_at OPERATOR(pg_catalog.>=) $3 " \
 	"           AND expires_at OPERATOR(pg_catalog.<=) pg_catalog.now() " \
+	"           AND status OPERATOR(pg_catalog.=) 'held' " \
 	"         ORDER BY expires_at LIMIT $2 FOR UPDATE SKIP LOCKED) due " \
 	" WHERE h.hold_id OPERATOR(pg_catalog.=) due.hold_id " \
 	"   AND h.status OPERATOR(pg_catalog.=) 'held' " \
 	"RETURNING h.qty"
 
+/* the earliest expiry of a held hold of item $1, at or after $2 */
 #define NEXT_EXPIRY_SQL \
 	"SELECT pg_catalog.min(expires_at) FROM ticket_ext.holds " \
-	" WHERE item_id OPERATOR(pg_catalog.=) $1 " \
+	" WHERE item_id OPERATOR(pg_catalog.=) $1 AND ended_at IS NULL " \
+	"   AND expires_at OPERATOR(pg_catalog.>=) $2 " \
 	"   AND status OPERATOR(pg_catalog.=) 'held'"
 
 static bool
@@ -93,15 +98,18 @@ ticket_expire_item(int64 item_id, int batch)
 {
 	TicketSlot *slot = ticket_slot_ready(item_id);
 	TicketSpiFrame frame;
-	Oid			argtypes[2] = {INT8OID, INT4OID};
-	Datum		values[2] = {Int64GetDatum(item_id), Int32GetDatum(batch)};
+	Oid			argtypes[3] = {INT8OID, INT4OID, TIMESTAMPTZOID};
+	Datum		values[3];
 	int64		qty = 0;
 	uint64		n;
 	uint64		i;
 	bool		isnull;
 
+	values[0] = Int64GetDatum(item_id);
+	values[1] = Int32GetDatum(batch);
+	values[2] = TimestampTzGetDatum((TimestampTz) pg_atomic_read_u64(&slot->next_expiry));
 	ticket_spi_begin(&frame);
-	SPI_execute_plan(ticket_prepare(&expire_plan, EXPIRE_SQL, 2, argtypes),
+	SPI_execute_plan(ticket_prepare(&expire_plan, EXPIRE_SQL, 3, argtypes),
 					 values, NULL, false, 0);
 	n = SPI_processed;
 	for (i = 0; i < n; i++)
@@ -130,8 +138,8 @@ ticket_refresh_expiry_hint(int64 item_id)
 	TimestampTz now = GetCurrentTransactionStartTimestamp();
 	uint64		open;
 	TicketSpiFrame frame;
-	Oid			argtypes[1] = {INT8OID};
-	Datum		values[1] = {Int64GetDatum(item_id)};
+	Oid			argtypes[2] = {INT8OID, TIMESTAMPTZOID};
+	Datum		values[2];
 	bool		isnull;
 
 	/* read the hint and the open count before our snapshot exists */
@@ -139,8 +147,10 @@ ticket_refresh_expiry_hint(int64 item_id)
 	open = counter_gate_open_count(slot);
 	pg_memory_barrier();
 
+	values[0] = Int64GetDatum(item_id);
+	values[1] = TimestampTzGetDatum(seen);
 	ticket_spi_begin(&frame);
-	SPI_execute_plan(ticket_prepare(&next_expiry_plan, NEXT_EXPIRY_SQL, 1, argtypes),
+	SPI_execute_plan(ticket_prepare(&next_expiry_plan, NEXT_EXPIRY_SQL, 2, argtypes),
 					 values, NULL, false, 1);
 	next = DatumGetTimestampTz(SPI_getbinval(SPI_tuptable->vals[0],
 											 SPI_tuptable->tupdesc, 1, &isnull));

@@ -21,15 +21,17 @@
 
 static SPIPlanPtr truth_plan = NULL;
 
-/* capacity, paused and tickets taken (held + sold) of one item */
+/*
+ * capacity, paused, tickets taken (held + sold = not ended) and the
+ * earliest expiry of a held hold, of one item
+ */
 #define TRUTH_SQL \
 	"SELECT i.capacity, i.paused, " \
 	"       (SELECT COALESCE(pg_catalog.sum(h.qty), 0)::pg_catalog.int8 " \
 	"          FROM ticket_ext.holds h " \
-	"         WHERE h.item_id OPERATOR(pg_catalog.=) i.item_id " \
-	"           AND h.status OPERATOR(pg_catalog.=) ANY ('{held,sold}'::pg_catalog.text[])), " \
+	"         WHERE h.item_id OPERATOR(pg_catalog.=) i.item_id AND h.ended_at IS NULL), " \
 	"       (SELECT pg_catalog.min(h.expires_at) FROM ticket_ext.holds h " \
-	"         WHERE h.item_id OPERATOR(pg_catalog.=) i.item_id " \
+	"         WHERE h.item_id OPERATOR(pg_catalog.=) i.item_id AND h.ended_at IS NULL " \
 	"           AND h.status OPERATOR(pg_catalog.=) 'held') " \
 	"  FROM ticket_ext.items i WHERE i.item_id OPERATOR(pg_catalog.=) $1"
 

@@ -218,20 +218,27 @@ ticket_reserve(PG_FUNCTION_ARGS)
 	PG_RETURN_INT64(hold_id);
 }
 
+/* Run a one-parameter statement on a hold (inside an SPI frame). */
+static uint64
+exec_on_hold(SPIPlanPtr *plan, const char *sql, int64 hold_id)
+{
+	Oid			argtypes[1] = {INT8OID};
+	Datum		values[1] = {Int64GetDatum(hold_id)};
+
+	SPI_execute_plan(ticket_prepare(plan, sql, 1, argtypes), values, NULL, false, 1);
+	return SPI_processed;
+}
+
 /* Why a hold could not be confirmed or released: raise the right error. */
 static void
 explain_hold_state(int64 hold_id, const char *action, bool *already_sold)
 {
-	Oid			argtypes[1] = {INT8OID};
-	Datum		values[1] = {Int64GetDatum(hold_id)};
 	bool		isnull;
 	char	   *status;
 	bool		timed_out;
 
 	*already_sold = false;
-	SPI_execute_plan(ticket_prepare(&hold_state_plan, HOLD_STATE_SQL, 1, argtypes),
-					 values, NULL, false, 1);
-	if (SPI_processed == 0)
+	if (exec_on_hold(&hold_state_plan, HOLD_STATE_SQL, hold_id) == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("hold " INT64_FORMAT " does not exist", hold_id)));
@@ -265,16 +272,12 @@ ticket_confirm(PG_FUNCTION_ARGS)
 {
 	int64		hold_id = ticket_arg_hold_id(fcinfo, 0);
 	TicketSpiFrame frame;
-	Oid			argtypes[1] = {INT8OID};
-	Datum		values[1] = {Int64GetDatum(hold_id)};
 	bool		confirmed;
 
 	ticket_require_shmem();
 	ticket_check_writable("confirm tickets");
 	ticket_spi_begin(&frame);
-	SPI_execute_plan(ticket_prepare(&confirm_plan, CONFIRM_SQL, 1, argtypes),
-					 values, NULL, false, 1);
-	confirmed = (SPI_processed == 1);
+	confirmed = exec_on_hold(&confirm_plan, CONFIRM_SQL, hold_id) == 1;
 	if (!confirmed)
 	{
 		bool		already_sold;
@@ -294,8 +297,6 @@ ticket_release(PG_FUNCTION_ARGS)
 {
 	int64		hold_id = ticket_arg_hold_id(fcinfo, 0);
 	TicketSpiFrame frame;
-	Oid			argtypes[1] = {INT8OID};
-	Datum		values[1] = {Int64GetDatum(hold_id)};
 	bool		isnull;
 	int64		item_id;
 	int32		qty;
@@ -304,9 +305,7 @@ ticket_release(PG_FUNCTION_ARGS)
 	ticket_require_shmem();
 	ticket_check_writable("release tickets");
 	ticket_spi_begin(&frame);
-	SPI_execute_plan(ticket_prepare(&release_plan, RELEASE_SQL, 1, argtypes),
-					 values, NULL, false, 1);
-	if (SPI_processed != 1)
+	if (exec_on_hold(&release_plan, RELEASE_SQL, hold_id) != 1)
 	{
 		bool		already_sold;
 

@@ -43,36 +43,21 @@ record() {	# record <suite> <passed> <failed>
 REGRESS_TESTS=$(cd sql && ls *.sql | grep -v -- '--' | sed 's/\.sql$//' | sort | tr '\n' ' ')
 ISOLATION_TESTS=$(cd specs && ls *.spec | sed 's/\.spec$//' | sort | tr '\n' ' ')
 
-run_regress() {
-  local out="$TMP/regress"
+# run_pg_regress <suite> <driver> <dbname> <tests...>: pg_regress or the
+# isolation tester on a temp instance; counts "... ok" / "... FAILED".
+run_pg_regress() {
+  local suite=$1 driver=$2 db=$3; shift 3
+  local out="$TMP/$suite"
   mkdir -p "$out"
-  # shellcheck disable=SC2086
-  "$PGXS_DIR/../test/regress/pg_regress" \
-    --temp-instance="$out/tmp_check" --temp-config="$ROOT/test/conf/ticket_ext.conf" \
+  "$driver" --temp-instance="$out/tmp_check" --temp-config="$ROOT/test/conf/ticket_ext.conf" \
     --port="$(free_port)" --inputdir="$ROOT" --outputdir="$out" \
-    --bindir="$PGBIN" --encoding=UTF8 --no-locale --dbname=contrib_regression $REGRESS_TESTS \
-    >"$LOGS/regress.log" 2>&1
-  cp "$out"/regression.diffs "$LOGS/" 2>/dev/null
-  cp -r "$out/results" "$LOGS/regress-results" 2>/dev/null
-  record regress "$(grep -cE '^(test | +)?[a-z_0-9]+ +\.\.\. ok' "$LOGS/regress.log")" \
-                 "$(grep -cE '\.\.\. FAILED' "$LOGS/regress.log")"
-  regress_sanity "$LOGS/regress.log" regress
-}
-
-run_isolation() {
-  local out="$TMP/isolation"
-  mkdir -p "$out"
-  # shellcheck disable=SC2086
-  "$PGXS_DIR/../test/isolation/pg_isolation_regress" \
-    --temp-instance="$out/tmp_check" --temp-config="$ROOT/test/conf/ticket_ext.conf" \
-    --port="$(free_port)" --inputdir="$ROOT" --outputdir="$out" \
-    --bindir="$PGBIN" --encoding=UTF8 --no-locale --dbname=isolation_regression $ISOLATION_TESTS \
-    >"$LOGS/isolation.log" 2>&1
-  cp "$out"/regression.diffs "$LOGS/isolation.diffs" 2>/dev/null
-  cp -r "$out/results" "$LOGS/isolation-results" 2>/dev/null
-  record isolation "$(grep -cE '\.\.\. ok' "$LOGS/isolation.log")" \
-                   "$(grep -cE '\.\.\. FAILED' "$LOGS/isolation.log")"
-  regress_sanity "$LOGS/isolation.log" isolation
+    --bindir="$PGBIN" --encoding=UTF8 --no-locale --dbname="$db" "$@" \
+    >"$LOGS/$suite.log" 2>&1
+  cp "$out"/regression.diffs "$LOGS/$suite.diffs" 2>/dev/null
+  cp -r "$out/results" "$LOGS/$suite-results" 2>/dev/null
+  record "$suite" "$(grep -cE '\.\.\. ok' "$LOGS/$suite.log")" \
+                  "$(grep -cE '\.\.\. FAILED' "$LOGS/$suite.log")"
+  regress_sanity "$LOGS/$suite.log" "$suite"
 }
 
 run_pgtap() {
@@ -100,8 +85,12 @@ run_tap() {
 START=$SECONDS
 for s in "${SUITES[@]}"; do
   case "$s" in
-    regress) run_regress ;;
-    isolation) run_isolation ;;
+    # shellcheck disable=SC2086
+    regress) run_pg_regress regress "$PGXS_DIR/../test/regress/pg_regress" \
+               contrib_regression $REGRESS_TESTS ;;
+    # shellcheck disable=SC2086
+    isolation) run_pg_regress isolation "$PGXS_DIR/../test/isolation/pg_isolation_regress" \
+                 isolation_regression $ISOLATION_TESTS ;;
     pgtap) run_pgtap ;;
     tap) run_tap ;;
     *) echo "unknown suite: $s"; FAILED=$((FAILED + 1)) ;;
@@ -109,7 +98,7 @@ for s in "${SUITES[@]}"; do
 done
 
 if [ "$FAILED" -gt 0 ]; then
-  echo "failures: see $LOGS (regression.diffs, *.log)"
+  echo "failures: see $LOGS (*.diffs, *.log)"
   grep -hE '^not ok|\.\.\. FAILED' "$LOGS"/*.log 2>/dev/null | head -40
 fi
 echo "(all suites took $((SECONDS - START)) s)"
