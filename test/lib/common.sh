@@ -17,6 +17,7 @@ reexec_unprivileged() {
   tar -C "$root" --exclude=.git --exclude=node_modules --exclude=test/logs -cf - . | tar -C "$work" -xf -
   [ -d "$root/node_modules" ] && ln -s "$root/node_modules" "$work/node_modules"
   chown -R "$user" "$work"
+  cd "$work" || exit 1
   runuser -u "$user" -- env PATH="$PATH" TICKET_KEEP_LOGS="${TICKET_KEEP_LOGS:-}" \
     TERM="${TERM:-dumb}" bash "$work/$script" "$@"
   rc=$?
