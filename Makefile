@@ -7,7 +7,9 @@ OBJS        = $(patsubst %.c,%.o,$(sort $(wildcard src/*.c bgworker/*.c)))
 DATA        = sql/ticket_ext--1.0.sql
 PGFILEDESC  = "ticket_ext - high-frequency ticket selling"
 
-PG_CONFIG  ?= pg_config
+# PostgreSQL 15's own pg_config when present (Debian's /usr/bin/pg_config
+# picks the newest server-dev installed).
+PG_CONFIG  ?= $(firstword $(wildcard /usr/lib/postgresql/15/bin/pg_config) pg_config)
 PG_CPPFLAGS = -Iinclude -std=gnu11 -Wall -Wextra -Wno-unused-parameter \
               -Wno-sign-compare -Wno-missing-field-initializers
 
@@ -16,24 +18,28 @@ PG_CPPFLAGS = -Iinclude -std=gnu11 -Wall -Wextra -Wno-unused-parameter \
 # shared_preload_libraries.
 NO_INSTALLCHECK = 1
 
-PGXS := $(shell $(PG_CONFIG) --pgxs)
+# On a fresh machine pg_config arrives with `make deps`: parse without it.
+PGXS := $(shell $(PG_CONFIG) --pgxs 2>/dev/null)
+ifneq ($(PGXS),)
 include $(PGXS)
+endif
 
 .PHONY: deps test demo bench
 deps:
 	./scripts/install-deps.sh
 
-test: deps
+# Build and install the extension with a fresh make (PGXS may only have
+# become available through `deps`).
+.PHONY: build-install
+build-install: deps
 	$(MAKE) all
 	$(MAKE) install
-	./test/run_all.sh
 
-demo: deps
-	$(MAKE) all
-	$(MAKE) install
-	./demo/run_demo.sh
+test: build-install
+	PATH="$$($(PG_CONFIG) --bindir):$$PATH" ./test/run_all.sh
 
-bench: deps
-	$(MAKE) all
-	$(MAKE) install
-	./bench/run_bench.sh
+demo: build-install
+	PATH="$$($(PG_CONFIG) --bindir):$$PATH" ./demo/run_demo.sh
+
+bench: build-install
+	PATH="$$($(PG_CONFIG) --bindir):$$PATH" ./bench/run_bench.sh

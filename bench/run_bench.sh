@@ -97,7 +97,7 @@ run_case() {	# run_case <case> <clients> <sync> <round> -> appends a TSV line
 }
 
 echo "ticket_ext benchmark: $(nproc) cores, ${SECS}s per run, $ROUNDS round(s), clients: $CLIENT_LIST"
-echo "results: $RESULTS"
+echo "results: ${TICKET_LOGS_SHOWN_AS:-$ROOT/test/logs}/$(basename "$RESULTS")"
 printf 'case\tclients\tsync\tround\ttps\tsales_per_s\tp99_ms\n' >"$RESULTS"
 total=0
 for sc in $SYNC_LIST; do for n in $CLIENT_LIST; do for r in $(seq "$ROUNDS"); do for c in $CASES; do

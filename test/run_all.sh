@@ -98,7 +98,7 @@ for s in "${SUITES[@]}"; do
 done
 
 if [ "$FAILED" -gt 0 ]; then
-  echo "failures: see $LOGS (*.diffs, *.log)"
+  echo "failures: see ${TICKET_LOGS_SHOWN_AS:-$LOGS} (*.diffs, *.log, tap-logs/)"
   grep -hE '^not ok|\.\.\. FAILED' "$LOGS"/*.log 2>/dev/null | head -40
 fi
 echo "(all suites took $((SECONDS - START)) s)"

@@ -19,11 +19,10 @@ reexec_unprivileged() {
   chown -R "$user" "$work"
   cd "$work" || exit 1
   runuser -u "$user" -- env PATH="$PATH" TICKET_KEEP_LOGS="${TICKET_KEEP_LOGS:-}" \
-    TERM="${TERM:-dumb}" bash "$work/$script" "$@"
+    TICKET_LOGS_SHOWN_AS="$root/test/logs" TERM="${TERM:-dumb}" bash "$work/$script" "$@"
   rc=$?
   if { [ $rc -ne 0 ] || [ -n "${TICKET_KEEP_LOGS:-}" ]; } && [ -d "$work/test/logs" ]; then
     rm -rf "$root/test/logs"; cp -r "$work/test/logs" "$root/test/logs"
-    echo "logs: $root/test/logs"
   fi
   exit $rc
 }
