@@ -10,8 +10,11 @@ PGFILEDESC  = "ticket_ext - high-frequency ticket selling"
 # PostgreSQL 15's own pg_config when present (Debian's /usr/bin/pg_config
 # picks the newest server-dev installed).
 PG_CONFIG  ?= $(firstword $(wildcard /usr/lib/postgresql/15/bin/pg_config) pg_config)
-PG_CPPFLAGS = -Iinclude -std=gnu11 -Wall -Wextra -Wno-unused-parameter \
-              -Wno-sign-compare -Wno-missing-field-initializers
+PG_CPPFLAGS = -Iinclude -I$(libpq_srcdir) -std=gnu11 -Wall -Wextra \
+              -Wno-unused-parameter -Wno-sign-compare -Wno-missing-field-initializers
+# the worker's replication connection (libpq) and Redis sink (hiredis)
+SHLIB_LINK_INTERNAL = $(libpq)
+SHLIB_LINK = -lhiredis
 
 # Tests are driven by test/run_all.sh (see `make test`), not by PGXS's
 # installcheck: every suite needs its own throwaway cluster with

@@ -122,7 +122,7 @@ expiry_round(void)
 
 	if (!run_step("ticket_ext: finding due holds", step_collect_due, 0, &n))
 		return;
-	for (i = 0; i < due_count && !ShutdownRequestPending; i++)
+	for (i = 0; i < due_count; i++)
 	{
 		do
 		{
@@ -130,24 +130,40 @@ expiry_round(void)
 			if (!run_step("ticket_ext: expiring holds", step_expire, due_ids[i], &n))
 				break;
 			CHECK_FOR_INTERRUPTS();
-		} while (n >= ticket_expiry_batch && !ShutdownRequestPending);
+		} while (n >= ticket_expiry_batch);
 		(void) run_step("ticket_ext: expiry hint", step_refresh_hint, due_ids[i], &n);
 	}
 	pfree(due_ids);
 	due_ids = NULL;
 }
 
+/* ticket_ext.items' OID in our database, InvalidOid if not installed */
+static Oid
+installed_check(void)
+{
+	Oid			relid;
+
+	StartTransactionCommand();
+	relid = ticket_items_relid(true);
+	CommitTransactionCommand();
+	return relid;
+}
+
 void
 ticket_expiry_worker_main(Datum main_arg)
 {
 	bool		preloaded = false;
+	bool		said_not_installed = false;
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, die);
 	BackgroundWorkerUnblockSignals();
 	BackgroundWorkerInitializeConnection(ticket_database, NULL, 0);
+	/* the expiry protocol relies on fresh snapshots per statement */
+	SetConfigOption("default_transaction_isolation", "read committed",
+					PGC_SUSET, PGC_S_OVERRIDE);
 
-	while (!ShutdownRequestPending)
+	for (;;)
 	{
 		int64		n = 0;
 
@@ -158,9 +174,25 @@ ticket_expiry_worker_main(Datum main_arg)
 			ProcessConfigFile(PGC_SIGHUP);
 		}
 
-		/* after a (re)start, rebuild every counter before expiring */
+		/*
+		 * After a (re)start, rebuild the counters before expiring: one try,
+		 * best effort (what fails loads on first use).
+		 */
 		if (!preloaded)
-			preloaded = run_step("ticket_ext: loading counters", step_preload, 0, &n);
+		{
+			if (run_step("ticket_ext: loading counters", step_preload, 0, &n))
+				preloaded = true;
+			else if (!OidIsValid(installed_check()))
+			{
+				if (!said_not_installed)
+					ereport(LOG,
+							(errmsg("ticket_ext: extension not installed in database \"%s\"; expiry waits for CREATE EXTENSION",
+									ticket_database)));
+				said_not_installed = true;
+			}
+			else
+				preloaded = true;	/* loading failed (logged): expire anyway */
+		}
 		if (preloaded)
 			expiry_round();
 
@@ -168,5 +200,4 @@ ticket_expiry_worker_main(Datum main_arg)
 						 ticket_expiry_interval_ms, PG_WAIT_EXTENSION);
 		ResetLatch(MyLatch);
 	}
-	proc_exit(0);
 }

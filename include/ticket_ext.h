@@ -68,8 +68,10 @@ typedef struct TicketSlot
 	pg_atomic_uint32 paused;	/* 1 = sales paused */
 	Oid			items_relid;	/* ticket_ext.items OID when loaded: detects
 								 * DROP/CREATE EXTENSION */
-	pg_atomic_uint32 loader_pid;	/* backend loading or freezing, for
-									 * diagnostics */
+	uint32		generation;		/* bumped at each load: effects recorded
+								 * against an older load are void */
+	pg_atomic_uint32 expiry_epoch;	/* bumped by every reservation's expiry
+									 * note (see expiry.c) */
 	pg_atomic_uint64 next_expiry;	/* TimestampTz: no held hold of this item
 									 * expires before this (a lower bound) */
 } TicketSlot;
@@ -102,6 +104,7 @@ extern void ticket_shmem_startup(void);
 extern void ticket_require_shmem(void);
 extern TicketSlot *ticket_slot_find(Oid dboid, int64 item_id);
 extern TicketSlot *ticket_slot_find_or_create(Oid dboid, int64 item_id);
+extern bool ticket_slots_full(void);
 extern TicketSlot *ticket_slot_next(uint32 *cursor);
 
 /* counter.c: lock-free counter operations on one slot */
@@ -148,8 +151,9 @@ typedef struct TicketItemTruth
 	TimestampTz next_expiry;	/* earliest expires_at of a held hold */
 } TicketItemTruth;
 
-extern TicketItemTruth ticket_read_truth(int64 item_id);
+extern TicketItemTruth ticket_read_truth(int64 item_id, bool committed_only);
 extern TicketSlot *ticket_slot_ready(int64 item_id);
+extern int64 ticket_item_available(int64 item_id);
 extern void ticket_slot_store(TicketSlot *slot, const TicketItemTruth *truth);
 extern void ticket_error_unknown_item(int64 item_id) pg_attribute_noreturn();
 
@@ -193,7 +197,8 @@ extern int64 *ticket_due_items(uint64 *count);
 extern int64 ticket_expire_item(int64 item_id, int batch);
 extern void ticket_refresh_expiry_hint(int64 item_id);
 
-/* bgworker/expiry_worker.c */
+/* bgworker/expiry_worker.c, bgworker/stream_worker.c */
 extern void ticket_register_expiry_worker(void);
+extern void ticket_register_stream_worker(void);
 
 #endif							/* TICKET_EXT_H */

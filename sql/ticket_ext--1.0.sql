@@ -61,6 +61,18 @@ CREATE UNIQUE INDEX holds_idempotency_idx
     ON ticket_ext.holds (item_id, idempotency_key)
     WHERE idempotency_key IS NOT NULL;
 
+-- Item events (capacity, paused/resumed) need the old row to tell what
+-- changed: items are few and rarely updated, so log whole rows.
+ALTER TABLE ticket_ext.items REPLICA IDENTITY FULL;
+
+-- The tables that carry the events, for standard logical replication
+-- subscribers (CREATE SUBSCRIPTION ... PUBLICATION ticket_ext_events).
+-- PostgreSQL 15 cannot make a publication part of an extension, so the
+-- streaming worker drops it after DROP EXTENSION; one left over from an
+-- earlier installation is replaced here.
+DROP PUBLICATION IF EXISTS ticket_ext_events;
+CREATE PUBLICATION ticket_ext_events FOR TABLE ticket_ext.items, ticket_ext.holds;
+
 -- pg_dump keeps the data of these tables.
 SELECT pg_catalog.pg_extension_config_dump('ticket_ext.items', '');
 SELECT pg_catalog.pg_extension_config_dump('ticket_ext.holds', '');
@@ -98,7 +110,7 @@ COMMENT ON FUNCTION ticket_release(bigint) IS
 CREATE FUNCTION ticket_available(item_id bigint)
 RETURNS bigint
 AS 'MODULE_PATHNAME', 'ticket_available'
-LANGUAGE C VOLATILE PARALLEL RESTRICTED;
+LANGUAGE C VOLATILE PARALLEL UNSAFE;  -- may load counters: needs a fresh snapshot
 COMMENT ON FUNCTION ticket_available(bigint) IS
     'Tickets left, from shared memory.';
 
@@ -153,6 +165,20 @@ AS 'MODULE_PATHNAME', 'ticket_expire_holds'
 LANGUAGE C VOLATILE PARALLEL UNSAFE;
 COMMENT ON FUNCTION ticket_ext.expire_holds(integer) IS
     'Expire overdue holds now (the expiry worker does this every second).';
+
+CREATE FUNCTION ticket_ext.stream_status(
+    OUT sink text, OUT state text, OUT acked_lsn pg_lsn, OUT events_sent bigint,
+    OUT retries bigint, OUT throttles bigint, OUT last_error text,
+    OUT last_error_at timestamptz, OUT slot_confirmed_lsn pg_lsn,
+    OUT lag_bytes bigint, OUT lag_seconds float8, OUT queued integer,
+    OUT worker_pid integer)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'ticket_stream_status'
+LANGUAGE C VOLATILE PARALLEL SAFE;
+
+CREATE VIEW ticket_ext.stream_status AS SELECT * FROM ticket_ext.stream_status();
+COMMENT ON VIEW ticket_ext.stream_status IS
+    'The event streaming worker: one row per sink (state, progress, errors, lag).';
 
 CREATE VIEW ticket_ext.availability AS
     SELECT i.item_id, i.name, i.capacity, i.paused,

@@ -110,13 +110,18 @@ counter_gate_open_count(TicketSlot *slot)
 }
 
 /*
- * Expiry hint: lower next_expiry to expires_at.  Usually a plain read,
- * since new holds expire after the ones already counted.
+ * Expiry hint: lower next_expiry to expires_at.  The epoch bump first
+ * tells a concurrent hint refresh (expiry.c) that a hold it may not see
+ * exists; the CAS is usually skipped, since new holds expire after the
+ * ones already counted.
  */
 void
 counter_note_expiry(TicketSlot *slot, TimestampTz expires_at)
 {
-	uint64		cur = pg_atomic_read_u64(&slot->next_expiry);
+	uint64		cur;
+
+	pg_atomic_fetch_add_u32(&slot->expiry_epoch, 1);
+	cur = pg_atomic_read_u64(&slot->next_expiry);
 
 	while ((int64) cur > expires_at)
 	{

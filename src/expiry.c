@@ -8,10 +8,11 @@
  * after a sweep.  So the worker only visits items with something due, and
  * each visit is an index range scan on holds_item_idx, never a table scan.
  *
- * Raising the hint must not skip a hold that a still-open transaction is
- * inserting (invisible to our snapshot): if any transaction is open on the
- * item when we start, the hint is kept at "now" and we look again on the
- * next round.
+ * Raising the hint must not skip a hold that our snapshot cannot see yet:
+ * if a transaction is open on the item when we start, the hint stays at
+ * "now"; and if any reservation noted an expiry while we looked (the slot's
+ * expiry_epoch moved), the hint goes back to "now" after our update.  Both
+ * mean: look again on the next round.
  *
  *-------------------------------------------------------------------------
  */
@@ -21,6 +22,7 @@
 #include "catalog/pg_type.h"
 #include "fmgr.h"
 #include "miscadmin.h"
+#include "utils/snapmgr.h"
 
 PG_FUNCTION_INFO_V1(ticket_expire_holds);
 
@@ -135,23 +137,26 @@ ticket_refresh_expiry_hint(int64 item_id)
 	TicketSlot *slot = ticket_slot_ready(item_id);
 	TimestampTz seen;
 	TimestampTz next;
-	TimestampTz now = GetCurrentTransactionStartTimestamp();
+	TimestampTz now = GetCurrentTimestamp();
 	uint64		open;
+	uint32		epoch;
 	TicketSpiFrame frame;
 	Oid			argtypes[2] = {INT8OID, TIMESTAMPTZOID};
 	Datum		values[2];
 	bool		isnull;
 
-	/* read the hint and the open count before our snapshot exists */
+	/* read hint, epoch and open count before our snapshot exists */
 	seen = (TimestampTz) pg_atomic_read_u64(&slot->next_expiry);
+	epoch = pg_atomic_read_u32(&slot->expiry_epoch);
 	open = counter_gate_open_count(slot);
 	pg_memory_barrier();
 
 	values[0] = Int64GetDatum(item_id);
 	values[1] = TimestampTzGetDatum(seen);
 	ticket_spi_begin(&frame);
-	SPI_execute_plan(ticket_prepare(&next_expiry_plan, NEXT_EXPIRY_SQL, 2, argtypes),
-					 values, NULL, false, 1);
+	SPI_execute_snapshot(ticket_prepare(&next_expiry_plan, NEXT_EXPIRY_SQL, 2, argtypes),
+						 values, NULL, GetLatestSnapshot(), InvalidSnapshot,
+						 true, false, 1);
 	next = DatumGetTimestampTz(SPI_getbinval(SPI_tuptable->vals[0],
 											 SPI_tuptable->tupdesc, 1, &isnull));
 	if (isnull)
@@ -160,8 +165,9 @@ ticket_refresh_expiry_hint(int64 item_id)
 
 	if (open > 0 && next > now)
 		next = now;				/* an open transaction may add an earlier hold */
-	if (next != seen)
-		(void) counter_set_next_expiry(slot, seen, next);
+	if (next != seen && counter_set_next_expiry(slot, seen, next) &&
+		pg_atomic_read_u32(&slot->expiry_epoch) != epoch)
+		counter_note_expiry(slot, now);	/* a reservation slipped in: recheck */
 }
 
 /*

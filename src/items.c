@@ -9,6 +9,7 @@
 #include "ticket_ext.h"
 
 #include "catalog/pg_type.h"
+#include "miscadmin.h"
 
 static SPIPlanPtr list_items_plan = NULL;
 
@@ -46,7 +47,11 @@ ticket_item_ids(bool all, int64 item_id, uint64 *count)
 	return ids;
 }
 
-/* Load the counters of every item in this database; returns how many. */
+/*
+ * Load the counters of every item in this database, as far as the slot
+ * table has room (items beyond it load on first use, if room appears);
+ * returns how many were loaded.
+ */
 int64
 ticket_preload_items(void)
 {
@@ -57,7 +62,17 @@ ticket_preload_items(void)
 	ticket_require_shmem();
 	ids = ticket_item_ids(true, 0, &n);
 	for (i = 0; i < n; i++)
+	{
+		if (ticket_slot_find(MyDatabaseId, ids[i]) == NULL && ticket_slots_full())
+		{
+			ereport(WARNING,
+					(errmsg("ticket_ext: only " UINT64_FORMAT " of " UINT64_FORMAT
+							" items fit in shared memory", i, n),
+					 errhint("Raise ticket_ext.max_items and restart the server.")));
+			break;
+		}
 		(void) ticket_slot_ready(ids[i]);
+	}
 	pfree(ids);
-	return (int64) n;
+	return (int64) i;
 }

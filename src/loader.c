@@ -12,6 +12,7 @@
  */
 #include "ticket_ext.h"
 
+#include "access/xlog.h"
 #include "catalog/pg_type.h"
 #include "miscadmin.h"
 #include "storage/latch.h"
@@ -35,21 +36,32 @@ static SPIPlanPtr truth_plan = NULL;
 	"           AND h.status OPERATOR(pg_catalog.=) 'held') " \
 	"  FROM ticket_ext.items i WHERE i.item_id OPERATOR(pg_catalog.=) $1"
 
+/*
+ * The truth about one item, read with the latest snapshot.  committed_only
+ * hides the calling transaction's own changes (curcid 0): a counter must
+ * start from what is committed, since this transaction's changes reach it
+ * through their effects (xact.c), never through the load.
+ */
 TicketItemTruth
-ticket_read_truth(int64 item_id)
+ticket_read_truth(int64 item_id, bool committed_only)
 {
 	TicketItemTruth truth = {0};
 	TicketSpiFrame frame;
 	Oid			argtypes[1] = {INT8OID};
 	Datum		values[1];
 	SPIPlanPtr	plan;
+	Snapshot	snapshot;
 	int			rc;
 
 	ticket_spi_begin(&frame);
 	plan = ticket_prepare(&truth_plan, TRUTH_SQL, 1, argtypes);
 	values[0] = Int64GetDatum(item_id);
-	rc = SPI_execute_snapshot(plan, values, NULL, GetLatestSnapshot(),
+	snapshot = RegisterSnapshot(GetLatestSnapshot());
+	if (committed_only)
+		snapshot->curcid = FirstCommandId;
+	rc = SPI_execute_snapshot(plan, values, NULL, snapshot,
 							  InvalidSnapshot, true, false, 1);
+	UnregisterSnapshot(snapshot);
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "ticket_ext: reading item " INT64_FORMAT " failed: %s",
 			 item_id, SPI_result_code_string(rc));
@@ -69,6 +81,18 @@ ticket_read_truth(int64 item_id)
 	}
 	ticket_spi_end(&frame);
 	return truth;
+}
+
+/* Not committed: unknown, or created by this very transaction. */
+static void
+error_not_committed(int64 item_id)
+{
+	if (ticket_read_truth(item_id, false).found)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("item " INT64_FORMAT " was created in this transaction", item_id),
+				 errhint("Commit the transaction that created the item before selling it.")));
+	ticket_error_unknown_item(item_id);
 }
 
 void
@@ -97,20 +121,20 @@ load_slot(TicketSlot *slot, Oid items_relid)
 	TicketItemTruth truth;
 
 	ticket_xact_note_loading(slot);
-	pg_atomic_write_u32(&slot->loader_pid, MyProcPid);
-	truth = ticket_read_truth(slot->item_id);
+	truth = ticket_read_truth(slot->item_id, true);
 	if (!truth.found)
 	{
-		/* deleted behind our back: leave it unloaded */
+		/* deleted behind our back, or not committed: leave it unloaded */
 		pg_atomic_write_u32(&slot->state, SLOT_UNLOADED);
 		ticket_xact_note_loaded();
-		ticket_error_unknown_item(slot->item_id);
+		error_not_committed(slot->item_id);
 	}
 	ticket_slot_store(slot, &truth);
 	slot->items_relid = items_relid;
+	/* transactions still holding effects of an older load must not apply them */
+	slot->generation++;
 	pg_write_barrier();
 	pg_atomic_write_u32(&slot->state, SLOT_READY);
-	pg_atomic_write_u32(&slot->loader_pid, 0);
 	ticket_xact_note_loaded();
 }
 
@@ -127,20 +151,24 @@ ticket_slot_ready(int64 item_id)
 
 	ticket_require_shmem();
 	relid = ticket_items_relid(false);
+	if (RecoveryInProgress())
+		ereport(ERROR,
+				(errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
+				 errmsg("ticket_ext keeps no counters during recovery"),
+				 errhint("Run this on the primary server.")));
 
 	slot = ticket_slot_find(MyDatabaseId, item_id);
-	if (slot != NULL &&
-		pg_atomic_read_u32(&slot->state) == SLOT_READY &&
-		slot->items_relid == relid)
+	if (slot != NULL && pg_atomic_read_u32(&slot->state) == SLOT_READY)
 	{
-		pg_read_barrier();		/* counters were written before state */
-		return slot;			/* fast path */
+		pg_read_barrier();		/* relid and counters were written before state */
+		if (slot->items_relid == relid)
+			return slot;		/* fast path */
 	}
 
 	if (slot == NULL)
 	{
-		if (!ticket_read_truth(item_id).found)
-			ticket_error_unknown_item(item_id);
+		if (!ticket_read_truth(item_id, true).found)
+			error_not_committed(item_id);
 		slot = ticket_slot_find_or_create(MyDatabaseId, item_id);
 	}
 
@@ -170,12 +198,30 @@ ticket_slot_ready(int64 item_id)
 											ticket_resync_timeout_ms))
 			ereport(ERROR,
 					(errcode(ERRCODE_LOCK_NOT_AVAILABLE),
-					 errmsg("counters of item " INT64_FORMAT " are being loaded by process %u",
-							item_id, pg_atomic_read_u32(&slot->loader_pid)),
+					 errmsg("counters of item " INT64_FORMAT " are being loaded by another session",
+							item_id),
 					 errhint("Retry the statement.")));
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 						 1L, PG_WAIT_EXTENSION);
 		ResetLatch(MyLatch);
 		CHECK_FOR_INTERRUPTS();
 	}
+}
+
+/*
+ * Tickets left.  On a hot standby no counters are kept (replay would leave
+ * them behind): the answer then comes from the replicated tables.
+ */
+int64
+ticket_item_available(int64 item_id)
+{
+	if (RecoveryInProgress())
+	{
+		TicketItemTruth truth = ticket_read_truth(item_id, true);
+
+		if (!truth.found)
+			ticket_error_unknown_item(item_id);
+		return Max(truth.capacity - truth.taken, 0);
+	}
+	return Max(counter_available(ticket_slot_ready(item_id)), 0);
 }

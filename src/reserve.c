@@ -329,7 +329,7 @@ Datum
 ticket_available(PG_FUNCTION_ARGS)
 {
 	int64		item_id = ticket_arg_int64(fcinfo, 0, "item_id");
-	TicketSlot *slot = ticket_slot_ready(item_id);
 
-	PG_RETURN_INT64(Max(counter_available(slot), 0));
+	ticket_require_shmem();
+	PG_RETURN_INT64(ticket_item_available(item_id));
 }

@@ -85,7 +85,7 @@ ticket_shmem_startup(void)
 			pg_atomic_init_u64(&slot->capacity, 0);
 			pg_atomic_init_u64(&slot->gate, 0);
 			pg_atomic_init_u32(&slot->paused, 0);
-			pg_atomic_init_u32(&slot->loader_pid, 0);
+			pg_atomic_init_u32(&slot->expiry_epoch, 0);
 			pg_atomic_init_u64(&slot->next_expiry, (uint64) DT_NOEND);
 		}
 	}
@@ -190,6 +190,12 @@ ticket_slot_find_or_create(Oid dboid, int64 item_id)
 	pg_atomic_fetch_add_u32(&ticket_shared->used, 1);
 	LWLockRelease(ticket_shared->insert_lock);
 	return slot;
+}
+
+bool
+ticket_slots_full(void)
+{
+	return pg_atomic_read_u32(&ticket_shared->used) >= ticket_shared->max_items;
 }
 
 /*

@@ -6,9 +6,11 @@
  *-------------------------------------------------------------------------
  */
 #include "ticket_ext.h"
+#include "stream.h"
 
 #include "miscadmin.h"
 #include "storage/ipc.h"
+#include "storage/shmem.h"
 #include "utils/guc.h"
 
 PG_MODULE_MAGIC;
@@ -33,6 +35,7 @@ ticket_shmem_request_hook(void)
 	if (prev_shmem_request_hook)
 		prev_shmem_request_hook();
 	ticket_shmem_request();
+	RequestAddinShmemSpace(stream_shmem_size());
 }
 
 static void
@@ -41,6 +44,9 @@ ticket_shmem_startup_hook(void)
 	if (prev_shmem_startup_hook)
 		prev_shmem_startup_hook();
 	ticket_shmem_startup();
+	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
+	stream_shmem_startup();
+	LWLockRelease(AddinShmemInitLock);
 }
 
 static void
@@ -87,6 +93,7 @@ define_settings(void)
 								   NULL, &ticket_database, "postgres",
 								   PGC_POSTMASTER, 0, NULL, NULL, NULL);
 	}
+	stream_define_settings();
 	MarkGUCPrefixReserved("ticket_ext");
 }
 
@@ -109,4 +116,5 @@ _PG_init(void)
 
 	ticket_xact_init();
 	ticket_register_expiry_worker();
+	ticket_register_stream_worker();
 }

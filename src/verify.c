@@ -46,7 +46,7 @@ ticket_verify(PG_FUNCTION_ARGS)
 	for (i = 0; i < n; i++)
 	{
 		TicketSlot *slot = ticket_slot_ready(ids[i]);
-		TicketItemTruth truth = ticket_read_truth(ids[i]);
+		TicketItemTruth truth = ticket_read_truth(ids[i], false);
 		int64		counter_cap = counter_capacity(slot);
 		int64		counter_taken = counter_cap - counter_available(slot);
 		bool		counter_paused = pg_atomic_read_u32(&slot->paused) != 0;
@@ -119,15 +119,13 @@ resync_slot(TicketSlot *slot, TicketItemTruth *truth)
 		CHECK_FOR_INTERRUPTS();
 	}
 	ticket_xact_note_frozen(slot);
-	pg_atomic_write_u32(&slot->loader_pid, MyProcPid);
 
 	wait_for_drain(slot);
 	before = counter_capacity(slot) - counter_available(slot);
-	*truth = ticket_read_truth(slot->item_id);
+	*truth = ticket_read_truth(slot->item_id, true);
 	if (truth->found)
 		ticket_slot_store(slot, truth);
 
-	pg_atomic_write_u32(&slot->loader_pid, 0);
 	ticket_xact_note_thawed(slot);
 	return before;
 }

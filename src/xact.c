@@ -34,6 +34,7 @@ typedef struct TicketEffect
 	TicketEffectKind kind;
 	int64		amount;
 	SubTransactionId subid;
+	uint32		generation;		/* the slot's load it applies to */
 } TicketEffect;
 
 static TicketSlot **joined = NULL;
@@ -151,6 +152,7 @@ ticket_record_effect(TicketSlot *slot, TicketEffectKind kind, int64 amount)
 	e->kind = kind;
 	e->amount = amount;
 	e->subid = GetCurrentSubTransactionId();
+	e->generation = slot->generation;
 }
 
 /* Undo the effect (of this statement) that was recorded last. */
@@ -164,10 +166,22 @@ ticket_undo_last_take(TicketSlot *slot, int64 qty)
 	counter_add(slot, qty);
 }
 
+/*
+ * A slot reloaded since the effect was recorded (DROP/CREATE EXTENSION
+ * while this transaction waited) counts from new tables: leave it alone.
+ */
+static inline bool
+effect_current(TicketEffect *e)
+{
+	return e->slot->generation == e->generation;
+}
+
 /* Undo an immediate effect (abort); deferred ones are simply dropped. */
 static void
 undo_effect(TicketEffect *e)
 {
+	if (!effect_current(e))
+		return;
 	switch (e->kind)
 	{
 		case EFFECT_TAKEN:
@@ -186,10 +200,26 @@ undo_effect(TicketEffect *e)
 	}
 }
 
-/* Apply a deferred effect after commit. */
-static void
-apply_at_commit(TicketEffect *e)
+/* Was the item paused again later in this transaction? */
+static bool
+paused_later(int i)
 {
+	int			j;
+
+	for (j = i + 1; j < neffects; j++)
+		if (effects[j].slot == effects[i].slot && effects[j].kind == EFFECT_PAUSED)
+			return true;
+	return false;
+}
+
+/* Apply the deferred effect effects[i] after commit. */
+static void
+apply_at_commit(int i)
+{
+	TicketEffect *e = &effects[i];
+
+	if (!effect_current(e))
+		return;
 	switch (e->kind)
 	{
 		case EFFECT_RETURN_AT_COMMIT:
@@ -199,7 +229,9 @@ apply_at_commit(TicketEffect *e)
 			counter_add_capacity(e->slot, e->amount);
 			break;
 		case EFFECT_RESUMED:
-			pg_atomic_write_u32(&e->slot->paused, 0);
+			/* the last pause/resume of the transaction wins */
+			if (!paused_later(i))
+				pg_atomic_write_u32(&e->slot->paused, 0);
 			break;
 		case EFFECT_TAKEN:
 		case EFFECT_CAPACITY_LOWERED:
@@ -217,6 +249,15 @@ leave_all(void)
 		counter_gate_leave(joined[i]);
 	njoined = 0;
 	neffects = 0;
+	/* give back the memory of an unusually large transaction */
+	if (effects_cap > 1024 || joined_cap > 1024)
+	{
+		pfree(effects);
+		pfree(joined);
+		effects = NULL;
+		joined = NULL;
+		effects_cap = joined_cap = 0;
+	}
 }
 
 /* resync()/load bookkeeping, so an error or FATAL cannot leave them stuck */
@@ -277,11 +318,14 @@ ticket_xact_callback(XactEvent event, void *arg)
 						 errhint("Call ticket_ext functions outside two-phase transactions.")));
 			break;
 		case XACT_EVENT_COMMIT:
-		case XACT_EVENT_PARALLEL_COMMIT:
 			for (i = 0; i < neffects; i++)
-				apply_at_commit(&effects[i]);
+				apply_at_commit(i);
 			leave_all();
 			release_private_states();
+			break;
+		case XACT_EVENT_PARALLEL_COMMIT:
+			/* parallel workers cannot call the functions that record effects */
+			Assert(neffects == 0 && njoined == 0);
 			break;
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PARALLEL_ABORT:

@@ -1,0 +1,236 @@
+/*-------------------------------------------------------------------------
+ *
+ * event.c
+ *	  Parsing the output plugin's JSON messages into StreamEvents, with
+ *	  PostgreSQL's own JSON parser (common/jsonapi.h).
+ *
+ * Messages are flat JSON objects of strings, numbers and nulls (see
+ * src/output_plugin.c).  Anything else is refused, never guessed at.
+ * Only frontend-safe calls are used here, so test/fuzz can run this file
+ * outside the server.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "common/jsonapi.h"
+#include "mb/pg_wchar.h"
+#include "stream.h"
+
+/* the fields an event carries, in the order sinks write them */
+static const char *const event_fields[] = {
+	"event_id", "type", "item_id", "hold_id", "qty", "holder",
+	"commit_time", "lsn", "xid", "capacity"
+};
+#define NUM_EVENT_FIELDS lengthof(event_fields)
+
+typedef struct ParseState
+{
+	StreamEvent *event;
+	int			depth;
+	int			field;			/* index into event_fields, -1 = unknown */
+	bool		bad;
+	const char *why;
+	char	   *type;
+	char	   *values[NUM_EVENT_FIELDS];
+} ParseState;
+
+static void
+obj_start(void *arg)
+{
+	ParseState *st = arg;
+
+	if (++st->depth > 1)
+	{
+		st->bad = true;
+		st->why = "nested object";
+	}
+}
+
+static void
+obj_end(void *arg)
+{
+	((ParseState *) arg)->depth--;
+}
+
+static void
+array_start(void *arg)
+{
+	ParseState *st = arg;
+
+	st->bad = true;
+	st->why = "array";
+}
+
+static void
+field_start(void *arg, char *fname, bool isnull)
+{
+	ParseState *st = arg;
+	int			i;
+
+	st->field = -1;
+	for (i = 0; i < (int) NUM_EVENT_FIELDS; i++)
+		if (strcmp(fname, event_fields[i]) == 0)
+			st->field = i;
+}
+
+static void
+scalar(void *arg, char *token, JsonTokenType type)
+{
+	ParseState *st = arg;
+
+	if (st->depth != 1)
+	{
+		st->bad = true;
+		st->why = "not an object";
+		return;
+	}
+	if (st->field < 0)
+		return;					/* fields we do not know are ignored */
+	if (type == JSON_TOKEN_TRUE || type == JSON_TOKEN_FALSE)
+	{
+		st->bad = true;
+		st->why = "boolean value";
+		return;
+	}
+	st->values[st->field] = (type == JSON_TOKEN_NULL) ? NULL : token;
+}
+
+/* "<lsn>-<seq>" with both parts decimal */
+static bool
+parse_event_id(const char *s, EventId *id)
+{
+	char	   *end;
+	unsigned long long lsn;
+	unsigned long seq;
+
+	if (s == NULL || *s < '0' || *s > '9')
+		return false;
+	errno = 0;
+	lsn = strtoull(s, &end, 10);
+	if (errno != 0 || *end != '-' || end[1] < '0' || end[1] > '9')
+		return false;
+	seq = strtoul(end + 1, &end, 10);
+	if (errno != 0 || *end != '\0' || seq > PG_UINT32_MAX)
+		return false;
+	id->lsn = (uint64) lsn;
+	id->seq = (uint32) seq;
+	return true;
+}
+
+static bool
+parse_int64(const char *s, int64 *out)
+{
+	char	   *end;
+	long long	v;
+
+	if (s == NULL || *s == '\0')
+		return false;
+	errno = 0;
+	v = strtoll(s, &end, 10);
+	if (errno != 0 || *end != '\0')
+		return false;
+	*out = (int64) v;
+	return true;
+}
+
+/* days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant) */
+static int64
+days_from_civil(int y, int m, int d)
+{
+	int			era;
+	unsigned	yoe;
+	unsigned	doy;
+	unsigned	doe;
+
+	y -= m <= 2;
+	era = (y >= 0 ? y : y - 399) / 400;
+	yoe = (unsigned) (y - era * 400);
+	doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+	doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+	return (int64) era * 146097 + (int64) doe - 719468;
+}
+
+/* "YYYY-MM-DDTHH:MM:SS.ffffffZ" -> TimestampTz; 0 if malformed */
+static TimestampTz
+parse_commit_time(const char *s)
+{
+	int			y, mo, d, h, mi, sec, usec;
+	char		z;
+
+	if (s == NULL ||
+		sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d.%6d%c", &y, &mo, &d, &h, &mi, &sec, &usec, &z) != 8 ||
+		z != 'Z' || mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 ||
+		sec > 60 || usec < 0)
+		return 0;
+	return ((days_from_civil(y, mo, d) - days_from_civil(2000, 1, 1)) * 86400 +
+			h * 3600 + mi * 60 + sec) * USECS_PER_SEC + usec;
+}
+
+/*
+ * Parse one message.  For MSG_EVENT the event is filled in (strings are
+ * palloc'd in the current memory context, json is kept by reference).
+ */
+StreamMessageKind
+stream_parse_message(char *json, int len, StreamEvent *event, char **error)
+{
+	ParseState	st = {0};
+	JsonSemAction sem = {0};
+	JsonLexContext *lex;
+	JsonParseErrorType rc;
+	const char *type;
+	int			i;
+
+	st.event = event;
+	st.field = -1;
+	sem.semstate = &st;
+	sem.object_start = obj_start;
+	sem.object_end = obj_end;
+	sem.array_start = array_start;
+	sem.object_field_start = field_start;
+	sem.scalar = scalar;
+
+	lex = makeJsonLexContextCstringLen(json, len, PG_UTF8, true);
+	rc = pg_parse_json(lex, &sem);
+	if (rc != JSON_SUCCESS)
+	{
+		*error = psprintf("invalid JSON: %s", json_errdetail(rc, lex));
+		return MSG_INVALID;
+	}
+	if (st.bad)
+	{
+		*error = psprintf("unexpected message shape: %s", st.why);
+		return MSG_INVALID;
+	}
+	type = st.values[1];
+	if (type == NULL)
+	{
+		*error = pstrdup("message without \"type\"");
+		return MSG_INVALID;
+	}
+	if (strcmp(type, "commit") == 0)
+		return MSG_COMMIT;
+	if (strcmp(type, "progress") == 0)
+		return MSG_PROGRESS;
+
+	memset(event, 0, sizeof(StreamEvent));
+	if (!parse_event_id(st.values[0], &event->id) ||
+		!parse_int64(st.values[2], &event->item_id))
+	{
+		*error = pstrdup("event without a valid event_id or item_id");
+		return MSG_INVALID;
+	}
+	event->commit_time = parse_commit_time(st.values[6]);
+	event->json = json;
+	event->json_len = len;
+	for (i = 0; i < (int) NUM_EVENT_FIELDS; i++)
+	{
+		/* capacity only for capacity events; the rest always, "" for null */
+		if (i == 9 && st.values[i] == NULL)
+			continue;
+		event->field_names[event->nfields] = event_fields[i];
+		event->field_values[event->nfields] = st.values[i] ? st.values[i] : "";
+		event->nfields++;
+	}
+	return MSG_EVENT;
+}

@@ -1,0 +1,369 @@
+/*-------------------------------------------------------------------------
+ *
+ * pipeline.c
+ *	  The core shared by every sink: a bounded queue of decoded events,
+ *	  per-sink progress, batching, retries with capped exponential backoff
+ *	  and jitter, and the one rule for the replication slot: confirm only
+ *	  the end of a transaction whose events every enabled sink has
+ *	  acknowledged.
+ *
+ * Batching comes for free: the worker drains whatever the walsender has
+ * sent before each round of sends, so an idle stream sends one event at a
+ * time (low latency) and a busy one sends full batches.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "common/pg_prng.h"
+#include "stream.h"
+#include "utils/memutils.h"
+#include "utils/timestamp.h"
+
+/* A queued event: the event (one allocation) and its transaction's end. */
+typedef struct QueuedEvent
+{
+	StreamEvent *event;
+	XLogRecPtr	txn_end;		/* set on the last event of its transaction */
+} QueuedEvent;
+
+static const SinkOps *const all_sinks[] = {&redis_sink_ops};
+#define NUM_SINKS lengthof(all_sinks)
+
+static Sink sinks[NUM_SINKS];
+static QueuedEvent *queue = NULL;	/* ring buffer */
+static int	queue_cap = 0;
+static int	queue_head = 0;
+static int	queue_len = 0;
+static MemoryContext queue_cxt = NULL;
+static XLogRecPtr confirmed = InvalidXLogRecPtr;
+
+#define QUEUE_AT(i) (queue[(queue_head + (i)) % queue_cap])
+
+static void
+status_update(Sink *s, SinkState state, const char *error)
+{
+	SinkStatus *st = &stream_shared->sinks[s->index];
+
+	SpinLockAcquire(&stream_shared->mutex);
+	st->state = state;
+	if (error != NULL)
+	{
+		strlcpy(st->last_error, error, sizeof(st->last_error));
+		st->last_error_at = GetCurrentTimestamp();
+	}
+	SpinLockRelease(&stream_shared->mutex);
+}
+
+void
+pipeline_init(void)
+{
+	int			i;
+
+	queue_cxt = AllocSetContextCreate(TopMemoryContext, "ticket_ext stream queue",
+									  ALLOCSET_DEFAULT_SIZES);
+	SpinLockAcquire(&stream_shared->mutex);
+	stream_shared->nsinks = NUM_SINKS;
+	for (i = 0; i < (int) NUM_SINKS; i++)
+		strlcpy(stream_shared->sinks[i].name, all_sinks[i]->name,
+				sizeof(stream_shared->sinks[i].name));
+	SpinLockRelease(&stream_shared->mutex);
+	for (i = 0; i < (int) NUM_SINKS; i++)
+	{
+		sinks[i].ops = all_sinks[i];
+		sinks[i].index = i;
+	}
+	pipeline_reload();
+}
+
+/* Settings changed: sinks reconnect with the new ones, on or off. */
+void
+pipeline_reload(void)
+{
+	int			i;
+
+	if (queue_cap != stream_queue_max && queue_len == 0)
+	{
+		if (queue)
+			pfree(queue);
+		queue_cap = stream_queue_max;
+		queue = MemoryContextAllocZero(TopMemoryContext, sizeof(QueuedEvent) * queue_cap);
+		queue_head = 0;
+	}
+	for (i = 0; i < (int) NUM_SINKS; i++)
+	{
+		Sink	   *s = &sinks[i];
+		bool		was = s->enabled;
+
+		if (s->connected)
+			s->ops->disconnect(s);
+		s->connected = false;
+		s->enabled = s->ops->enabled();
+		s->retry_at = 0;
+		s->backoff_ms = 0;
+		if (s->enabled && !was)
+			s->acked = queue_len;	/* a newly enabled sink starts from now */
+		status_update(s, s->enabled ? SINK_STATE_CONNECTING : SINK_STATE_DISABLED, NULL);
+	}
+}
+
+bool
+pipeline_any_enabled(void)
+{
+	int			i;
+
+	for (i = 0; i < (int) NUM_SINKS; i++)
+		if (sinks[i].enabled)
+			return true;
+	return false;
+}
+
+bool
+pipeline_full(void)
+{
+	return queue_len >= queue_cap;
+}
+
+/* Forget queued events (the stream restarts from the slot's position). */
+void
+pipeline_reset(void)
+{
+	int			i;
+
+	for (i = 0; i < queue_len; i++)
+		pfree(QUEUE_AT(i).event);
+	queue_head = queue_len = 0;
+	MemoryContextReset(queue_cxt);
+	for (i = 0; i < (int) NUM_SINKS; i++)
+		sinks[i].acked = 0;
+}
+
+/* Copy an event into a single allocation, so popping it frees it whole. */
+static StreamEvent *
+copy_event(const StreamEvent *src)
+{
+	Size		size = MAXALIGN(sizeof(StreamEvent)) + src->json_len + 1;
+	StreamEvent *dst;
+	char	   *p;
+	int			i;
+
+	for (i = 0; i < src->nfields; i++)
+		size += strlen(src->field_values[i]) + 1;
+	dst = MemoryContextAlloc(queue_cxt, size);
+	memcpy(dst, src, sizeof(StreamEvent));
+	p = (char *) dst + MAXALIGN(sizeof(StreamEvent));
+	memcpy(p, src->json, src->json_len);
+	p[src->json_len] = '\0';
+	dst->json = p;
+	p += src->json_len + 1;
+	for (i = 0; i < src->nfields; i++)
+	{
+		size_t		n = strlen(src->field_values[i]) + 1;
+
+		memcpy(p, src->field_values[i], n);
+		dst->field_values[i] = p;
+		p += n;
+	}
+	return dst;
+}
+
+void
+pipeline_add_event(const StreamEvent *event)
+{
+	QueuedEvent *q;
+
+	Assert(queue_len < queue_cap);
+	q = &QUEUE_AT(queue_len);
+	q->event = copy_event(event);
+	q->txn_end = InvalidXLogRecPtr;
+	queue_len++;
+}
+
+/* Its commit marker: the transaction's events are all in the queue. */
+void
+pipeline_commit(XLogRecPtr end_lsn)
+{
+	if (queue_len > 0)
+		QUEUE_AT(queue_len - 1).txn_end = end_lsn;
+	else if (end_lsn > confirmed)
+		confirmed = end_lsn;	/* its events were all acknowledged already */
+}
+
+/* Nothing queued: the stream is known to be complete up to lsn. */
+void
+pipeline_idle_position(XLogRecPtr lsn)
+{
+	if (queue_len == 0 && lsn > confirmed)
+		confirmed = lsn;
+}
+
+XLogRecPtr
+pipeline_confirmed(void)
+{
+	return confirmed;
+}
+
+/* Drop events every enabled sink acknowledged; advance the confirmable LSN. */
+static void
+pop_acknowledged(void)
+{
+	int			done = queue_len;
+	int			i;
+
+	for (i = 0; i < (int) NUM_SINKS; i++)
+		if (sinks[i].enabled)
+			done = Min(done, sinks[i].acked);
+	if (!pipeline_any_enabled())
+		done = 0;
+	for (i = 0; i < done; i++)
+	{
+		QueuedEvent *q = &QUEUE_AT(0);
+
+		if (q->txn_end != InvalidXLogRecPtr && q->txn_end > confirmed)
+			confirmed = q->txn_end;
+		pfree(q->event);
+		q->event = NULL;
+		queue_head = (queue_head + 1) % queue_cap;
+		queue_len--;
+	}
+	for (i = 0; i < (int) NUM_SINKS; i++)
+		sinks[i].acked = Max(sinks[i].acked - done, 0);
+	if (queue_len == 0)
+		MemoryContextReset(queue_cxt);	/* keep the worker's memory flat */
+}
+
+static void
+schedule_retry(Sink *s, SinkResultCode code)
+{
+	int			base;
+
+	if (code == SINK_FATAL_CONFIG)
+		base = stream_backoff_max_ms;	/* bad settings: retry slowly */
+	else
+		base = s->backoff_ms == 0 ? stream_backoff_min_ms
+			: Min(s->backoff_ms * 2, stream_backoff_max_ms);
+	s->backoff_ms = base;
+	/* jitter: up to half again, so many workers do not retry in step */
+	s->retry_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+											  base + (int) pg_prng_uint64_range(&pg_global_prng_state, 0, base / 2));
+}
+
+static void
+note_failure(Sink *s, SinkResultCode code, const char *error)
+{
+	SinkStatus *st = &stream_shared->sinks[s->index];
+
+	if (!s->failing)
+		ereport(WARNING,
+				(errmsg("ticket_ext: %s sink failing, retrying with backoff: %s",
+						s->ops->name, error)));
+	s->failing = true;
+	SpinLockAcquire(&stream_shared->mutex);
+	st->retries++;
+	if (code == SINK_THROTTLED)
+		st->throttles++;
+	SpinLockRelease(&stream_shared->mutex);
+	status_update(s, code == SINK_FATAL_CONFIG ? SINK_STATE_ERROR :
+				  code == SINK_THROTTLED ? SINK_STATE_THROTTLED : SINK_STATE_RETRYING,
+				  error);
+	if (code != SINK_THROTTLED && code != SINK_PARTIAL && s->connected)
+	{
+		s->ops->disconnect(s);
+		s->connected = false;
+	}
+	schedule_retry(s, code);
+}
+
+static void
+note_progress(Sink *s, int acked)
+{
+	SinkStatus *st = &stream_shared->sinks[s->index];
+	StreamEvent *last = QUEUE_AT(s->acked + acked - 1).event;
+
+	if (s->failing)
+		ereport(LOG,
+				(errmsg("ticket_ext: %s sink recovered", s->ops->name)));
+	s->failing = false;
+	s->backoff_ms = 0;
+	s->retry_at = 0;
+	s->acked += acked;
+	SpinLockAcquire(&stream_shared->mutex);
+	st->events_sent += acked;
+	st->acked_lsn = last->id.lsn;
+	st->state = SINK_STATE_OK;
+	SpinLockRelease(&stream_shared->mutex);
+}
+
+/* One sink: connect if needed, send the next batch, account for it. */
+static void
+work_sink(Sink *s, TimestampTz now)
+{
+	StreamEvent *batch[1024];
+	SinkResult	result;
+	int			n;
+	int			i;
+	char		error[256];
+
+	if (!s->enabled || s->acked >= queue_len || (s->retry_at != 0 && now < s->retry_at))
+		return;
+	if (!s->connected)
+	{
+		status_update(s, SINK_STATE_CONNECTING, NULL);
+		if (!s->ops->connect(s, error, sizeof(error)))
+		{
+			note_failure(s, SINK_RETRY, error);
+			return;
+		}
+		s->connected = true;
+	}
+	n = Min(Min(queue_len - s->acked, stream_batch_size), (int) lengthof(batch));
+	for (i = 0; i < n; i++)
+		batch[i] = QUEUE_AT(s->acked + i).event;
+	memset(&result, 0, sizeof(result));
+	s->ops->send(s, batch, n, &result);
+	if (result.acked > 0)
+		note_progress(s, Min(result.acked, n));
+	if (result.code != SINK_OK)
+		note_failure(s, result.code, result.error);
+}
+
+/*
+ * Send what is queued to every sink that may send now.  Returns how long
+ * (ms) until a sink may send again: 0 = at once, -1 = nothing to send.
+ */
+long
+pipeline_work(void)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	long		wait = -1;
+	int			i;
+
+	for (i = 0; i < (int) NUM_SINKS; i++)
+		work_sink(&sinks[i], now);
+	pop_acknowledged();
+
+	now = GetCurrentTimestamp();
+	for (i = 0; i < (int) NUM_SINKS; i++)
+	{
+		Sink	   *s = &sinks[i];
+		SinkStatus *st = &stream_shared->sinks[i];
+		TimestampTz oldest = 0;
+
+		if (s->enabled && s->acked < queue_len)
+		{
+			long		ms = 0;		/* more to send right away */
+
+			oldest = QUEUE_AT(s->acked).event->commit_time;
+			if (s->retry_at > now)
+				ms = (long) ((s->retry_at - now) / 1000) + 1;
+			wait = (wait < 0) ? ms : Min(wait, ms);
+		}
+		SpinLockAcquire(&stream_shared->mutex);
+		st->oldest_unacked_commit = oldest;
+		SpinLockRelease(&stream_shared->mutex);
+	}
+	SpinLockAcquire(&stream_shared->mutex);
+	stream_shared->queued = queue_len;
+	SpinLockRelease(&stream_shared->mutex);
+	return wait;
+}

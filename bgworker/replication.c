@@ -1,0 +1,286 @@
+/*-------------------------------------------------------------------------
+ *
+ * replication.c
+ *	  The worker's logical replication connection back to its own server
+ *	  (libpq, replication=database): slot creation, START_REPLICATION,
+ *	  reading messages without blocking, and standby status feedback.
+ *
+ * Why a replication connection instead of decoding in-process: the
+ * walsender does the decoding, wakes up when WAL is flushed (no polling),
+ * sends keepalives, owns the slot while streaming and speaks the same
+ * protocol as pg_recvlogical, so the output plugin has exactly one
+ * consumer protocol to support across PostgreSQL versions.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "libpq-fe.h"
+#include "miscadmin.h"
+#include "port/pg_bswap.h"
+#include "postmaster/postmaster.h"
+#include "replication.h"
+#include "stream.h"
+#include "ticket_ext.h"
+#include "utils/guc.h"
+#include "utils/timestamp.h"
+
+static PGconn *conn = NULL;
+
+/*
+ * Servers whose output_plugin_libraries setting lists the plugins that may
+ * be used (newer minor releases) get ours added for this connection only:
+ * the worker connects as a superuser, who may set it.
+ */
+static void
+append_plugin_allowance(StringInfo buf)
+{
+	const char *allowed = GetConfigOption("output_plugin_libraries", true, false);
+	const char *p;
+
+	if (allowed == NULL || strstr(allowed, "ticket_ext") != NULL)
+		return;
+	appendStringInfoString(buf, " options='-c output_plugin_libraries=");
+	for (p = allowed; *p; p++)
+		if (*p != ' ' && *p != '\'' && *p != '\\')
+			appendStringInfoChar(buf, *p);
+	appendStringInfoString(buf, *allowed ? ",ticket_ext'" : "ticket_ext'");
+}
+
+/* the connection string: ticket_ext.stream_conninfo, or the local server */
+static char *
+build_conninfo(const char *superuser)
+{
+	StringInfoData buf;
+	char	   *sockdir = NULL;
+
+	initStringInfo(&buf);
+	if (stream_conninfo != NULL && stream_conninfo[0] != '\0')
+		appendStringInfo(&buf, "%s ", stream_conninfo);
+	else
+	{
+		if (Unix_socket_directories != NULL && Unix_socket_directories[0] != '\0')
+		{
+			char	   *comma;
+
+			sockdir = pstrdup(Unix_socket_directories);
+			comma = strchr(sockdir, ',');
+			if (comma)
+				*comma = '\0';
+		}
+		appendStringInfo(&buf, "host='%s' port=%d user='%s' ",
+						 sockdir ? sockdir : "127.0.0.1", PostPortNumber, superuser);
+	}
+	appendStringInfo(&buf, "dbname='%s' replication=database "
+					 "application_name='ticket_ext stream' connect_timeout=%d",
+					 ticket_database, Max(stream_connect_timeout_ms / 1000, 2));
+	append_plugin_allowance(&buf);
+	return buf.data;
+}
+
+bool
+repl_connect(const char *superuser, char *err, int errlen)
+{
+	char	   *conninfo = build_conninfo(superuser);
+
+	repl_close();
+	conn = PQconnectdb(conninfo);
+	pfree(conninfo);
+	if (PQstatus(conn) != CONNECTION_OK)
+	{
+		snprintf(err, errlen, "replication connection failed: %s", PQerrorMessage(conn));
+		repl_close();
+		return false;
+	}
+	return true;
+}
+
+void
+repl_close(void)
+{
+	if (conn != NULL)
+		PQfinish(conn);
+	conn = NULL;
+}
+
+int
+repl_socket(void)
+{
+	return conn ? PQsocket(conn) : PGINVALID_SOCKET;
+}
+
+/* Run a command; false + err if it does not end with the expected status. */
+static bool
+run(const char *cmd, ExecStatusType want, char *err, int errlen, PGresult **out)
+{
+	PGresult   *res = PQexec(conn, cmd);
+
+	if (PQresultStatus(res) != want)
+	{
+		snprintf(err, errlen, "%s", PQerrorMessage(conn));
+		PQclear(res);
+		return false;
+	}
+	if (out)
+		*out = res;
+	else
+		PQclear(res);
+	return true;
+}
+
+/*
+ * Create our slot unless it exists; refuse a same-named slot that belongs
+ * to another plugin or database.
+ */
+bool
+repl_ensure_slot(const char *slot, char *err, int errlen)
+{
+	PGresult   *res;
+	char	   *lit = PQescapeLiteral(conn, slot, strlen(slot));
+	char	   *ident = PQescapeIdentifier(conn, slot, strlen(slot));
+	char		cmd[512];
+	bool		ok;
+
+	snprintf(cmd, sizeof(cmd),
+			 "SELECT plugin, database FROM pg_catalog.pg_replication_slots WHERE slot_name = %s",
+			 lit);
+	ok = run(cmd, PGRES_TUPLES_OK, err, errlen, &res);
+	if (ok && PQntuples(res) == 1)
+	{
+		if (strcmp(PQgetvalue(res, 0, 0), "ticket_ext") != 0 ||
+			strcmp(PQgetvalue(res, 0, 1), ticket_database) != 0)
+		{
+			snprintf(err, errlen,
+					 "replication slot \"%s\" exists but uses plugin \"%s\" in database \"%s\"; "
+					 "drop it or set ticket_ext.stream_slot", slot,
+					 PQgetvalue(res, 0, 0), PQgetvalue(res, 0, 1));
+			ok = false;
+		}
+		PQclear(res);
+	}
+	else if (ok)
+	{
+		PQclear(res);
+		snprintf(cmd, sizeof(cmd),
+				 "CREATE_REPLICATION_SLOT %s LOGICAL ticket_ext (SNAPSHOT 'nothing')", ident);
+		ok = run(cmd, PGRES_TUPLES_OK, err, errlen, NULL);
+		if (ok)
+			ereport(LOG,
+					(errmsg("ticket_ext: created replication slot \"%s\"", slot)));
+	}
+	PQfreemem(lit);
+	PQfreemem(ident);
+	return ok;
+}
+
+bool
+repl_start(const char *slot, char *err, int errlen)
+{
+	char	   *ident = PQescapeIdentifier(conn, slot, strlen(slot));
+	char		cmd[512];
+	bool		ok;
+
+	snprintf(cmd, sizeof(cmd),
+			 "START_REPLICATION SLOT %s LOGICAL 0/0 "
+			 "(\"commit-markers\" 'on', \"progress-interval-ms\" '1000')", ident);
+	PQfreemem(ident);
+	ok = run(cmd, PGRES_COPY_BOTH, err, errlen, NULL);
+	if (ok && PQsetnonblocking(conn, 1) != 0)
+	{
+		snprintf(err, errlen, "could not make the replication connection non-blocking");
+		ok = false;
+	}
+	return ok;
+}
+
+static uint64
+read_u64(const char *p)
+{
+	uint64		v;
+
+	memcpy(&v, p, sizeof(v));
+	return pg_ntoh64(v);
+}
+
+/*
+ * Next message, without blocking: 1 = got one (buffer valid until the next
+ * call), 0 = nothing for now, -1 = error or end of stream (err filled).
+ */
+int
+repl_receive(ReplMessage *msg, char *err, int errlen)
+{
+	static char *buf = NULL;
+	int			len;
+
+	if (buf != NULL)
+	{
+		PQfreemem(buf);
+		buf = NULL;
+	}
+	if (PQconsumeInput(conn) == 0)
+	{
+		snprintf(err, errlen, "replication connection lost: %s", PQerrorMessage(conn));
+		return -1;
+	}
+	len = PQgetCopyData(conn, &buf, 1);
+	if (len == 0)
+		return 0;
+	if (len < 0)
+	{
+		snprintf(err, errlen, "replication stream ended: %s", PQerrorMessage(conn));
+		return -1;
+	}
+	if (buf[0] == 'w' && len >= 25)
+	{
+		msg->kind = REPL_DATA;
+		msg->lsn = read_u64(buf + 1);
+		msg->wal_end = read_u64(buf + 9);
+		msg->data = buf + 25;
+		msg->len = len - 25;
+		return 1;
+	}
+	if (buf[0] == 'k' && len >= 18)
+	{
+		msg->kind = REPL_KEEPALIVE;
+		msg->wal_end = read_u64(buf + 1);
+		msg->reply_requested = buf[17] != 0;
+		msg->data = NULL;
+		msg->len = 0;
+		return 1;
+	}
+	snprintf(err, errlen, "unexpected replication message type '%c'", buf[0]);
+	return -1;
+}
+
+static void
+put_u64(char *p, uint64 v)
+{
+	v = pg_hton64(v);
+	memcpy(p, &v, sizeof(v));
+}
+
+/* Standby status update: everything up to flush is safely delivered. */
+bool
+repl_send_feedback(XLogRecPtr flush, char *err, int errlen)
+{
+	char		reply[1 + 8 * 4 + 1];
+
+	reply[0] = 'r';
+	put_u64(reply + 1, flush);	/* written */
+	put_u64(reply + 9, flush);	/* flushed */
+	put_u64(reply + 17, flush); /* applied */
+	put_u64(reply + 25, (uint64) GetCurrentTimestamp());
+	reply[33] = 0;
+	if (PQputCopyData(conn, reply, sizeof(reply)) <= 0 || PQflush(conn) < 0)
+	{
+		snprintf(err, errlen, "could not send feedback: %s", PQerrorMessage(conn));
+		return false;
+	}
+	return true;
+}
+
+bool
+repl_is_connected(void)
+{
+	return conn != NULL;
+}

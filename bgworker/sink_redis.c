@@ -1,0 +1,246 @@
+/*-------------------------------------------------------------------------
+ *
+ * sink_redis.c
+ *	  Redis Streams sink (hiredis): each event is an XADD with an explicit
+ *	  entry id equal to its event_id, so a re-sent event is refused by
+ *	  Redis as "equal or smaller than the top item" and counts as delivered.
+ *
+ * A batch goes out as one pipelined MULTI ... EXEC: errors Redis detects
+ * while queueing (OOM, READONLY replica, NOAUTH) abort the whole batch, so
+ * a later event can never land while an earlier one was refused.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <hiredis/hiredis.h>
+
+#include "redis_url.h"
+#include "stream.h"
+
+static redisContext *redis = NULL;
+static RedisUrl url;
+
+static bool
+redis_enabled(void)
+{
+	return redis_url != NULL && redis_url[0] != '\0';
+}
+
+static void
+redis_disconnect(Sink *sink)
+{
+	if (redis != NULL)
+		redisFree(redis);
+	redis = NULL;
+}
+
+static struct timeval
+ms_to_tv(int ms)
+{
+	struct timeval tv;
+
+	tv.tv_sec = ms / 1000;
+	tv.tv_usec = (ms % 1000) * 1000;
+	return tv;
+}
+
+/* Run one command on the connection; false + error text on failure. */
+static bool
+command_ok(const char *what, int argc, const char **argv, char *err, int errlen)
+{
+	redisReply *reply = redisCommandArgv(redis, argc, argv, NULL);
+	bool		ok;
+
+	if (reply == NULL)
+	{
+		snprintf(err, errlen, "%s: %s", what, redis->errstr);
+		return false;
+	}
+	ok = reply->type != REDIS_REPLY_ERROR;
+	if (!ok)
+		snprintf(err, errlen, "%s: %s", what, reply->str);
+	freeReplyObject(reply);
+	return ok;
+}
+
+static bool
+redis_connect(Sink *sink, char *err, int errlen)
+{
+	char		db[16];
+
+	redis_disconnect(sink);
+	if (!redis_url_parse(redis_url, &url, err, errlen))
+		return false;
+	redis = redisConnectWithTimeout(url.host, url.port, ms_to_tv(stream_connect_timeout_ms));
+	if (redis == NULL || redis->err)
+	{
+		snprintf(err, errlen, "cannot connect to %s:%d: %s", url.host, url.port,
+				 redis ? redis->errstr : "out of memory");
+		redis_disconnect(sink);
+		return false;
+	}
+	/* options are set on every (re)connect: hiredis forgets them */
+	redisSetTimeout(redis, ms_to_tv(stream_io_timeout_ms));
+	redisEnableKeepAlive(redis);
+	if (url.password[0] != '\0')
+	{
+		const char *auth_user[] = {"AUTH", url.user, url.password};
+		const char *auth[] = {"AUTH", url.password};
+
+		if (!(url.user[0] ? command_ok("AUTH", 3, auth_user, err, errlen)
+			  : command_ok("AUTH", 2, auth, err, errlen)))
+		{
+			redis_disconnect(sink);
+			return false;
+		}
+	}
+	if (url.db != 0)
+	{
+		const char *select[] = {"SELECT", db};
+
+		snprintf(db, sizeof(db), "%d", url.db);
+		if (!command_ok("SELECT", 2, select, err, errlen))
+		{
+			redis_disconnect(sink);
+			return false;
+		}
+	}
+	return true;
+}
+
+/* Classify a Redis error reply: bad settings or something that passes. */
+static SinkResultCode
+classify(const char *msg)
+{
+	if (strncmp(msg, "NOAUTH", 6) == 0 || strncmp(msg, "WRONGPASS", 9) == 0 ||
+		strncmp(msg, "NOPERM", 6) == 0 || strncmp(msg, "WRONGTYPE", 9) == 0)
+		return SINK_FATAL_CONFIG;
+	return SINK_RETRY;
+}
+
+static bool
+is_duplicate(const redisReply *r)
+{
+	return r->type == REDIS_REPLY_ERROR &&
+		strstr(r->str, "equal or smaller than the target stream top item") != NULL;
+}
+
+static void
+append_xadd(StreamEvent *ev)
+{
+	const char *argv[6 + 2 * lengthof(ev->field_names)];
+	size_t		lens[lengthof(argv)];
+	char		key[512];
+	char		maxlen[24];
+	char		id[48];
+	int			argc = 0;
+	int			i;
+
+	if (redis_stream_per_item)
+		snprintf(key, sizeof(key), "%s:" INT64_FORMAT, redis_stream, ev->item_id);
+	else
+		strlcpy(key, redis_stream, sizeof(key));
+	snprintf(id, sizeof(id), UINT64_FORMAT "-%u", ev->id.lsn, ev->id.seq);
+	argv[argc++] = "XADD";
+	argv[argc++] = key;
+	if (redis_maxlen > 0)
+	{
+		snprintf(maxlen, sizeof(maxlen), "%d", redis_maxlen);
+		argv[argc++] = "MAXLEN";
+		argv[argc++] = "~";
+		argv[argc++] = maxlen;
+	}
+	argv[argc++] = id;
+	for (i = 0; i < ev->nfields; i++)
+	{
+		argv[argc++] = ev->field_names[i];
+		argv[argc++] = ev->field_values[i];
+	}
+	for (i = 0; i < argc; i++)
+		lens[i] = strlen(argv[i]);
+	redisAppendCommandArgv(redis, argc, argv, lens);
+}
+
+/* Read one reply of the pipeline; NULL (and result filled) on I/O error. */
+static redisReply *
+next_reply(SinkResult *result)
+{
+	void	   *reply = NULL;
+
+	if (redisGetReply(redis, &reply) != REDIS_OK || reply == NULL)
+	{
+		result->code = SINK_RETRY;
+		snprintf(result->error, sizeof(result->error), "connection: %s",
+				 redis->errstr[0] ? redis->errstr : "no reply");
+		return NULL;
+	}
+	return reply;
+}
+
+static void
+redis_send(Sink *sink, StreamEvent **events, int n, SinkResult *result)
+{
+	redisReply *reply;
+	redisReply *queue_error = NULL;
+	int			i;
+
+	result->code = SINK_OK;
+	result->acked = 0;
+	redisAppendCommand(redis, "MULTI");
+	for (i = 0; i < n; i++)
+		append_xadd(events[i]);
+	redisAppendCommand(redis, "EXEC");
+
+	/* MULTI, then one +QUEUED (or an error) per XADD, then EXEC */
+	for (i = 0; i < n + 1; i++)
+	{
+		if ((reply = next_reply(result)) == NULL)
+			return;
+		if (reply->type == REDIS_REPLY_ERROR && queue_error == NULL)
+			queue_error = reply;
+		else
+			freeReplyObject(reply);
+	}
+	if ((reply = next_reply(result)) == NULL)
+	{
+		if (queue_error)
+			freeReplyObject(queue_error);
+		return;
+	}
+	if (reply->type != REDIS_REPLY_ARRAY)
+	{
+		/* EXECABORT (or nil): nothing of the batch was written */
+		const char *msg = queue_error ? queue_error->str :
+			reply->type == REDIS_REPLY_ERROR ? reply->str : "transaction discarded";
+
+		result->code = classify(msg);
+		snprintf(result->error, sizeof(result->error), "XADD: %s", msg);
+	}
+	else
+	{
+		for (i = 0; i < (int) reply->elements && i < n; i++)
+		{
+			redisReply *r = reply->element[i];
+
+			if (r->type == REDIS_REPLY_ERROR && !is_duplicate(r))
+			{
+				result->code = classify(r->str);
+				snprintf(result->error, sizeof(result->error), "XADD: %s", r->str);
+				break;
+			}
+			result->acked++;
+		}
+	}
+	freeReplyObject(reply);
+	if (queue_error)
+		freeReplyObject(queue_error);
+}
+
+const SinkOps redis_sink_ops = {
+	.name = "redis",
+	.enabled = redis_enabled,
+	.connect = redis_connect,
+	.disconnect = redis_disconnect,
+	.send = redis_send,
+};

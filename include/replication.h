@@ -1,0 +1,36 @@
+/*
+ * replication.h
+ *	  The streaming worker's logical replication connection (bgworker/replication.c).
+ */
+#ifndef TICKET_REPLICATION_H
+#define TICKET_REPLICATION_H
+
+#include "postgres.h"
+#include "access/xlogdefs.h"
+
+typedef enum ReplMessageKind
+{
+	REPL_DATA,					/* XLogData: one output plugin message */
+	REPL_KEEPALIVE
+} ReplMessageKind;
+
+typedef struct ReplMessage
+{
+	ReplMessageKind kind;
+	XLogRecPtr	lsn;			/* REPL_DATA: the message's WAL position */
+	XLogRecPtr	wal_end;
+	bool		reply_requested;
+	char	   *data;
+	int			len;
+} ReplMessage;
+
+extern bool repl_connect(const char *superuser, char *err, int errlen);
+extern bool repl_ensure_slot(const char *slot, char *err, int errlen);
+extern bool repl_start(const char *slot, char *err, int errlen);
+extern int	repl_receive(ReplMessage *msg, char *err, int errlen);
+extern bool repl_send_feedback(XLogRecPtr flush, char *err, int errlen);
+extern int	repl_socket(void);
+extern bool repl_is_connected(void);
+extern void repl_close(void);
+
+#endif

@@ -1,0 +1,322 @@
+/*-------------------------------------------------------------------------
+ *
+ * output_plugin.c
+ *	  Logical decoding output plugin "ticket_ext": one JSON object per
+ *	  committed state change of ticket_ext.holds and ticket_ext.items.
+ *
+ *	  {"event_id":"23456789-0","type":"reserved","item_id":1,"hold_id":7,
+ *	   "qty":2,"holder":"alice","commit_time":"2026-11-25T09:40:00.123456Z",
+ *	   "lsn":"0/165A3F8","xid":745}
+ *
+ * event_id = "<commit LSN as a decimal integer>-<index of the event in its
+ * transaction>": the same change always gets the same id, ids grow in
+ * commit order, and "<a>-<b>" is also a valid Redis stream entry id.
+ *
+ * Only committed transactions are decoded (no streaming of in-progress
+ * ones), so aborted transactions and rolled-back savepoints produce no
+ * event.  Usable directly: pg_recvlogical -P ticket_ext.  Options for the
+ * streaming worker: "commit-markers" (a {"type":"commit"} message after
+ * each transaction with events) and "progress-interval-ms" (a
+ * {"type":"progress"} message, at most that often, for transactions
+ * without events, so an idle stream can confirm its position).
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "ticket_ext.h"
+
+#include "access/htup_details.h"
+#include "catalog/pg_type.h"
+#include "replication/logical.h"
+#include "replication/output_plugin.h"
+#include "utils/builtins.h"
+#include "utils/datetime.h"
+#include "utils/json.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/rel.h"
+
+PGDLLEXPORT void _PG_output_plugin_init(OutputPluginCallbacks *cb);
+
+typedef struct PluginState
+{
+	MemoryContext cxt;			/* reset after every change */
+	bool		commit_markers;
+	int			progress_interval_ms;
+	TimestampTz last_progress;
+	uint32		txn_events;		/* events emitted in the current txn */
+} PluginState;
+
+static bool
+option_bool(DefElem *elem)
+{
+	bool		value = true;
+
+	if (elem->arg != NULL && !parse_bool(strVal(elem->arg), &value))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("option \"%s\" needs a boolean value", elem->defname)));
+	return value;
+}
+
+static void
+te_startup(LogicalDecodingContext *ctx, OutputPluginOptions *opt, bool is_init)
+{
+	PluginState *state = palloc0(sizeof(PluginState));
+	ListCell   *lc;
+
+	state->cxt = AllocSetContextCreate(ctx->context, "ticket_ext output",
+									   ALLOCSET_DEFAULT_SIZES);
+	foreach(lc, ctx->output_plugin_options)
+	{
+		DefElem    *elem = lfirst(lc);
+
+		if (strcmp(elem->defname, "commit-markers") == 0)
+			state->commit_markers = option_bool(elem);
+		else if (strcmp(elem->defname, "progress-interval-ms") == 0)
+			state->progress_interval_ms = elem->arg ? pg_strtoint32(strVal(elem->arg)) : 1000;
+		else
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("option \"%s\" is not known to ticket_ext", elem->defname),
+					 errhint("Known options: commit-markers, progress-interval-ms.")));
+	}
+	ctx->output_plugin_private = state;
+	opt->output_type = OUTPUT_PLUGIN_TEXTUAL_OUTPUT;
+	/* decode whole committed transactions only */
+	ctx->streaming = false;
+	ctx->twophase = false;
+}
+
+static void
+te_begin(LogicalDecodingContext *ctx, ReorderBufferTXN *txn)
+{
+	((PluginState *) ctx->output_plugin_private)->txn_events = 0;
+}
+
+/* ISO 8601 in UTC with microseconds, e.g. 2026-11-25T09:40:00.123456Z */
+static void
+append_iso8601(StringInfo out, TimestampTz t)
+{
+	struct pg_tm tm;
+	fsec_t		fsec;
+
+	if (timestamp2tm(t, NULL, &tm, &fsec, NULL, NULL) != 0)
+	{
+		appendStringInfoString(out, "null");
+		return;
+	}
+	appendStringInfo(out, "\"%04d-%02d-%02dT%02d:%02d:%02d.%06dZ\"",
+					 tm.tm_year, tm.tm_mon, tm.tm_mday,
+					 tm.tm_hour, tm.tm_min, tm.tm_sec, (int) fsec);
+}
+
+/* A column by name: NULL-aware, NULL Datum when absent. */
+static Datum
+column(HeapTuple tuple, TupleDesc desc, const char *name, bool *isnull)
+{
+	int			i;
+
+	for (i = 0; i < desc->natts; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, i);
+
+		if (!att->attisdropped && strcmp(NameStr(att->attname), name) == 0)
+			return heap_getattr(tuple, i + 1, desc, isnull);
+	}
+	*isnull = true;
+	return (Datum) 0;
+}
+
+/* ,"name":<integer column> (int4 or int8) or null */
+static void
+append_int_field(StringInfo out, HeapTuple tup, TupleDesc desc, const char *name,
+				 bool is_int4)
+{
+	bool		isnull;
+	Datum		d = column(tup, desc, name, &isnull);
+
+	appendStringInfo(out, ",\"%s\":", name);
+	if (isnull)
+		appendStringInfoString(out, "null");
+	else if (is_int4)
+		appendStringInfo(out, "%d", DatumGetInt32(d));
+	else
+		appendStringInfo(out, INT64_FORMAT, DatumGetInt64(d));
+}
+
+/* Write one event; hold (may be NULL) carries hold_id, qty and holder. */
+static void
+emit_event(LogicalDecodingContext *ctx, ReorderBufferTXN *txn, const char *type,
+		   int64 item_id, HeapTuple hold, TupleDesc hold_desc, int64 capacity)
+{
+	PluginState *state = ctx->output_plugin_private;
+	StringInfo	out;
+
+	OutputPluginPrepareWrite(ctx, true);
+	out = ctx->out;
+	appendStringInfo(out, "{\"event_id\":\"" UINT64_FORMAT "-%u\",\"type\":\"%s\",\"item_id\":" INT64_FORMAT,
+					 (uint64) txn->final_lsn, state->txn_events, type, item_id);
+	if (hold != NULL)
+	{
+		bool		isnull;
+		Datum		holder;
+
+		append_int_field(out, hold, hold_desc, "hold_id", false);
+		append_int_field(out, hold, hold_desc, "qty", true);
+		holder = column(hold, hold_desc, "holder", &isnull);
+		appendStringInfoString(out, ",\"holder\":");
+		if (isnull)
+			appendStringInfoString(out, "null");
+		else
+			escape_json(out, TextDatumGetCString(holder));
+	}
+	else
+		appendStringInfoString(out, ",\"hold_id\":null,\"qty\":null,\"holder\":null");
+	appendStringInfoString(out, ",\"commit_time\":");
+	append_iso8601(out, txn->xact_time.commit_time);
+	appendStringInfo(out, ",\"lsn\":\"%X/%X\",\"xid\":%u",
+					 LSN_FORMAT_ARGS(txn->final_lsn), txn->xid);
+	if (capacity >= 0)
+		appendStringInfo(out, ",\"capacity\":" INT64_FORMAT, capacity);
+	appendStringInfoChar(out, '}');
+	OutputPluginWrite(ctx, true);
+	state->txn_events++;
+}
+
+static char *
+text_column(HeapTuple tup, TupleDesc desc, const char *name)
+{
+	bool		isnull;
+	Datum		d = column(tup, desc, name, &isnull);
+
+	return isnull ? NULL : TextDatumGetCString(d);
+}
+
+static void
+hold_change(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
+			ReorderBufferChange *change, TupleDesc desc)
+{
+	HeapTuple	tup;
+	char	   *status;
+	const char *type = NULL;
+	bool		isnull;
+	int64		item_id;
+
+	if (change->action == REORDER_BUFFER_CHANGE_DELETE ||
+		change->data.tp.newtuple == NULL)
+		return;
+	tup = &change->data.tp.newtuple->tuple;
+	status = text_column(tup, desc, "status");
+	item_id = DatumGetInt64(column(tup, desc, "item_id", &isnull));
+
+	if (change->action == REORDER_BUFFER_CHANGE_INSERT)
+		type = "reserved";
+	else if (status == NULL)
+		return;
+	else if (strcmp(status, "sold") == 0)
+		type = "confirmed";
+	else if (strcmp(status, "released") == 0)
+		type = "released";
+	else if (strcmp(status, "expired") == 0)
+		type = "expired";
+	if (type != NULL)
+		emit_event(ctx, txn, type, item_id, tup, desc, -1);
+}
+
+static void
+item_change(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
+			ReorderBufferChange *change, TupleDesc desc)
+{
+	HeapTuple	newtup;
+	HeapTuple	oldtup = NULL;
+	bool		isnull;
+	int64		item_id;
+	int64		capacity;
+	bool		paused;
+
+	if (change->action == REORDER_BUFFER_CHANGE_DELETE ||
+		change->data.tp.newtuple == NULL)
+		return;
+	newtup = &change->data.tp.newtuple->tuple;
+	if (change->data.tp.oldtuple != NULL)
+		oldtup = &change->data.tp.oldtuple->tuple;	/* REPLICA IDENTITY FULL */
+	item_id = DatumGetInt64(column(newtup, desc, "item_id", &isnull));
+	capacity = DatumGetInt64(column(newtup, desc, "capacity", &isnull));
+	paused = DatumGetBool(column(newtup, desc, "paused", &isnull));
+
+	if (oldtup == NULL ||
+		DatumGetInt64(column(oldtup, desc, "capacity", &isnull)) != capacity)
+		emit_event(ctx, txn, "capacity", item_id, NULL, NULL, capacity);
+	if (oldtup != NULL &&
+		DatumGetBool(column(oldtup, desc, "paused", &isnull)) != paused)
+		emit_event(ctx, txn, paused ? "paused" : "resumed", item_id, NULL, NULL, -1);
+}
+
+static void
+te_change(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
+		  Relation rel, ReorderBufferChange *change)
+{
+	PluginState *state = ctx->output_plugin_private;
+	MemoryContext old;
+	char	   *nspname;
+	const char *relname = RelationGetRelationName(rel);
+
+	old = MemoryContextSwitchTo(state->cxt);
+	nspname = get_namespace_name(RelationGetNamespace(rel));
+	if (nspname != NULL && strcmp(nspname, TICKET_SCHEMA) == 0)
+	{
+		if (strcmp(relname, TICKET_HOLDS_TABLE) == 0)
+			hold_change(ctx, txn, change, RelationGetDescr(rel));
+		else if (strcmp(relname, TICKET_ITEMS_TABLE) == 0)
+			item_change(ctx, txn, change, RelationGetDescr(rel));
+	}
+	MemoryContextSwitchTo(old);
+	MemoryContextReset(state->cxt);
+}
+
+static void
+te_commit(LogicalDecodingContext *ctx, ReorderBufferTXN *txn, XLogRecPtr commit_lsn)
+{
+	PluginState *state = ctx->output_plugin_private;
+
+	if (state->txn_events > 0 && state->commit_markers)
+	{
+		OutputPluginPrepareWrite(ctx, true);
+		appendStringInfo(ctx->out,
+						 "{\"type\":\"commit\",\"lsn\":\"%X/%X\",\"end_lsn\":\"%X/%X\",\"xid\":%u,\"events\":%u}",
+						 LSN_FORMAT_ARGS(commit_lsn), LSN_FORMAT_ARGS(txn->end_lsn),
+						 txn->xid, state->txn_events);
+		OutputPluginWrite(ctx, true);
+	}
+	else if (state->txn_events == 0 && state->progress_interval_ms > 0)
+	{
+		TimestampTz now = GetCurrentTimestamp();
+
+		if (TimestampDifferenceExceeds(state->last_progress, now,
+									   state->progress_interval_ms))
+		{
+			OutputPluginPrepareWrite(ctx, true);
+			appendStringInfo(ctx->out, "{\"type\":\"progress\",\"end_lsn\":\"%X/%X\"}",
+							 LSN_FORMAT_ARGS(txn->end_lsn));
+			OutputPluginWrite(ctx, true);
+			state->last_progress = now;
+		}
+	}
+}
+
+/* TRUNCATE of our tables is not an event (and not something to do). */
+static void
+te_truncate(LogicalDecodingContext *ctx, ReorderBufferTXN *txn, int nrelations,
+			Relation relations[], ReorderBufferChange *change)
+{
+}
+
+void
+_PG_output_plugin_init(OutputPluginCallbacks *cb)
+{
+	cb->startup_cb = te_startup;
+	cb->begin_cb = te_begin;
+	cb->change_cb = te_change;
+	cb->truncate_cb = te_truncate;
+	cb->commit_cb = te_commit;
+}

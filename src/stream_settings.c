@@ -1,0 +1,86 @@
+/*-------------------------------------------------------------------------
+ *
+ * stream_settings.c
+ *	  Settings of the event streaming worker.  All reload (SIGHUP) but the
+ *	  database; secrets (redis_url, stream_conninfo) are superuser-only
+ *	  and shown to nobody else.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <limits.h>
+
+#include "stream.h"
+#include "utils/guc.h"
+
+char	   *stream_slot_name = NULL;
+char	   *stream_conninfo = NULL;
+char	   *redis_url = NULL;
+char	   *redis_stream = NULL;
+bool		redis_stream_per_item = false;
+int			redis_maxlen = 0;
+int			stream_batch_size = 500;
+int			stream_queue_max = 100000;
+int			stream_connect_timeout_ms = 5000;
+int			stream_io_timeout_ms = 5000;
+int			stream_backoff_min_ms = 100;
+int			stream_backoff_max_ms = 10000;
+int			stream_wal_warning_mb = 1024;
+
+void
+stream_define_settings(void)
+{
+	DefineCustomStringVariable("ticket_ext.redis_url",
+							   "Redis to stream events to: redis://[[user]:password@]host[:port][/db]; empty = off.",
+							   NULL, &redis_url, "",
+							   PGC_SIGHUP, GUC_SUPERUSER_ONLY, NULL, NULL, NULL);
+	DefineCustomStringVariable("ticket_ext.redis_stream",
+							   "Redis stream key (the prefix, with redis_stream_per_item).",
+							   NULL, &redis_stream, "ticket_ext:events",
+							   PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomBoolVariable("ticket_ext.redis_stream_per_item",
+							 "One stream per item, named <redis_stream>:<item_id>.",
+							 NULL, &redis_stream_per_item, false,
+							 PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("ticket_ext.redis_maxlen",
+							"Approximate MAXLEN trimming of each stream; 0 = off.",
+							NULL, &redis_maxlen, 0, 0, INT_MAX,
+							PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomStringVariable("ticket_ext.stream_slot",
+							   "Replication slot the streaming worker creates and reads.",
+							   NULL, &stream_slot_name, "ticket_ext_stream",
+							   PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomStringVariable("ticket_ext.stream_conninfo",
+							   "libpq settings for the worker's replication connection to this server; empty = local socket as the bootstrap superuser.",
+							   NULL, &stream_conninfo, "",
+							   PGC_SIGHUP, GUC_SUPERUSER_ONLY, NULL, NULL, NULL);
+	DefineCustomIntVariable("ticket_ext.stream_batch_size",
+							"Most events per sink request.",
+							NULL, &stream_batch_size, 500, 1, 1000,
+							PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("ticket_ext.stream_queue_max",
+							"Most decoded events held in memory before the worker stops reading.",
+							NULL, &stream_queue_max, 100000, 1000, 10000000,
+							PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("ticket_ext.stream_connect_timeout",
+							"Timeout for connecting to a sink.",
+							NULL, &stream_connect_timeout_ms, 5000, 100, 600000,
+							PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
+	DefineCustomIntVariable("ticket_ext.stream_io_timeout",
+							"Timeout for one request to a sink.",
+							NULL, &stream_io_timeout_ms, 5000, 100, 600000,
+							PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
+	DefineCustomIntVariable("ticket_ext.stream_backoff_min",
+							"First retry delay after a sink failure (doubles up to stream_backoff_max).",
+							NULL, &stream_backoff_min_ms, 100, 1, 3600000,
+							PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
+	DefineCustomIntVariable("ticket_ext.stream_backoff_max",
+							"Longest retry delay; also the retry delay for bad settings.",
+							NULL, &stream_backoff_max_ms, 10000, 1, 3600000,
+							PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
+	DefineCustomIntVariable("ticket_ext.stream_wal_warning",
+							"Warn when the slot retains more WAL than this.",
+							NULL, &stream_wal_warning_mb, 1024, 1, INT_MAX,
+							PGC_SIGHUP, GUC_UNIT_MB, NULL, NULL, NULL);
+}
