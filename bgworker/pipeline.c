@@ -197,6 +197,13 @@ pipeline_idle_position(XLogRecPtr lsn)
 		confirmed = lsn;
 }
 
+/* Nothing queued: everything received is acknowledged. */
+bool
+pipeline_idle(void)
+{
+	return queue_len == 0;
+}
+
 XLogRecPtr
 pipeline_confirmed(void)
 {
@@ -308,10 +315,13 @@ work_sink(Sink *s, TimestampTz now)
 		return;
 	if (!s->connected)
 	{
+		SinkResultCode rc;
+
 		status_update(s, SINK_STATE_CONNECTING, NULL);
-		if (!s->ops->connect(s, error, sizeof(error)))
+		rc = s->ops->connect(s, error, sizeof(error));
+		if (rc != SINK_OK)
 		{
-			note_failure(s, SINK_RETRY, error);
+			note_failure(s, rc, error);
 			return;
 		}
 		s->connected = true;

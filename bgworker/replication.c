@@ -259,9 +259,13 @@ put_u64(char *p, uint64 v)
 	memcpy(p, &v, sizeof(v));
 }
 
-/* Standby status update: everything up to flush is safely delivered. */
+/*
+ * Standby status update: everything up to flush is safely delivered.
+ * want_reply asks the walsender for a keepalive with its current position
+ * (how an idle stream learns it may confirm further).
+ */
 bool
-repl_send_feedback(XLogRecPtr flush, char *err, int errlen)
+repl_send_feedback(XLogRecPtr flush, bool want_reply, char *err, int errlen)
 {
 	char		reply[1 + 8 * 4 + 1];
 
@@ -270,7 +274,7 @@ repl_send_feedback(XLogRecPtr flush, char *err, int errlen)
 	put_u64(reply + 9, flush);	/* flushed */
 	put_u64(reply + 17, flush); /* applied */
 	put_u64(reply + 25, (uint64) GetCurrentTimestamp());
-	reply[33] = 0;
+	reply[33] = want_reply ? 1 : 0;
 	if (PQputCopyData(conn, reply, sizeof(reply)) <= 0 || PQflush(conn) < 0)
 	{
 		snprintf(err, errlen, "could not send feedback: %s", PQerrorMessage(conn));

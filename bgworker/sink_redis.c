@@ -16,10 +16,18 @@
 #include <hiredis/hiredis.h>
 
 #include "redis_url.h"
+#include "storage/fd.h"
 #include "stream.h"
 
 static redisContext *redis = NULL;
 static RedisUrl url;
+
+/* The Kinesis sink is not built yet (issue 4): never configured. */
+bool
+kinesis_configured(void)
+{
+	return false;
+}
 
 static bool
 redis_enabled(void)
@@ -64,21 +72,62 @@ command_ok(const char *what, int argc, const char **argv, char *err, int errlen)
 	return ok;
 }
 
+/* Classify a Redis error reply: bad settings or something that passes. */
+static SinkResultCode
+classify(const char *msg)
+{
+	static const char *const config_errors[] = {
+		"NOAUTH", "WRONGPASS", "NOPERM", "WRONGTYPE", "invalid password",
+		"without any password configured"
+	};
+	int			i;
+
+	for (i = 0; i < (int) lengthof(config_errors); i++)
+		if (strstr(msg, config_errors[i]) != NULL)
+			return SINK_FATAL_CONFIG;
+	return SINK_RETRY;
+}
+
+/* The password from ticket_ext.redis_password_file, if set. */
 static bool
+read_password_file(char *err, int errlen)
+{
+	FILE	   *f;
+	char		line[sizeof(url.password)];
+
+	if (redis_password_file == NULL || redis_password_file[0] == '\0')
+		return true;
+	f = AllocateFile(redis_password_file, "r");
+	if (f == NULL)
+	{
+		snprintf(err, errlen, "cannot read ticket_ext.redis_password_file \"%s\": %m",
+				 redis_password_file);
+		return false;
+	}
+	if (fgets(line, sizeof(line), f) == NULL)
+		line[0] = '\0';
+	FreeFile(f);
+	line[strcspn(line, "\r\n")] = '\0';
+	strlcpy(url.password, line, sizeof(url.password));
+	explicit_bzero(line, sizeof(line));
+	return true;
+}
+
+static SinkResultCode
 redis_connect(Sink *sink, char *err, int errlen)
 {
 	char		db[16];
 
 	redis_disconnect(sink);
-	if (!redis_url_parse(redis_url, &url, err, errlen))
-		return false;
+	if (!redis_url_parse(redis_url, &url, err, errlen) || !read_password_file(err, errlen))
+		return SINK_FATAL_CONFIG;
 	redis = redisConnectWithTimeout(url.host, url.port, ms_to_tv(stream_connect_timeout_ms));
 	if (redis == NULL || redis->err)
 	{
 		snprintf(err, errlen, "cannot connect to %s:%d: %s", url.host, url.port,
 				 redis ? redis->errstr : "out of memory");
 		redis_disconnect(sink);
-		return false;
+		return SINK_RETRY;
 	}
 	/* options are set on every (re)connect: hiredis forgets them */
 	redisSetTimeout(redis, ms_to_tv(stream_io_timeout_ms));
@@ -88,11 +137,14 @@ redis_connect(Sink *sink, char *err, int errlen)
 		const char *auth_user[] = {"AUTH", url.user, url.password};
 		const char *auth[] = {"AUTH", url.password};
 
-		if (!(url.user[0] ? command_ok("AUTH", 3, auth_user, err, errlen)
-			  : command_ok("AUTH", 2, auth, err, errlen)))
+		bool		ok = url.user[0] ? command_ok("AUTH", 3, auth_user, err, errlen)
+			: command_ok("AUTH", 2, auth, err, errlen);
+
+		explicit_bzero(url.password, sizeof(url.password));
+		if (!ok)
 		{
 			redis_disconnect(sink);
-			return false;
+			return classify(err);
 		}
 	}
 	if (url.db != 0)
@@ -103,20 +155,10 @@ redis_connect(Sink *sink, char *err, int errlen)
 		if (!command_ok("SELECT", 2, select, err, errlen))
 		{
 			redis_disconnect(sink);
-			return false;
+			return SINK_FATAL_CONFIG;
 		}
 	}
-	return true;
-}
-
-/* Classify a Redis error reply: bad settings or something that passes. */
-static SinkResultCode
-classify(const char *msg)
-{
-	if (strncmp(msg, "NOAUTH", 6) == 0 || strncmp(msg, "WRONGPASS", 9) == 0 ||
-		strncmp(msg, "NOPERM", 6) == 0 || strncmp(msg, "WRONGTYPE", 9) == 0)
-		return SINK_FATAL_CONFIG;
-	return SINK_RETRY;
+	return SINK_OK;
 }
 
 static bool

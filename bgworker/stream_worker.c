@@ -42,7 +42,6 @@ PGDLLEXPORT void ticket_stream_worker_main(Datum main_arg);
 
 #define CHECK_EXTENSION_MS	2000
 #define FEEDBACK_EVERY_MS	1000
-#define KEEPALIVE_MS		10000
 
 static char *superuser_name = NULL;
 static char *slot_in_use = NULL;	/* slot of the open stream */
@@ -242,7 +241,11 @@ drain_stream(MemoryContext parse_cxt)
 	return true;
 }
 
-/* Tell the walsender what every sink has; keep the connection alive. */
+/*
+ * Tell the walsender what every sink has, at most once a second (and at
+ * once when it asks).  When nothing is pending, ask it for its position:
+ * its keepalive lets an idle stream confirm past other tables' WAL.
+ */
 static void
 send_feedback(void)
 {
@@ -252,13 +255,9 @@ send_feedback(void)
 
 	if (!repl_is_connected())
 		return;
-	if (confirmed == feedback_sent &&
-		!TimestampDifferenceExceeds(feedback_at, now, KEEPALIVE_MS))
+	if (feedback_at != 0 && !TimestampDifferenceExceeds(feedback_at, now, FEEDBACK_EVERY_MS))
 		return;
-	if (confirmed != feedback_sent &&
-		!TimestampDifferenceExceeds(feedback_at, now, FEEDBACK_EVERY_MS) && feedback_at != 0)
-		return;
-	if (!repl_send_feedback(confirmed, err, sizeof(err)))
+	if (!repl_send_feedback(confirmed, pipeline_idle(), err, sizeof(err)))
 	{
 		stream_failed(err);
 		return;
@@ -356,7 +355,8 @@ ticket_stream_worker_main(Datum main_arg)
 		}
 
 		now = GetCurrentTimestamp();
-		if (TimestampDifferenceExceeds(checked_extension, now, CHECK_EXTENSION_MS))
+		/* not installed: look at every wake-up (CREATE EXTENSION nudges us) */
+		if (!installed || TimestampDifferenceExceeds(checked_extension, now, CHECK_EXTENSION_MS))
 		{
 			bool		was = installed;
 

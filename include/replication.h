@@ -28,7 +28,7 @@ extern bool repl_connect(const char *superuser, char *err, int errlen);
 extern bool repl_ensure_slot(const char *slot, char *err, int errlen);
 extern bool repl_start(const char *slot, char *err, int errlen);
 extern int	repl_receive(ReplMessage *msg, char *err, int errlen);
-extern bool repl_send_feedback(XLogRecPtr flush, char *err, int errlen);
+extern bool repl_send_feedback(XLogRecPtr flush, bool want_reply, char *err, int errlen);
 extern int	repl_socket(void);
 extern bool repl_is_connected(void);
 extern void repl_close(void);

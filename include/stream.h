@@ -95,8 +95,8 @@ struct SinkOps
 {
 	const char *name;
 	bool		(*enabled) (void);
-	/* (re)connect; false + error on failure */
-	bool		(*connect) (Sink *sink, char *error, int errlen);
+	/* (re)connect: SINK_OK, or a failure code and the error */
+	SinkResultCode (*connect) (Sink *sink, char *error, int errlen);
 	void		(*disconnect) (Sink *sink);
 	/* send events in order; report the acknowledged prefix */
 	void		(*send) (Sink *sink, StreamEvent **events, int n, SinkResult *result);
@@ -116,6 +116,7 @@ extern void pipeline_commit(XLogRecPtr end_lsn);
 extern void pipeline_idle_position(XLogRecPtr lsn);
 extern long pipeline_work(void);
 extern XLogRecPtr pipeline_confirmed(void);
+extern bool pipeline_idle(void);
 
 /* ---------- shared-memory status (ticket_ext.stream_status) ---------- */
 
@@ -166,6 +167,7 @@ extern void stream_shmem_startup(void);
 extern char *stream_slot_name;
 extern char *stream_conninfo;
 extern char *redis_url;
+extern char *redis_password_file;
 extern char *redis_stream;
 extern bool redis_stream_per_item;
 extern int	redis_maxlen;
@@ -178,5 +180,8 @@ extern int	stream_backoff_max_ms;
 extern int	stream_wal_warning_mb;
 
 extern void stream_define_settings(void);
+
+/* sink_kinesis.c (or a stub until the Kinesis sink exists) */
+extern bool kinesis_configured(void);
 
 #endif							/* TICKET_STREAM_H */

@@ -180,6 +180,9 @@ extern void ticket_xact_note_thawed(TicketSlot *slot);
 extern void ticket_xact_note_loading(TicketSlot *slot);
 extern void ticket_xact_note_loaded(void);
 
+/* stream_gate.c: no write before the event stream can see it */
+extern void ticket_stream_gate(void);
+
 /* guards.c: argument checks shared by the SQL functions */
 extern void ticket_check_writable(const char *what);
 extern int64 ticket_arg_int64(FunctionCallInfo fcinfo, int argno, const char *name);

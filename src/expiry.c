@@ -98,7 +98,7 @@ ticket_due_items(uint64 *count)
 int64
 ticket_expire_item(int64 item_id, int batch)
 {
-	TicketSlot *slot = ticket_slot_ready(item_id);
+	TicketSlot *slot;
 	TicketSpiFrame frame;
 	Oid			argtypes[3] = {INT8OID, INT4OID, TIMESTAMPTZOID};
 	Datum		values[3];
@@ -107,6 +107,8 @@ ticket_expire_item(int64 item_id, int batch)
 	uint64		i;
 	bool		isnull;
 
+	ticket_stream_gate();
+	slot = ticket_slot_ready(item_id);
 	values[0] = Int64GetDatum(item_id);
 	values[1] = Int32GetDatum(batch);
 	values[2] = TimestampTzGetDatum((TimestampTz) pg_atomic_read_u64(&slot->next_expiry));

@@ -26,6 +26,7 @@ ticket_check_writable(const char *what)
 		ereport(ERROR,
 				(errcode(ERRCODE_READ_ONLY_SQL_TRANSACTION),
 				 errmsg("cannot %s in a read-only transaction", what)));
+	ticket_stream_gate();
 }
 
 int64

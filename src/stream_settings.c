@@ -17,6 +17,7 @@
 char	   *stream_slot_name = NULL;
 char	   *stream_conninfo = NULL;
 char	   *redis_url = NULL;
+char	   *redis_password_file = NULL;
 char	   *redis_stream = NULL;
 bool		redis_stream_per_item = false;
 int			redis_maxlen = 0;
@@ -34,6 +35,11 @@ stream_define_settings(void)
 	DefineCustomStringVariable("ticket_ext.redis_url",
 							   "Redis to stream events to: redis://[[user]:password@]host[:port][/db]; empty = off.",
 							   NULL, &redis_url, "",
+							   PGC_SIGHUP, GUC_SUPERUSER_ONLY, NULL, NULL, NULL);
+	DefineCustomStringVariable("ticket_ext.redis_password_file",
+							   "File holding the Redis password (overrides a password in redis_url).",
+							   "PostgreSQL logs the new value of a setting changed by a reload: keep secrets in this file, not in redis_url.",
+							   &redis_password_file, "",
 							   PGC_SIGHUP, GUC_SUPERUSER_ONLY, NULL, NULL, NULL);
 	DefineCustomStringVariable("ticket_ext.redis_stream",
 							   "Redis stream key (the prefix, with redis_stream_per_item).",

@@ -77,7 +77,7 @@ run_tap() {
   mkdir -p "$TMP/tap"
   PERL5LIB="$PGXS_DIR/../test/perl:$ROOT/test/lib" TESTDIR="$TMP/tap" \
     PG_REGRESS="$PGXS_DIR/../test/regress/pg_regress" TICKET_ROOT="$ROOT" \
-    prove --verbose --timer test/t/*.pl >"$LOGS/tap.log" 2>&1
+    prove --verbose --timer ${TICKET_TAP_TESTS:-test/t/*.pl} >"$LOGS/tap.log" 2>&1
   cp -r "$TMP/tap/tmp_check/log" "$LOGS/tap-logs" 2>/dev/null
   count_tap tap "$LOGS/tap.log"
 }

@@ -8,12 +8,14 @@ use strict;
 use warnings;
 use Exporter 'import';
 use File::Temp qw(tempdir);
+use IPC::Run;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
 
 our @EXPORT = qw(new_ticket_node pgbench_scripts check_invariants
-  sqlstate_of wait_for_server);
+  sqlstate_of wait_for_server expected_hold_events check_stream
+  stream_worker_pid start_load);
 
 my $root = $ENV{TICKET_ROOT} or die "TICKET_ROOT not set";
 
@@ -73,6 +75,101 @@ sub check_invariants
 	is($avail, ($cap - $taken > 0 ? $cap - $taken : 0),
 		"$label: available = capacity - taken");
 	return $taken;
+}
+
+# Every committed state change of the holds, from the tables:
+# { "<type> <hold_id>" => 1, ... }
+sub expected_hold_events
+{
+	my ($node) = @_;
+	my %want;
+	for my $line (split /\n/, $node->safe_psql('postgres', q{
+		SELECT 'reserved ' || hold_id FROM ticket_ext.holds
+		UNION ALL SELECT 'confirmed ' || hold_id FROM ticket_ext.holds WHERE confirmed_at IS NOT NULL
+		UNION ALL SELECT status || ' ' || hold_id FROM ticket_ext.holds
+		 WHERE status IN ('released', 'expired')}))
+	{
+		$want{$line} = 1;
+	}
+	return \%want;
+}
+
+# Wait (up to $timeout s) until the Redis stream holds exactly the hold
+# events the tables say were committed; then assert: none missing, none
+# extra, no duplicate id, ids increasing, each hold's events in life-cycle
+# order.  Returns the number of hold events.
+sub check_stream
+{
+	my ($node, $redis, $key, $label, $timeout) = @_;
+	$timeout //= 120;
+	# everything committed so far is delivered once the slot confirms past it
+	my $lsn = $node->safe_psql('postgres', 'SELECT pg_current_wal_lsn()');
+	$node->poll_query_until('postgres', qq{
+		SELECT slot_confirmed_lsn >= '$lsn' FROM ticket_ext.stream_status WHERE sink = 'redis'})
+	  or diag("$label: the slot did not confirm up to $lsn in time");
+	my $want = expected_hold_events($node);
+	my $entries = $redis->entries($key);
+	my (%got, @dups);
+	for my $e (@$entries)
+	{
+		next unless $e->{hold_id} ne '';
+		my $k = "$e->{type} $e->{hold_id}";
+		push @dups, $k if $got{$k}++;
+	}
+	my @missing = grep { !$got{$_} } sort keys %$want;
+	my @extra = grep { !$want->{$_} } sort keys %got;
+	is(scalar(@missing), 0, "$label: no committed change missing from Redis")
+	  or diag("missing: @missing[0 .. ($#missing < 9 ? $#missing : 9)]");
+	is(scalar(@extra), 0, "$label: nothing in Redis that was not committed")
+	  or diag("extra: @extra[0 .. ($#extra < 9 ? $#extra : 9)]");
+	is(scalar(@dups), 0, "$label: no event twice") or diag("dups: @dups[0 .. 9]");
+
+	my ($ordered, %stage, $last) = (1, undef, undef);
+	my %rank = (reserved => 1, confirmed => 2, released => 3, expired => 3);
+	for my $e (@$entries)
+	{
+		my ($a1, $b1) = split /-/, $e->{id};
+		if (defined $last)
+		{
+			my ($a0, $b0) = split /-/, $last;
+			$ordered = 0 unless $a1 > $a0 || ($a1 == $a0 && $b1 > $b0);
+		}
+		$last = $e->{id};
+		$ordered = 0 unless $e->{id} eq $e->{event_id};
+		next unless $e->{hold_id} ne '';
+		$ordered = 0 if ($stage{ $e->{hold_id} } // 0) >= $rank{ $e->{type} };
+		$stage{ $e->{hold_id} } = $rank{ $e->{type} };
+	}
+	ok($ordered, "$label: ids increase, id = event_id, each hold's events in order");
+	return scalar(keys %got);
+}
+
+# pid of the streaming worker (waits for it to be up)
+sub stream_worker_pid
+{
+	my ($node) = @_;
+	my $pid = '';
+	for (1 .. 100)
+	{
+		$pid = $node->safe_psql('postgres',
+			"SELECT pid FROM pg_stat_activity WHERE backend_type = 'ticket_ext stream'");
+		return $pid if $pid =~ /^\d+$/;
+		select(undef, undef, undef, 0.1);
+	}
+	return undef;
+}
+
+# A pgbench load in the background, rate-limited to keep tests quick:
+# start_load($node, $seconds, $clients, $tps, @scripts)
+sub start_load
+{
+	my ($node, $secs, $clients, $tps, @scripts) = @_;
+	my ($out, $err) = ('', '');
+	my $h = IPC::Run::start(
+		[ 'pgbench', '-n', '-c', $clients, '-j', 2, '-T', $secs, '-R', $tps, @scripts,
+		  '-h', $node->host, '-p', $node->port, 'postgres' ],
+		'>', \$out, '2>', \$err);
+	return $h;
 }
 
 # The SQLSTATE of the error a statement raises ('' if none).

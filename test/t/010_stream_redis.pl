@@ -1,0 +1,152 @@
+# Event streaming to a real redis-server: exactly the committed changes,
+# with the right fields and in order; nothing lost or doubled when Redis
+# crashes mid-burst, when the worker is stopped or killed, or when the
+# server stops immediately; consumer groups; settings reload.
+use strict;
+use warnings;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use Time::HiRes qw(usleep);
+use TicketTest;
+use RedisTest;
+
+my $redis = RedisTest->new;
+my $node = new_ticket_node('stream', conf => "ticket_ext.redis_url = '" . $redis->url . "'\n"
+	  . "ticket_ext.stream_backoff_max = 1s\n");
+my $key = 'ticket_ext:events';
+ok(stream_worker_pid($node), 'the streaming worker runs (pg_stat_activity)');
+
+# --- exactly the committed changes, with their fields -------------------
+$node->safe_psql('postgres', q{
+	SELECT ticket_ext.create_item(1, 1000, 'stream test');
+	SELECT ticket_reserve(1, 1 + g % 3, 'buyer "' || g || '" \ ok') FROM generate_series(1, 20) g;
+});
+$node->safe_psql('postgres', q{
+	BEGIN; SELECT ticket_reserve(1, 2, 'aborted'); ROLLBACK;
+	BEGIN; SELECT ticket_reserve(1, 1, 'kept');
+	  SAVEPOINT s; SELECT ticket_reserve(1, 1, 'rolled back'); ROLLBACK TO SAVEPOINT s;
+	COMMIT;
+	SELECT ticket_confirm(hold_id) FROM ticket_ext.holds WHERE hold_id % 2 = 0;
+	SELECT ticket_release(hold_id) FROM ticket_ext.holds WHERE hold_id % 5 = 0;
+	SELECT ticket_ext.set_capacity(1, 900);
+	SELECT ticket_ext.pause(1);
+	SELECT ticket_ext.resume(1);
+});
+my $n = check_stream($node, $redis, $key, 'basic');
+cmp_ok($n, '>', 30, "basic: $n hold events");
+
+my @entries = @{ $redis->entries($key) };
+my ($first) = grep { $_->{type} eq 'reserved' } @entries;
+is_deeply([ sort keys %$first ],
+	[ sort qw(id event_id type item_id hold_id qty holder commit_time lsn xid) ],
+	'an event carries exactly the documented fields');
+like($first->{commit_time}, qr/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$/, 'commit_time is ISO 8601 UTC');
+like($first->{lsn}, qr{^[0-9A-F]+/[0-9A-F]+$}, 'lsn looks like an LSN');
+like($first->{xid}, qr/^\d+$/, 'xid is a number');
+my ($holder) = grep { $_->{holder} eq 'buyer "7" \\ ok' } @entries;
+ok($holder, 'holder text with quotes and backslashes arrives unchanged');
+ok(!grep({ $_->{holder} =~ /aborted|rolled back/ } @entries),
+	'aborted transactions and rolled-back savepoints produce no event');
+is(join(',', map { $_->{type} } grep { $_->{hold_id} eq '' } @entries),
+	'capacity,capacity,paused,resumed', 'item events: created, capacity changed, paused, resumed');
+my ($cap) = grep { $_->{type} eq 'capacity' && $_->{capacity} eq '900' } @entries;
+ok($cap, 'the capacity event carries the new capacity');
+
+# --- Redis crashes in the middle of a burst ------------------------------
+$node->safe_psql('postgres', "SELECT ticket_ext.create_item(2, 1000000, 'burst')");
+my @mix = pgbench_scripts(
+	reserve => [ 50, "SELECT ticket_reserve(2, 1, 'b');\n" ],
+	confirm => [ 20, "SELECT ticket_confirm(ticket_reserve(2, 2, 'c'));\n" ],
+	release => [ 15, "SELECT ticket_release(ticket_reserve(2, 1, 'r'));\n" ],
+	abort => [ 15, "BEGIN;\nSELECT ticket_reserve(2, 1, 'a');\nROLLBACK;\n" ]);
+my $load = start_load($node, 8, 8, 1500, @mix);
+sleep 2;
+$redis->kill9;
+sleep 4;    # Redis down: the worker retries with backoff, WAL is kept
+my $down = $node->safe_psql('postgres', "SELECT state, retries > 0, last_error IS NOT NULL FROM ticket_ext.stream_status WHERE sink = 'redis'");
+like($down, qr/^(retrying|connecting)\|t\|t$/, "while Redis is down the status shows it ($down)");
+$redis->start;
+$load->finish;
+is($load->result(0), 0, 'the burst itself never noticed Redis was down');
+check_stream($node, $redis, $key, 'after a Redis crash');
+my $warnings = () = slurp_file($node->logfile) =~ /redis sink failing/g;
+ok($warnings >= 1 && $warnings <= 3, "the outage was logged on state change, not per retry ($warnings lines)");
+like(slurp_file($node->logfile), qr/redis sink recovered/, 'the recovery was logged');
+
+# --- the worker stopped (SIGTERM) and killed (SIGKILL) mid-batch ---------
+for my $round (1 .. 3)
+{
+	my $burst = start_load($node, 4, 8, 1500, @mix);
+	usleep(800_000);
+	my $pid = stream_worker_pid($node);
+	kill 'TERM', $pid;
+	$burst->finish;
+	ok($node->poll_query_until('postgres', qq{
+		SELECT count(*) = 1 FROM pg_stat_activity
+		 WHERE backend_type = 'ticket_ext stream' AND pid <> $pid}),
+		"SIGTERM round $round: the postmaster restarted the worker");
+}
+check_stream($node, $redis, $key, 'after SIGTERMs');
+for my $round (1 .. 2)
+{
+	my $burst = start_load($node, 4, 8, 1500, @mix);
+	usleep(800_000);
+	kill 'KILL', stream_worker_pid($node);    # a crash: the server restarts everything
+	$burst->finish;
+	ok(wait_for_server($node), "SIGKILL round $round: server back");
+	ok(stream_worker_pid($node), "SIGKILL round $round: worker back");
+}
+check_stream($node, $redis, $key, 'after SIGKILLs');
+check_invariants($node, 2, 'after worker crashes');
+
+# --- immediate stop mid-burst --------------------------------------------
+{
+	my $burst = start_load($node, 4, 8, 1500, @mix);
+	usleep(1_500_000);
+	$node->stop('immediate');
+	$burst->finish;
+	$node->start;
+	check_stream($node, $redis, $key, 'after pg_ctl stop -m immediate');
+}
+
+# --- two readers in one consumer group get every event once --------------
+my $all = scalar @{ $redis->entries($key) };
+$redis->command('XGROUP', 'CREATE', $key, 'readers', '0');
+my %seen;
+my ($dup, $turn) = (0, 0);
+for (1 .. 100000)
+{
+	my $consumer = 'reader' . ($turn++ % 2);
+	my $r = $redis->command('XREADGROUP', 'GROUP', 'readers', $consumer, 'COUNT', 97,
+		'STREAMS', $key, '>');
+	last unless ref $r eq 'ARRAY';
+	for my $msg (@{ $r->[0][1] })
+	{
+		$dup++ if $seen{ $msg->[0] }++;
+		$redis->command('XACK', $key, 'readers', $msg->[0]);
+	}
+}
+is(scalar(keys %seen), $all, "two readers in a consumer group read all $all entries");
+is($dup, 0, '... each exactly once');
+
+# --- settings reload: a new stream key, one stream per item ---------------
+$node->safe_psql('postgres', q{
+	ALTER SYSTEM SET ticket_ext.redis_stream = 'shop';
+	ALTER SYSTEM SET ticket_ext.redis_stream_per_item = on;
+	SELECT pg_reload_conf();
+});
+sleep 1;
+$node->safe_psql('postgres', "SELECT ticket_reserve(1, 1, 'after reload')");
+my $per_item;
+for (1 .. 100)
+{
+	$per_item = $redis->entries('shop:1');
+	last if @$per_item;
+	usleep(100_000);
+}
+is(scalar(@$per_item), 1, 'after SIGHUP the event went to the per-item stream shop:1');
+is($per_item->[0]{holder}, 'after reload', '... and it is the new reservation');
+
+$node->stop;
+$redis->stop;
+done_testing();
