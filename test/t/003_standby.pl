@@ -32,17 +32,27 @@ is(sqlstate_of($standby, 'SELECT ticket_confirm(1)'), '25006', 'confirm: SQLSTAT
 is(sqlstate_of($standby, 'SELECT ticket_release(1)'), '25006', 'release: SQLSTATE 25006');
 is(sqlstate_of($standby, 'SELECT ticket_ext.set_capacity(1, 20)'), '25006', 'set_capacity: 25006');
 is(sqlstate_of($standby, 'SELECT ticket_ext.pause(1)'), '25006', 'pause: 25006');
-is($standby->safe_psql('postgres', 'SELECT ok FROM ticket_ext.verify(1)'), 't',
-	'verify works on the standby');
+is(sqlstate_of($standby, 'SELECT * FROM ticket_ext.verify(1)'), '25006',
+	'verify: the standby keeps no counters to verify (25006)');
 is($standby->safe_psql('postgres', 'SELECT 1'), '1', 'the standby keeps running');
+
+# the standby caches nothing: sales on the primary after a standby read
+# must count after failover (capacity 10: 3 + 2 taken, now 5 more)
+$primary->safe_psql('postgres', "SELECT ticket_reserve(1, 5, 'just before failover')");
+$primary->wait_for_catchup($standby);
+is($standby->safe_psql('postgres', 'SELECT ticket_available(1)'), '0',
+	'the standby reads the latest replicated state, not a cached one');
 
 # failover
 $standby->promote;
 $standby->poll_query_until('postgres', 'SELECT NOT pg_is_in_recovery()') or die;
-ok($standby->safe_psql('postgres', "SELECT ticket_reserve(1, 5, 'after failover')") =~ /^\d+$/,
-	'the promoted standby sells');
 is($standby->safe_psql('postgres', 'SELECT ticket_reserve(1) IS NULL'), 't',
-	'... and never more than capacity (3 + 2 + 5 = 10)');
+	'the promoted standby sells nothing more: 3 + 2 + 5 = capacity 10');
+$standby->safe_psql('postgres', "SELECT ticket_ext.set_capacity(1, 12)");
+ok($standby->safe_psql('postgres', "SELECT ticket_reserve(1, 2, 'after failover')") =~ /^\d+$/,
+	'it sells again once capacity is raised');
+is($standby->safe_psql('postgres', 'SELECT ticket_reserve(1) IS NULL'), 't',
+	'... and never more than the new capacity');
 check_invariants($standby, 1, 'after promotion');
 
 $standby->stop;
