@@ -27,7 +27,7 @@ ifneq ($(PGXS),)
 include $(PGXS)
 endif
 
-.PHONY: deps test demo bench
+.PHONY: deps test demo bench bench-stream
 deps:
 	./scripts/install-deps.sh
 
@@ -46,3 +46,6 @@ demo: build-install
 
 bench: build-install
 	PATH="$$($(PG_CONFIG) --bindir):$$PATH" ./bench/run_bench.sh
+
+bench-stream: build-install
+	PATH="$$($(PG_CONFIG) --bindir):$$PATH" ./bench/stream_bench.sh

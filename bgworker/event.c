@@ -20,9 +20,11 @@
 /* the fields an event carries, in the order sinks write them */
 static const char *const event_fields[] = {
 	"event_id", "type", "item_id", "hold_id", "qty", "holder",
-	"commit_time", "lsn", "xid", "capacity"
+	"commit_time", "lsn", "xid", "capacity", "end_lsn"
 };
 #define NUM_EVENT_FIELDS lengthof(event_fields)
+#define FIELD_CAPACITY 9
+#define FIELD_END_LSN 10
 
 typedef struct ParseState
 {
@@ -167,12 +169,29 @@ parse_commit_time(const char *s)
 			h * 3600 + mi * 60 + sec) * USECS_PER_SEC + usec;
 }
 
+/* "X/Y" (hex) -> LSN; false if malformed */
+static bool
+parse_lsn(const char *s, XLogRecPtr *lsn)
+{
+	unsigned int hi,
+				lo;
+	int			n = 0;
+
+	if (s == NULL || sscanf(s, "%X/%X%n", &hi, &lo, &n) != 2 || s[n] != '\0')
+		return false;
+	*lsn = ((uint64) hi << 32) | lo;
+	return true;
+}
+
 /*
- * Parse one message.  For MSG_EVENT the event is filled in (strings are
- * palloc'd in the current memory context, json is kept by reference).
+ * Parse one line (a JSON object).  For MSG_EVENT the event is filled in
+ * (strings are palloc'd in the current memory context, json is kept by
+ * reference); for MSG_COMMIT and MSG_PROGRESS, *end_lsn is the position
+ * the stream is complete up to.
  */
 StreamMessageKind
-stream_parse_message(char *json, int len, StreamEvent *event, char **error)
+stream_parse_message(char *json, int len, StreamEvent *event,
+					 XLogRecPtr *end_lsn, char **error)
 {
 	ParseState	st = {0};
 	JsonSemAction sem = {0};
@@ -208,10 +227,15 @@ stream_parse_message(char *json, int len, StreamEvent *event, char **error)
 		*error = pstrdup("message without \"type\"");
 		return MSG_INVALID;
 	}
-	if (strcmp(type, "commit") == 0)
-		return MSG_COMMIT;
-	if (strcmp(type, "progress") == 0)
-		return MSG_PROGRESS;
+	if (strcmp(type, "commit") == 0 || strcmp(type, "progress") == 0)
+	{
+		if (!parse_lsn(st.values[FIELD_END_LSN], end_lsn))
+		{
+			*error = pstrdup("commit or progress message without a valid end_lsn");
+			return MSG_INVALID;
+		}
+		return type[0] == 'c' ? MSG_COMMIT : MSG_PROGRESS;
+	}
 
 	memset(event, 0, sizeof(StreamEvent));
 	if (!parse_event_id(st.values[0], &event->id) ||
@@ -226,7 +250,7 @@ stream_parse_message(char *json, int len, StreamEvent *event, char **error)
 	for (i = 0; i < (int) NUM_EVENT_FIELDS; i++)
 	{
 		/* capacity only for capacity events; the rest always, "" for null */
-		if (i == 9 && st.values[i] == NULL)
+		if (i == FIELD_END_LSN || (i == FIELD_CAPACITY && st.values[i] == NULL))
 			continue;
 		event->field_names[event->nfields] = event_fields[i];
 		event->field_values[event->nfields] = st.values[i] ? st.values[i] : "";

@@ -281,12 +281,35 @@ note_failure(Sink *s, SinkResultCode code, const char *error)
 	schedule_retry(s, code);
 }
 
+/* Histogram bucket of a commit -> ack delay. */
+static int
+delay_bucket(TimestampTz commit, TimestampTz now)
+{
+	double		ms = (double) (now - commit) / 1000.0;
+	int			b;
+
+	for (b = 0; b < DELAY_BUCKETS - 1; b++)
+		if (ms < delay_bucket_ms[b])
+			break;
+	return b;
+}
+
 static void
 note_progress(Sink *s, int acked)
 {
 	SinkStatus *st = &stream_shared->sinks[s->index];
 	StreamEvent *last = QUEUE_AT(s->acked + acked - 1).event;
+	TimestampTz now = GetCurrentTimestamp();
+	uint64		hist[DELAY_BUCKETS] = {0};
+	int			i;
 
+	for (i = 0; i < acked; i++)
+	{
+		TimestampTz commit = QUEUE_AT(s->acked + i).event->commit_time;
+
+		if (commit != 0)
+			hist[delay_bucket(commit, now)]++;
+	}
 	if (s->failing)
 		ereport(LOG,
 				(errmsg("ticket_ext: %s sink recovered", s->ops->name)));
@@ -298,6 +321,8 @@ note_progress(Sink *s, int acked)
 	st->events_sent += acked;
 	st->acked_lsn = last->id.lsn;
 	st->state = SINK_STATE_OK;
+	for (i = 0; i < DELAY_BUCKETS; i++)
+		st->delay_hist[i] += hist[i];
 	SpinLockRelease(&stream_shared->mutex);
 }
 

@@ -182,7 +182,7 @@ repl_start(const char *slot, char *err, int errlen)
 
 	snprintf(cmd, sizeof(cmd),
 			 "START_REPLICATION SLOT %s LOGICAL 0/0 "
-			 "(\"commit-markers\" 'on', \"progress-interval-ms\" '1000')", ident);
+			 "(\"commit-markers\" 'on', \"progress-interval-ms\" '1000', \"batch\" 'on')", ident);
 	PQfreemem(ident);
 	ok = run(cmd, PGRES_COPY_BOTH, err, errlen, NULL);
 	if (ok && PQsetnonblocking(conn, 1) != 0)
@@ -217,14 +217,19 @@ repl_receive(ReplMessage *msg, char *err, int errlen)
 		PQfreemem(buf);
 		buf = NULL;
 	}
-	if (PQconsumeInput(conn) == 0)
-	{
-		snprintf(err, errlen, "replication connection lost: %s", PQerrorMessage(conn));
-		return -1;
-	}
 	len = PQgetCopyData(conn, &buf, 1);
 	if (len == 0)
-		return 0;
+	{
+		/* nothing buffered: read what the socket has (one syscall) */
+		if (PQconsumeInput(conn) == 0)
+		{
+			snprintf(err, errlen, "replication connection lost: %s", PQerrorMessage(conn));
+			return -1;
+		}
+		len = PQgetCopyData(conn, &buf, 1);
+		if (len == 0)
+			return 0;
+	}
 	if (len < 0)
 	{
 		snprintf(err, errlen, "replication stream ended: %s", PQerrorMessage(conn));

@@ -229,6 +229,22 @@ redis_send(Sink *sink, StreamEvent **events, int n, SinkResult *result)
 
 	result->code = SINK_OK;
 	result->acked = 0;
+	if (n == 1)
+	{
+		/* one XADD is atomic by itself: no MULTI/EXEC round */
+		append_xadd(events[0]);
+		if ((reply = next_reply(result)) == NULL)
+			return;
+		if (reply->type == REDIS_REPLY_ERROR && !is_duplicate(reply))
+		{
+			result->code = classify(reply->str);
+			snprintf(result->error, sizeof(result->error), "XADD: %s", reply->str);
+		}
+		else
+			result->acked = 1;
+		freeReplyObject(reply);
+		return;
+	}
 	redisAppendCommand(redis, "MULTI");
 	for (i = 0; i < n; i++)
 		append_xadd(events[i]);

@@ -178,6 +178,52 @@ open_stream(void)
 }
 
 /*
+ * One message of the output plugin: one or more lines (JSON objects).
+ * False if one cannot be read: the stream restarts rather than skip it.
+ */
+static bool
+handle_data(MemoryContext parse_cxt, ReplMessage *msg)
+{
+	MemoryContext old = MemoryContextSwitchTo(parse_cxt);
+	char	   *data = pnstrdup(msg->data, msg->len);
+	char	   *line = data;
+	bool		ok = true;
+
+	while (ok && line != NULL && *line != '\0')
+	{
+		char	   *next = strchr(line, '\n');
+		char	   *perr = NULL;
+		StreamEvent ev;
+		XLogRecPtr	end_lsn = InvalidXLogRecPtr;
+
+		if (next)
+			*next++ = '\0';
+		switch (stream_parse_message(line, strlen(line), &ev, &end_lsn, &perr))
+		{
+			case MSG_EVENT:
+				pipeline_add_event(&ev);
+				break;
+			case MSG_COMMIT:
+				pipeline_commit(end_lsn);
+				break;
+			case MSG_PROGRESS:
+				pipeline_idle_position(end_lsn);
+				break;
+			case MSG_INVALID:
+				/* never skip: an unreadable event would be lost */
+				stream_failed(psprintf("unreadable message at %X/%X: %s",
+									   LSN_FORMAT_ARGS(msg->lsn), perr));
+				ok = false;
+				break;
+		}
+		line = next;
+	}
+	MemoryContextSwitchTo(old);
+	MemoryContextReset(parse_cxt);
+	return ok;
+}
+
+/*
  * Read what the walsender has sent, up to the queue's capacity.  Returns
  * false if the stream broke.
  */
@@ -205,35 +251,8 @@ drain_stream(MemoryContext parse_cxt)
 				feedback_at = 0;	/* answer now */
 			continue;
 		}
-		else
-		{
-			MemoryContext old = MemoryContextSwitchTo(parse_cxt);
-			char	   *json = pnstrdup(msg.data, msg.len);
-			char	   *perr = NULL;
-			StreamEvent ev;
-
-			switch (stream_parse_message(json, msg.len, &ev, &perr))
-			{
-				case MSG_EVENT:
-					pipeline_add_event(&ev);
-					break;
-				case MSG_COMMIT:
-					pipeline_commit(msg.lsn);
-					break;
-				case MSG_PROGRESS:
-					pipeline_idle_position(msg.lsn);
-					break;
-				case MSG_INVALID:
-					/* never skip: an unreadable event would be lost */
-					stream_failed(psprintf("unreadable message at %X/%X: %s",
-										   LSN_FORMAT_ARGS(msg.lsn), perr));
-					MemoryContextSwitchTo(old);
-					MemoryContextReset(parse_cxt);
-					return false;
-			}
-			MemoryContextSwitchTo(old);
-			MemoryContextReset(parse_cxt);
-		}
+		if (!handle_data(parse_cxt, &msg))
+			return false;
 		SpinLockAcquire(&stream_shared->mutex);
 		stream_shared->received_lsn = Max(stream_shared->received_lsn, msg.lsn);
 		SpinLockRelease(&stream_shared->mutex);

@@ -53,9 +53,10 @@ typedef enum StreamMessageKind
 	MSG_INVALID
 } StreamMessageKind;
 
-/* event.c: parse one output plugin message (json is NUL-terminated) */
+/* event.c: parse one line of output plugin output (json is NUL-terminated) */
 extern StreamMessageKind stream_parse_message(char *json, int len,
 											  StreamEvent *event,
+											  XLogRecPtr *end_lsn,
 											  char **error);
 
 /* ---------- sinks ---------- */
@@ -132,6 +133,10 @@ typedef enum SinkState
 
 #define MAX_SINKS 2
 
+/* commit -> acknowledged delay histogram: bucket i counts delays < bound[i] ms */
+#define DELAY_BUCKETS 24
+extern const double delay_bucket_ms[DELAY_BUCKETS];
+
 typedef struct SinkStatus
 {
 	char		name[16];
@@ -143,6 +148,7 @@ typedef struct SinkStatus
 	char		last_error[256];
 	TimestampTz last_error_at;
 	TimestampTz oldest_unacked_commit;	/* 0 when nothing is pending */
+	uint64		delay_hist[DELAY_BUCKETS];	/* commit -> ack delays */
 } SinkStatus;
 
 typedef struct StreamShared

@@ -171,12 +171,17 @@ CREATE FUNCTION ticket_ext.stream_status(
     OUT retries bigint, OUT throttles bigint, OUT last_error text,
     OUT last_error_at timestamptz, OUT slot_confirmed_lsn pg_lsn,
     OUT lag_bytes bigint, OUT lag_seconds float8, OUT queued integer,
-    OUT worker_pid integer)
+    OUT worker_pid integer, OUT delay_p50_ms float8, OUT delay_p99_ms float8)
 RETURNS SETOF record
 AS 'MODULE_PATHNAME', 'ticket_stream_status'
 LANGUAGE C VOLATILE PARALLEL SAFE;
 
 CREATE VIEW ticket_ext.stream_status AS SELECT * FROM ticket_ext.stream_status();
+
+CREATE FUNCTION ticket_ext.stream_reset_stats()
+RETURNS void
+AS 'MODULE_PATHNAME', 'ticket_stream_reset_stats'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
 COMMENT ON VIEW ticket_ext.stream_status IS
     'The event streaming worker: one row per sink (state, progress, errors, lag).';
 

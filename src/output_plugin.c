@@ -15,10 +15,13 @@
  * Only committed transactions are decoded (no streaming of in-progress
  * ones), so aborted transactions and rolled-back savepoints produce no
  * event.  Usable directly: pg_recvlogical -P ticket_ext.  Options for the
- * streaming worker: "commit-markers" (a {"type":"commit"} message after
- * each transaction with events) and "progress-interval-ms" (a
- * {"type":"progress"} message, at most that often, for transactions
- * without events, so an idle stream can confirm its position).
+ * streaming worker: "commit-markers" (a {"type":"commit"} line after each
+ * transaction with events), "progress-interval-ms" (a {"type":"progress"}
+ * line, at most that often, for transactions without events, so an idle
+ * stream can confirm its position) and "batch" (several newline-separated
+ * lines per message, at most about 64 kB, so a transaction's events and
+ * its commit marker usually travel in one message: fewer sends, fewer
+ * wake-ups; never one giant message for a large transaction).
  *
  *-------------------------------------------------------------------------
  */
@@ -37,13 +40,17 @@
 
 PGDLLEXPORT void _PG_output_plugin_init(OutputPluginCallbacks *cb);
 
+#define BATCH_FLUSH_BYTES 65536
+
 typedef struct PluginState
 {
 	MemoryContext cxt;			/* reset after every change */
 	bool		commit_markers;
+	bool		batch;
 	int			progress_interval_ms;
 	TimestampTz last_progress;
 	uint32		txn_events;		/* events emitted in the current txn */
+	StringInfoData pending;		/* batch: lines not yet written */
 } PluginState;
 
 static bool
@@ -72,14 +79,17 @@ te_startup(LogicalDecodingContext *ctx, OutputPluginOptions *opt, bool is_init)
 
 		if (strcmp(elem->defname, "commit-markers") == 0)
 			state->commit_markers = option_bool(elem);
+		else if (strcmp(elem->defname, "batch") == 0)
+			state->batch = option_bool(elem);
 		else if (strcmp(elem->defname, "progress-interval-ms") == 0)
 			state->progress_interval_ms = elem->arg ? pg_strtoint32(strVal(elem->arg)) : 1000;
 		else
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("option \"%s\" is not known to ticket_ext", elem->defname),
-					 errhint("Known options: commit-markers, progress-interval-ms.")));
+					 errhint("Known options: batch, commit-markers, progress-interval-ms.")));
 	}
+	initStringInfo(&state->pending);
 	ctx->output_plugin_private = state;
 	opt->output_type = OUTPUT_PLUGIN_TEXTUAL_OUTPUT;
 	/* decode whole committed transactions only */
@@ -144,16 +154,50 @@ append_int_field(StringInfo out, HeapTuple tup, TupleDesc desc, const char *name
 		appendStringInfo(out, INT64_FORMAT, DatumGetInt64(d));
 }
 
+/* Send the batched lines as one message. */
+static void
+flush_pending(LogicalDecodingContext *ctx)
+{
+	PluginState *state = ctx->output_plugin_private;
+
+	if (state->pending.len == 0)
+		return;
+	OutputPluginPrepareWrite(ctx, true);
+	appendBinaryStringInfo(ctx->out, state->pending.data, state->pending.len);
+	OutputPluginWrite(ctx, true);
+	resetStringInfo(&state->pending);
+}
+
+/* One line of output: its own message, or batched. */
+static void
+write_line(LogicalDecodingContext *ctx, StringInfo line)
+{
+	PluginState *state = ctx->output_plugin_private;
+
+	if (!state->batch)
+	{
+		OutputPluginPrepareWrite(ctx, true);
+		appendBinaryStringInfo(ctx->out, line->data, line->len);
+		OutputPluginWrite(ctx, true);
+		return;
+	}
+	if (state->pending.len > 0)
+		appendStringInfoChar(&state->pending, '\n');
+	appendBinaryStringInfo(&state->pending, line->data, line->len);
+	if (state->pending.len >= BATCH_FLUSH_BYTES)
+		flush_pending(ctx);
+}
+
 /* Write one event; hold (may be NULL) carries hold_id, qty and holder. */
 static void
 emit_event(LogicalDecodingContext *ctx, ReorderBufferTXN *txn, const char *type,
 		   int64 item_id, HeapTuple hold, TupleDesc hold_desc, int64 capacity)
 {
 	PluginState *state = ctx->output_plugin_private;
-	StringInfo	out;
+	StringInfoData line;
+	StringInfo	out = &line;
 
-	OutputPluginPrepareWrite(ctx, true);
-	out = ctx->out;
+	initStringInfo(out);
 	appendStringInfo(out, "{\"event_id\":\"" UINT64_FORMAT "-%u\",\"type\":\"%s\",\"item_id\":" INT64_FORMAT,
 					 (uint64) txn->final_lsn, state->txn_events, type, item_id);
 	if (hold != NULL)
@@ -179,7 +223,7 @@ emit_event(LogicalDecodingContext *ctx, ReorderBufferTXN *txn, const char *type,
 	if (capacity >= 0)
 		appendStringInfo(out, ",\"capacity\":" INT64_FORMAT, capacity);
 	appendStringInfoChar(out, '}');
-	OutputPluginWrite(ctx, true);
+	write_line(ctx, out);
 	state->txn_events++;
 }
 
@@ -278,15 +322,16 @@ static void
 te_commit(LogicalDecodingContext *ctx, ReorderBufferTXN *txn, XLogRecPtr commit_lsn)
 {
 	PluginState *state = ctx->output_plugin_private;
+	StringInfoData line;
 
+	initStringInfo(&line);
 	if (state->txn_events > 0 && state->commit_markers)
 	{
-		OutputPluginPrepareWrite(ctx, true);
-		appendStringInfo(ctx->out,
+		appendStringInfo(&line,
 						 "{\"type\":\"commit\",\"lsn\":\"%X/%X\",\"end_lsn\":\"%X/%X\",\"xid\":%u,\"events\":%u}",
 						 LSN_FORMAT_ARGS(commit_lsn), LSN_FORMAT_ARGS(txn->end_lsn),
 						 txn->xid, state->txn_events);
-		OutputPluginWrite(ctx, true);
+		write_line(ctx, &line);
 	}
 	else if (state->txn_events == 0 && state->progress_interval_ms > 0)
 	{
@@ -295,13 +340,14 @@ te_commit(LogicalDecodingContext *ctx, ReorderBufferTXN *txn, XLogRecPtr commit_
 		if (TimestampDifferenceExceeds(state->last_progress, now,
 									   state->progress_interval_ms))
 		{
-			OutputPluginPrepareWrite(ctx, true);
-			appendStringInfo(ctx->out, "{\"type\":\"progress\",\"end_lsn\":\"%X/%X\"}",
+			appendStringInfo(&line, "{\"type\":\"progress\",\"end_lsn\":\"%X/%X\"}",
 							 LSN_FORMAT_ARGS(txn->end_lsn));
-			OutputPluginWrite(ctx, true);
+			write_line(ctx, &line);
 			state->last_progress = now;
 		}
 	}
+	flush_pending(ctx);			/* a transaction never waits for the next one */
+	pfree(line.data);
 }
 
 /* TRUNCATE of our tables is not an event (and not something to do). */

@@ -19,8 +19,55 @@
 #include "utils/timestamp.h"
 
 PG_FUNCTION_INFO_V1(ticket_stream_status);
+PG_FUNCTION_INFO_V1(ticket_stream_reset_stats);
 
 StreamShared *stream_shared = NULL;
+
+const double delay_bucket_ms[DELAY_BUCKETS] = {
+	0.5, 1, 2, 3, 5, 7, 10, 15, 20, 30, 50, 70, 100, 150, 200, 300, 500, 700,
+	1000, 1500, 2000, 5000, 10000, 1e12
+};
+
+/* The delay (ms, a bucket's upper bound) below which a fraction q falls. */
+static double
+delay_percentile(const uint64 *hist, double q)
+{
+	uint64		total = 0;
+	uint64		seen = 0;
+	int			i;
+
+	for (i = 0; i < DELAY_BUCKETS; i++)
+		total += hist[i];
+	if (total == 0)
+		return 0;
+	for (i = 0; i < DELAY_BUCKETS; i++)
+	{
+		seen += hist[i];
+		if ((double) seen >= q * (double) total)
+			return delay_bucket_ms[i];
+	}
+	return delay_bucket_ms[DELAY_BUCKETS - 1];
+}
+
+/* ticket_ext.stream_reset_stats(): zero the counters (benchmarks) */
+Datum
+ticket_stream_reset_stats(PG_FUNCTION_ARGS)
+{
+	int			i;
+
+	if (stream_shared == NULL)
+		PG_RETURN_VOID();
+	SpinLockAcquire(&stream_shared->mutex);
+	for (i = 0; i < MAX_SINKS; i++)
+	{
+		stream_shared->sinks[i].events_sent = 0;
+		stream_shared->sinks[i].retries = 0;
+		stream_shared->sinks[i].throttles = 0;
+		memset(stream_shared->sinks[i].delay_hist, 0, sizeof(stream_shared->sinks[i].delay_hist));
+	}
+	SpinLockRelease(&stream_shared->mutex);
+	PG_RETURN_VOID();
+}
 
 Size
 stream_shmem_size(void)
@@ -109,8 +156,8 @@ ticket_stream_status(PG_FUNCTION_ARGS)
 	for (i = 0; i < copy.nsinks; i++)
 	{
 		SinkStatus *s = &copy.sinks[i];
-		Datum		values[13];
-		bool		nulls[13] = {0};
+		Datum		values[15];
+		bool		nulls[15] = {0};
 
 		values[0] = CStringGetTextDatum(s->name);
 		values[1] = CStringGetTextDatum(state_name(s->state));
@@ -133,6 +180,8 @@ ticket_stream_status(PG_FUNCTION_ARGS)
 		values[11] = Int32GetDatum(copy.queued);
 		values[12] = Int32GetDatum(copy.worker_pid);
 		nulls[12] = copy.worker_pid == 0;
+		values[13] = Float8GetDatum(delay_percentile(s->delay_hist, 0.50));
+		values[14] = Float8GetDatum(delay_percentile(s->delay_hist, 0.99));
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 	PG_RETURN_NULL();
