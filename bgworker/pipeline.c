@@ -82,11 +82,9 @@ pipeline_reload(void)
 {
 	int			i;
 
-	if (queue_cap != stream_queue_max && queue_len == 0)
+	if (queue == NULL)
 	{
-		if (queue)
-			pfree(queue);
-		queue_cap = stream_queue_max;
+		queue_cap = 1024;		/* grows as needed, up to about stream_queue_max */
 		queue = MemoryContextAllocZero(TopMemoryContext, sizeof(QueuedEvent) * queue_cap);
 		queue_head = 0;
 	}
@@ -118,10 +116,29 @@ pipeline_any_enabled(void)
 	return false;
 }
 
+/* The soft limit: stop reading (one message may still add a batch). */
 bool
 pipeline_full(void)
 {
-	return queue_len >= queue_cap;
+	return queue_len >= stream_queue_max;
+}
+
+/* Make room for one more event: the ring grows past the soft limit. */
+static void
+ensure_queue_room(void)
+{
+	QueuedEvent *bigger;
+	int			i;
+
+	if (queue_len < queue_cap)
+		return;
+	bigger = MemoryContextAllocZero(TopMemoryContext, sizeof(QueuedEvent) * queue_cap * 2);
+	for (i = 0; i < queue_len; i++)
+		bigger[i] = QUEUE_AT(i);
+	pfree(queue);
+	queue = bigger;
+	queue_head = 0;
+	queue_cap *= 2;
 }
 
 /* Forget queued events (the stream restarts from the slot's position). */
@@ -172,7 +189,7 @@ pipeline_add_event(const StreamEvent *event)
 {
 	QueuedEvent *q;
 
-	Assert(queue_len < queue_cap);
+	ensure_queue_room();
 	q = &QUEUE_AT(queue_len);
 	q->event = copy_event(event);
 	q->txn_end = InvalidXLogRecPtr;

@@ -42,6 +42,8 @@ PGDLLEXPORT void ticket_stream_worker_main(Datum main_arg);
 
 #define CHECK_EXTENSION_MS	2000
 #define FEEDBACK_EVERY_MS	1000
+#define LINGER_MS			1
+#define LINGER_BELOW		64	/* messages per read that count as "short" */
 
 static char *superuser_name = NULL;
 static char *slot_in_use = NULL;	/* slot of the open stream */
@@ -225,25 +227,27 @@ handle_data(MemoryContext parse_cxt, ReplMessage *msg)
 
 /*
  * Read what the walsender has sent, up to the queue's capacity.  Returns
- * false if the stream broke.
+ * how many messages were read, or -1 if the stream broke.
  */
-static bool
+static int
 drain_stream(MemoryContext parse_cxt)
 {
 	ReplMessage msg;
 	char		err[1024];
 	int			rc;
+	int			n = 0;
 
 	while (!pipeline_full())
 	{
 		rc = repl_receive(&msg, err, sizeof(err));
 		if (rc == 0)
-			return true;
+			return n;
 		if (rc < 0)
 		{
 			stream_failed(err);
-			return false;
+			return -1;
 		}
+		n++;
 		if (msg.kind == REPL_KEEPALIVE)
 		{
 			pipeline_idle_position(msg.wal_end);
@@ -252,12 +256,12 @@ drain_stream(MemoryContext parse_cxt)
 			continue;
 		}
 		if (!handle_data(parse_cxt, &msg))
-			return false;
+			return -1;
 		SpinLockAcquire(&stream_shared->mutex);
 		stream_shared->received_lsn = Max(stream_shared->received_lsn, msg.lsn);
 		SpinLockRelease(&stream_shared->mutex);
 	}
-	return true;
+	return n;
 }
 
 /*
@@ -362,6 +366,7 @@ ticket_stream_worker_main(Datum main_arg)
 		long		retry;
 		TimestampTz now;
 		int			events = WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH;
+		int			got;
 
 		CHECK_FOR_INTERRUPTS();
 		if (ConfigReloadPending)
@@ -393,13 +398,20 @@ ticket_stream_worker_main(Datum main_arg)
 		{
 			if (!repl_is_connected())
 				(void) open_stream();
-			if (repl_is_connected() && drain_stream(parse_cxt))
+			if (repl_is_connected() && (got = drain_stream(parse_cxt)) >= 0)
 			{
 				retry = pipeline_work();
 				send_feedback();
 				if (retry >= 0)
 					timeout = Min(timeout, retry);
-				if (!pipeline_full())
+				/*
+				 * A busy stream arrives a message at a time: after a short
+				 * read, let messages gather for a millisecond instead of
+				 * waking up for each one (far fewer wake-ups and syscalls).
+				 */
+				if (got > 0 && got < LINGER_BELOW)
+					timeout = Min(timeout, LINGER_MS);
+				else if (!pipeline_full())
 					events |= WL_SOCKET_READABLE;
 			}
 		}

@@ -20,15 +20,24 @@ sub free_port
 	return $port;
 }
 
+# servers started by this process, killed when it exits (even on failure)
+my @started;
+END
+{
+	$_->kill9 for grep { $_->{owner} == $$ } @started;
+}
+
 sub new
 {
 	my ($class, %opts) = @_;
 	my $self = bless {
+		owner => $$,
 		port => $opts{port} // free_port(),
 		dir => tempdir('redis_XXXX', DIR => $PostgreSQL::Test::Utils::tmp_check, CLEANUP => 1),
 		password => $opts{password},
 	}, $class;
 	$self->start;
+	push @started, $self;
 	return $self;
 }
 

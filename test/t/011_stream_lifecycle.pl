@@ -15,7 +15,8 @@ use RedisTest;
 my $redis = RedisTest->new(password => 's3cret-pw');
 my $node = new_ticket_node('lifecycle2', allows_streaming => 'logical',
 	conf => "ticket_ext.redis_url = '" . $redis->url . "'\n"
-	  . "ticket_ext.stream_backoff_max = 500ms\n");
+	  . "ticket_ext.stream_backoff_max = 500ms\n"
+	  . "ticket_ext.stream_queue_max = 1000\n");    # small: outages overflow it
 ok(stream_worker_pid($node), 'worker up');
 $node->safe_psql('postgres', "SELECT ticket_ext.create_item(1, 100, 'consumers')");
 $node->poll_query_until('postgres',
