@@ -129,6 +129,25 @@ for (1 .. 100000)
 is(scalar(keys %seen), $all, "two readers in a consumer group read all $all entries");
 is($dup, 0, '... each exactly once');
 
+# --- Redis refusing writes: out of memory, then a read-only replica -------
+sub refusal_round
+{
+	my ($label, $refuse, $accept, $pattern) = @_;
+	$redis->command(@$refuse);
+	my $burst = start_load($node, 3, 4, 500, @mix);
+	$burst->finish;
+	ok($node->poll_query_until('postgres', qq{
+		SELECT last_error ~ '$pattern' AND state = 'retrying'
+		  FROM ticket_ext.stream_status WHERE sink = 'redis'}),
+		"$label: the sink reports it and retries");
+	$redis->command(@$accept);
+	check_stream($node, $redis, $key, "after $label");
+}
+refusal_round('Redis out of memory',
+	[ 'CONFIG', 'SET', 'maxmemory', '1' ], [ 'CONFIG', 'SET', 'maxmemory', '0' ], 'OOM');
+refusal_round('a read-only replica',
+	[ 'REPLICAOF', '127.0.0.1', '1' ], [ 'REPLICAOF', 'NO', 'ONE' ], 'READONLY');
+
 # --- settings reload: a new stream key, one stream per item ---------------
 $node->safe_psql('postgres', q{
 	ALTER SYSTEM SET ticket_ext.redis_stream = 'shop';
@@ -146,6 +165,21 @@ for (1 .. 100)
 }
 is(scalar(@$per_item), 1, 'after SIGHUP the event went to the per-item stream shop:1');
 is($per_item->[0]{holder}, 'after reload', '... and it is the new reservation');
+
+# --- MAXLEN ~ trimming ------------------------------------------------------
+$node->safe_psql('postgres', q{
+	ALTER SYSTEM SET ticket_ext.redis_maxlen = 10;
+	SELECT pg_reload_conf();
+});
+sleep 1;
+$node->safe_psql('postgres', "SELECT ticket_reserve(1, 1, 'trim') FROM generate_series(1, 300)")
+  for 1 .. 2;
+$node->poll_query_until('postgres',
+	"SELECT slot_confirmed_lsn >= pg_current_wal_lsn() - 1000000 AND queued = 0 FROM ticket_ext.stream_status")
+  or die;
+sleep 2;
+my $len = $redis->command('XLEN', 'shop:1');
+ok($len > 0 && $len < 300, "MAXLEN ~ 10 keeps the stream short ($len of 600 entries)");
 
 $node->stop;
 $redis->stop;
