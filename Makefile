@@ -12,9 +12,9 @@ PGFILEDESC  = "ticket_ext - high-frequency ticket selling"
 PG_CONFIG  ?= $(firstword $(wildcard /usr/lib/postgresql/15/bin/pg_config) pg_config)
 PG_CPPFLAGS = -Iinclude -I$(libpq_srcdir) -std=gnu11 -Wall -Wextra \
               -Wno-unused-parameter -Wno-sign-compare -Wno-missing-field-initializers
-# the worker's replication connection (libpq) and Redis sink (hiredis)
+# the worker's replication connection (libpq) and sinks (hiredis, libcurl)
 SHLIB_LINK_INTERNAL = $(libpq)
-SHLIB_LINK = -lhiredis
+SHLIB_LINK = -lhiredis -lcurl
 
 # Tests are driven by test/run_all.sh (see `make test`), not by PGXS's
 # installcheck: every suite needs its own throwaway cluster with

@@ -11,6 +11,12 @@
  * sent before each round of sends, so an idle stream sends one event at a
  * time (low latency) and a busy one sends full batches.
  *
+ * Sinks do not hold each other up: when the queue is full and one sink is
+ * failing while the others have everything, the failing sink is detached
+ * (its backlog leaves memory; the slot, confirmed no further than that
+ * sink's position, keeps it).  Once the sink answers again the stream
+ * restarts from the slot; every sink skips what it already acknowledged.
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -27,7 +33,7 @@ typedef struct QueuedEvent
 	XLogRecPtr	txn_end;		/* set on the last event of its transaction */
 } QueuedEvent;
 
-static const SinkOps *const all_sinks[] = {&redis_sink_ops};
+static const SinkOps *const all_sinks[] = {&redis_sink_ops, &kinesis_sink_ops};
 #define NUM_SINKS lengthof(all_sinks)
 
 static Sink sinks[NUM_SINKS];
@@ -36,9 +42,11 @@ static int	queue_cap = 0;
 static int	queue_head = 0;
 static int	queue_len = 0;
 static MemoryContext queue_cxt = NULL;
-static XLogRecPtr confirmed = InvalidXLogRecPtr;
+static bool replay_wanted = false;
 
 #define QUEUE_AT(i) (queue[(queue_head + (i)) % queue_cap])
+
+static void advance_sink(Sink *s, int n);
 
 static void
 status_update(Sink *s, SinkState state, const char *error)
@@ -100,7 +108,12 @@ pipeline_reload(void)
 		s->retry_at = 0;
 		s->backoff_ms = 0;
 		if (s->enabled && !was)
-			s->acked = queue_len;	/* a newly enabled sink starts from now */
+		{
+			/* a newly enabled sink starts from now */
+			s->acked = queue_len;
+			s->confirmed = pipeline_confirmed();
+			s->detached = false;
+		}
 		status_update(s, s->enabled ? SINK_STATE_CONNECTING : SINK_STATE_DISABLED, NULL);
 	}
 }
@@ -196,22 +209,36 @@ pipeline_add_event(const StreamEvent *event)
 	queue_len++;
 }
 
+/* Sinks that have every queued event are complete up to lsn. */
+static void
+advance_caught_up(XLogRecPtr lsn)
+{
+	int			i;
+
+	for (i = 0; i < (int) NUM_SINKS; i++)
+	{
+		Sink	   *s = &sinks[i];
+
+		if (s->enabled && !s->detached && s->acked >= queue_len && lsn > s->confirmed)
+			s->confirmed = lsn;
+	}
+}
+
 /* Its commit marker: the transaction's events are all in the queue. */
 void
 pipeline_commit(XLogRecPtr end_lsn)
 {
 	if (queue_len > 0)
 		QUEUE_AT(queue_len - 1).txn_end = end_lsn;
-	else if (end_lsn > confirmed)
-		confirmed = end_lsn;	/* its events were all acknowledged already */
+	advance_caught_up(end_lsn);	/* sinks that had its events already */
 }
 
-/* Nothing queued: the stream is known to be complete up to lsn. */
+/* No event pending before lsn (progress message or keepalive). */
 void
 pipeline_idle_position(XLogRecPtr lsn)
 {
-	if (queue_len == 0 && lsn > confirmed)
-		confirmed = lsn;
+	if (queue_len == 0)
+		advance_caught_up(lsn);
 }
 
 /* Nothing queued: everything received is acknowledged. */
@@ -221,30 +248,53 @@ pipeline_idle(void)
 	return queue_len == 0;
 }
 
+/* What every enabled sink has: the position the slot may confirm. */
 XLogRecPtr
 pipeline_confirmed(void)
 {
-	return confirmed;
+	XLogRecPtr	min = InvalidXLogRecPtr;
+	bool		any = false;
+	int			i;
+
+	for (i = 0; i < (int) NUM_SINKS; i++)
+		if (sinks[i].enabled && (!any || sinks[i].confirmed < min))
+		{
+			min = sinks[i].confirmed;
+			any = true;
+		}
+	return min;
 }
 
-/* Drop events every enabled sink acknowledged; advance the confirmable LSN. */
+/* A detached sink answers again: restart the stream from the slot. */
+bool
+pipeline_replay_wanted(void)
+{
+	bool		wanted = replay_wanted;
+
+	replay_wanted = false;
+	return wanted;
+}
+
+/* Drop the events every attached sink acknowledged. */
 static void
 pop_acknowledged(void)
 {
 	int			done = queue_len;
+	bool		any = false;
 	int			i;
 
 	for (i = 0; i < (int) NUM_SINKS; i++)
-		if (sinks[i].enabled)
+		if (sinks[i].enabled && !sinks[i].detached)
+		{
 			done = Min(done, sinks[i].acked);
-	if (!pipeline_any_enabled())
+			any = true;
+		}
+	if (!any)
 		done = 0;
 	for (i = 0; i < done; i++)
 	{
 		QueuedEvent *q = &QUEUE_AT(0);
 
-		if (q->txn_end != InvalidXLogRecPtr && q->txn_end > confirmed)
-			confirmed = q->txn_end;
 		pfree(q->event);
 		q->event = NULL;
 		queue_head = (queue_head + 1) % queue_cap;
@@ -277,10 +327,16 @@ note_failure(Sink *s, SinkResultCode code, const char *error)
 {
 	SinkStatus *st = &stream_shared->sinks[s->index];
 
-	if (!s->failing)
+	/* log state changes, not retries; a flapping sink once a minute */
+	if (!s->failing && !s->warned &&
+		TimestampDifferenceExceeds(s->warned_at, GetCurrentTimestamp(), 60000))
+	{
 		ereport(WARNING,
 				(errmsg("ticket_ext: %s sink failing, retrying with backoff: %s",
 						s->ops->name, error)));
+		s->warned = true;
+		s->warned_at = GetCurrentTimestamp();
+	}
 	s->failing = true;
 	SpinLockAcquire(&stream_shared->mutex);
 	st->retries++;
@@ -327,13 +383,14 @@ note_progress(Sink *s, int acked)
 		if (commit != 0)
 			hist[delay_bucket(commit, now)]++;
 	}
-	if (s->failing)
+	if (s->warned)
 		ereport(LOG,
 				(errmsg("ticket_ext: %s sink recovered", s->ops->name)));
+	s->warned = false;
 	s->failing = false;
 	s->backoff_ms = 0;
 	s->retry_at = 0;
-	s->acked += acked;
+	advance_sink(s, acked);
 	SpinLockAcquire(&stream_shared->mutex);
 	st->events_sent += acked;
 	st->acked_lsn = last->id.lsn;
@@ -341,6 +398,79 @@ note_progress(Sink *s, int acked)
 	for (i = 0; i < DELAY_BUCKETS; i++)
 		st->delay_hist[i] += hist[i];
 	SpinLockRelease(&stream_shared->mutex);
+}
+
+/* The sink has the next n queued events: move its position past them. */
+static void
+advance_sink(Sink *s, int n)
+{
+	int			i;
+
+	for (i = 0; i < n; i++)
+	{
+		QueuedEvent *q = &QUEUE_AT(s->acked + i);
+
+		if (q->txn_end != InvalidXLogRecPtr && q->txn_end > s->confirmed)
+			s->confirmed = q->txn_end;
+		s->last_id = q->event->id;
+	}
+	s->acked += n;
+}
+
+/* After a replay, skip what the sink acknowledged before. */
+static void
+skip_known(Sink *s)
+{
+	int			n = 0;
+
+	while (s->acked + n < queue_len &&
+		   !EVENT_ID_LT(s->last_id, QUEUE_AT(s->acked + n).event->id))
+		n++;
+	if (n > 0)
+		advance_sink(s, n);
+}
+
+/*
+ * The queue is full and waits for s alone, which is failing: let go of
+ * its backlog so the other sinks go on.
+ */
+static void
+maybe_detach(Sink *s, TimestampTz now)
+{
+	int			i;
+
+	if (s->detached || !pipeline_full() || s->retry_at <= now || s->acked >= queue_len)
+		return;
+	for (i = 0; i < (int) NUM_SINKS; i++)
+		if (&sinks[i] != s && sinks[i].enabled && !sinks[i].detached &&
+			sinks[i].acked < queue_len)
+			return;				/* another sink still has work here */
+	s->detached = true;
+	ereport(WARNING,
+			(errmsg("ticket_ext: %s sink detached from the live stream; it will catch up from the slot when it answers",
+					s->ops->name)));
+}
+
+/* A detached sink: once it answers again, ask for a replay from the slot. */
+static void
+probe_detached(Sink *s, TimestampTz now)
+{
+	char		error[256];
+	SinkResultCode rc;
+
+	if (s->retry_at > now)
+		return;
+	rc = s->ops->connect(s, error, sizeof(error));
+	if (rc != SINK_OK)
+	{
+		note_failure(s, rc, error);
+		return;
+	}
+	s->connected = true;
+	s->detached = false;
+	replay_wanted = true;
+	ereport(LOG,
+			(errmsg("ticket_ext: %s sink answers again; replaying from the slot", s->ops->name)));
 }
 
 /* One sink: connect if needed, send the next batch, account for it. */
@@ -353,8 +483,19 @@ work_sink(Sink *s, TimestampTz now)
 	int			i;
 	char		error[256];
 
-	if (!s->enabled || s->acked >= queue_len || (s->retry_at != 0 && now < s->retry_at))
+	if (!s->enabled)
 		return;
+	if (s->detached)
+	{
+		probe_detached(s, now);
+		return;
+	}
+	if (s->retry_at != 0 && now < s->retry_at)
+	{
+		maybe_detach(s, now);
+		return;
+	}
+	/* connect even with nothing to send: the status shows bad settings early */
 	if (!s->connected)
 	{
 		SinkResultCode rc;
@@ -367,7 +508,11 @@ work_sink(Sink *s, TimestampTz now)
 			return;
 		}
 		s->connected = true;
+		status_update(s, SINK_STATE_OK, NULL);
 	}
+	skip_known(s);
+	if (s->acked >= queue_len)
+		return;
 	n = Min(Min(queue_len - s->acked, stream_batch_size), (int) lengthof(batch));
 	for (i = 0; i < n; i++)
 		batch[i] = QUEUE_AT(s->acked + i).event;
@@ -401,7 +546,13 @@ pipeline_work(void)
 		SinkStatus *st = &stream_shared->sinks[i];
 		TimestampTz oldest = 0;
 
-		if (s->enabled && s->acked < queue_len)
+		if (s->enabled && s->detached && s->retry_at > now)
+		{
+			long		ms = (long) ((s->retry_at - now) / 1000) + 1;
+
+			wait = (wait < 0) ? ms : Min(wait, ms);
+		}
+		else if (s->enabled && !s->detached && s->acked < queue_len)
 		{
 			long		ms = 0;		/* more to send right away */
 

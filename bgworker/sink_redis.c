@@ -22,13 +22,6 @@
 static redisContext *redis = NULL;
 static RedisUrl url;
 
-/* The Kinesis sink is not built yet (issue 4): never configured. */
-bool
-kinesis_configured(void)
-{
-	return false;
-}
-
 static bool
 redis_enabled(void)
 {

@@ -15,6 +15,8 @@
  */
 #include "postgres.h"
 
+#include <curl/curl.h>
+
 #include "access/xact.h"
 #include "access/xlog.h"
 #include "catalog/pg_authid.h"
@@ -357,6 +359,7 @@ ticket_stream_worker_main(Datum main_arg)
 
 	parse_cxt = AllocSetContextCreate(TopMemoryContext, "ticket_ext stream parse",
 									  ALLOCSET_DEFAULT_SIZES);
+	curl_global_init(CURL_GLOBAL_DEFAULT);
 	lookup_superuser();
 	pipeline_init();
 
@@ -402,6 +405,11 @@ ticket_stream_worker_main(Datum main_arg)
 			{
 				retry = pipeline_work();
 				send_feedback();
+				if (pipeline_replay_wanted())
+				{
+					close_stream();		/* reopened from the slot next round */
+					continue;
+				}
 				if (retry >= 0)
 					timeout = Min(timeout, retry);
 				/*

@@ -90,6 +90,11 @@ typedef struct Sink
 	int			backoff_ms;
 	TimestampTz retry_at;		/* 0 = may send now */
 	bool		failing;		/* for logging state changes only */
+	bool		warned;			/* a "failing" WARNING is out, no "recovered" yet */
+	TimestampTz warned_at;		/* when; flapping sinks warn once a minute */
+	XLogRecPtr	confirmed;		/* end of the last transaction it fully has */
+	EventId		last_id;		/* the last event it acknowledged */
+	bool		detached;		/* dropped from the queue; catches up by replay */
 } Sink;
 
 struct SinkOps
@@ -104,6 +109,7 @@ struct SinkOps
 };
 
 extern const SinkOps redis_sink_ops;
+extern const SinkOps kinesis_sink_ops;
 
 /* ---------- the pipeline (pipeline.c) ---------- */
 
@@ -118,6 +124,7 @@ extern void pipeline_idle_position(XLogRecPtr lsn);
 extern long pipeline_work(void);
 extern XLogRecPtr pipeline_confirmed(void);
 extern bool pipeline_idle(void);
+extern bool pipeline_replay_wanted(void);
 
 /* ---------- shared-memory status (ticket_ext.stream_status) ---------- */
 
@@ -184,10 +191,17 @@ extern int	stream_io_timeout_ms;
 extern int	stream_backoff_min_ms;
 extern int	stream_backoff_max_ms;
 extern int	stream_wal_warning_mb;
+extern char *kinesis_stream;
+extern char *kinesis_region;
+extern char *kinesis_endpoint;
+extern char *aws_access_key_id;
+extern char *aws_secret_access_key;
+extern int	kinesis_max_record_bytes;
+extern int	kinesis_max_request_bytes;
 
 extern void stream_define_settings(void);
 
-/* sink_kinesis.c (or a stub until the Kinesis sink exists) */
+/* sink_kinesis.c */
 extern bool kinesis_configured(void);
 
 #endif							/* TICKET_STREAM_H */

@@ -35,6 +35,14 @@ if [ ${#missing[@]} -gt 0 ]; then
   }
 fi
 
+# npm packages of the tests and the demo (kinesalite, the AWS SDK), pinned
+# by test/js/package-lock.json
+here=$(cd "$(dirname "$0")/.." && pwd)
+if [ ! -d "$here/test/js/node_modules/kinesalite" ]; then
+  echo "install-deps: npm ci in test/js"
+  (cd "$here/test/js" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+fi
+
 # Debian starts a default cluster on port 5432 when postgresql-15 is
 # installed; ticket_ext never uses it (every test and demo makes its own).
 exit 0

@@ -28,6 +28,13 @@ int			stream_io_timeout_ms = 5000;
 int			stream_backoff_min_ms = 100;
 int			stream_backoff_max_ms = 10000;
 int			stream_wal_warning_mb = 1024;
+char	   *kinesis_stream = NULL;
+char	   *kinesis_region = NULL;
+char	   *kinesis_endpoint = NULL;
+char	   *aws_access_key_id = NULL;
+char	   *aws_secret_access_key = NULL;
+int			kinesis_max_record_bytes = 1024 * 1024;
+int			kinesis_max_request_bytes = 5 * 1024 * 1024;
 
 void
 stream_define_settings(void)
@@ -85,6 +92,34 @@ stream_define_settings(void)
 							"Longest retry delay; also the retry delay for bad settings.",
 							NULL, &stream_backoff_max_ms, 10000, 1, 3600000,
 							PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
+	DefineCustomStringVariable("ticket_ext.kinesis_stream",
+							   "Kinesis data stream to send events to; empty = off.",
+							   NULL, &kinesis_stream, "",
+							   PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomStringVariable("ticket_ext.kinesis_region",
+							   "AWS region of the Kinesis stream (also used for signing).",
+							   NULL, &kinesis_region, "us-east-1",
+							   PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomStringVariable("ticket_ext.kinesis_endpoint",
+							   "Kinesis endpoint URL; empty = https://kinesis.<region>.amazonaws.com/.",
+							   NULL, &kinesis_endpoint, "",
+							   PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomStringVariable("ticket_ext.aws_access_key_id",
+							   "AWS access key id; empty = the server's AWS_ACCESS_KEY_ID.",
+							   NULL, &aws_access_key_id, "",
+							   PGC_SIGHUP, GUC_SUPERUSER_ONLY, NULL, NULL, NULL);
+	DefineCustomStringVariable("ticket_ext.aws_secret_access_key",
+							   "AWS secret access key; empty = the server's AWS_SECRET_ACCESS_KEY.",
+							   NULL, &aws_secret_access_key, "",
+							   PGC_SIGHUP, GUC_SUPERUSER_ONLY, NULL, NULL, NULL);
+	DefineCustomIntVariable("ticket_ext.kinesis_max_record_bytes",
+							"Largest Kinesis record (data + partition key).",
+							NULL, &kinesis_max_record_bytes, 1024 * 1024, 1024, 10 * 1024 * 1024,
+							PGC_SIGHUP, GUC_UNIT_BYTE, NULL, NULL, NULL);
+	DefineCustomIntVariable("ticket_ext.kinesis_max_request_bytes",
+							"Largest PutRecords request body.",
+							NULL, &kinesis_max_request_bytes, 5 * 1024 * 1024, 64 * 1024, 10 * 1024 * 1024,
+							PGC_SIGHUP, GUC_UNIT_BYTE, NULL, NULL, NULL);
 	DefineCustomIntVariable("ticket_ext.stream_wal_warning",
 							"Warn when the slot retains more WAL than this.",
 							NULL, &stream_wal_warning_mb, 1024, 1, INT_MAX,

@@ -124,7 +124,8 @@ sub check_stream
 	  or diag("extra: @extra[0 .. ($#extra < 9 ? $#extra : 9)]");
 	is(scalar(@dups), 0, "$label: no event twice") or diag("dups: @dups[0 .. 9]");
 
-	my ($ordered, %stage, $last) = (1, undef, undef);
+	my $ordered = 1;
+	my (%stage, $last);
 	my %rank = (reserved => 1, confirmed => 2, released => 3, expired => 3);
 	for my $e (@$entries)
 	{

@@ -15,7 +15,7 @@ reexec_unprivileged() {
   # shellcheck disable=SC2064
   trap "rm -rf '$work'" EXIT
   tar -C "$root" --exclude=.git --exclude=node_modules --exclude=test/logs -cf - . | tar -C "$work" -xf -
-  [ -d "$root/node_modules" ] && ln -s "$root/node_modules" "$work/node_modules"
+  [ -d "$root/test/js/node_modules" ] && ln -s "$root/test/js/node_modules" "$work/test/js/node_modules"
   chown -R "$user" "$work"
   cd "$work" || exit 1
   runuser -u "$user" -- env PATH="$PATH" TICKET_KEEP_LOGS="${TICKET_KEEP_LOGS:-}" TICKET_TAP_TESTS="${TICKET_TAP_TESTS:-}" \

@@ -175,7 +175,7 @@ sleep 1;
 $node->safe_psql('postgres', "SELECT ticket_reserve(1, 1, 'trim') FROM generate_series(1, 300)")
   for 1 .. 2;
 $node->poll_query_until('postgres',
-	"SELECT slot_confirmed_lsn >= pg_current_wal_lsn() - 1000000 AND queued = 0 FROM ticket_ext.stream_status")
+	"SELECT slot_confirmed_lsn >= pg_current_wal_lsn() - 1000000 AND queued = 0 FROM ticket_ext.stream_status WHERE sink = 'redis'")
   or die;
 sleep 2;
 my $len = $redis->command('XLEN', 'shop:1');

@@ -1,0 +1,183 @@
+/*-------------------------------------------------------------------------
+ *
+ * kinesis_response.c
+ *	  Reading Kinesis PutRecords responses (and AWS JSON errors) with
+ *	  PostgreSQL's JSON parser.  Frontend-safe, so test/fuzz feeds it
+ *	  arbitrary bytes outside the server.
+ *
+ *	  {"FailedRecordCount":1,"Records":[{"SequenceNumber":"..","ShardId":".."},
+ *	   {"ErrorCode":"ProvisionedThroughputExceededException","ErrorMessage":".."}]}
+ *	  {"__type":"ResourceNotFoundException","message":"Stream x not found."}
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "common/jsonapi.h"
+#include "kinesis.h"
+#include "mb/pg_wchar.h"
+
+typedef struct RespState
+{
+	KinesisResponse *out;
+	int			max_records;
+	int			depth;			/* objects and arrays open */
+	bool		in_records;		/* inside the top-level "Records" array */
+	int			records_depth;	/* depth of that array */
+	const char *field;			/* current field name (static) */
+	bool		bad;
+} RespState;
+
+static void
+obj_start(void *arg)
+{
+	RespState  *st = arg;
+
+	st->depth++;
+	if (st->in_records && st->depth == st->records_depth + 1)
+	{
+		if (st->out->nrecords >= st->max_records)
+			st->bad = true;
+		else
+			st->out->record_failed[st->out->nrecords++] = false;
+		/* (max_records 0: an error or summary response, no records wanted) */
+	}
+}
+
+static void
+obj_end(void *arg)
+{
+	((RespState *) arg)->depth--;
+}
+
+static void
+arr_start(void *arg)
+{
+	RespState  *st = arg;
+
+	st->depth++;
+	if (st->depth == 2 && st->field != NULL && strcmp(st->field, "Records") == 0)
+	{
+		st->in_records = true;
+		st->records_depth = st->depth;
+	}
+}
+
+static void
+arr_end(void *arg)
+{
+	RespState  *st = arg;
+
+	if (st->in_records && st->depth == st->records_depth)
+		st->in_records = false;
+	st->depth--;
+}
+
+static void
+field_start(void *arg, char *fname, bool isnull)
+{
+	RespState  *st = arg;
+	static const char *const known[] = {
+		"FailedRecordCount", "Records", "__type", "message", "Message",
+		"ErrorCode", "ErrorMessage"
+	};
+	int			i;
+
+	st->field = NULL;
+	for (i = 0; i < (int) lengthof(known); i++)
+		if (strcmp(fname, known[i]) == 0)
+			st->field = known[i];
+}
+
+static void
+copy_text(char *dst, size_t cap, const char *src)
+{
+	const char *hash = strrchr(src, '#');	/* "namespace#Name" -> "Name" */
+
+	strlcpy(dst, hash ? hash + 1 : src, cap);
+}
+
+static void
+scalar(void *arg, char *token, JsonTokenType type)
+{
+	RespState  *st = arg;
+	KinesisResponse *out = st->out;
+
+	if (st->field == NULL || token == NULL || type == JSON_TOKEN_NULL)
+		return;
+	if (st->depth == 1)
+	{
+		if (strcmp(st->field, "FailedRecordCount") == 0 && type == JSON_TOKEN_NUMBER)
+			out->failed_count = atoi(token);
+		else if (strcmp(st->field, "__type") == 0)
+			copy_text(out->error_type, sizeof(out->error_type), token);
+		else if (strcmp(st->field, "message") == 0 || strcmp(st->field, "Message") == 0)
+			strlcpy(out->message, token, sizeof(out->message));
+	}
+	else if (st->in_records && st->depth == st->records_depth + 1 && out->nrecords > 0)
+	{
+		if (strcmp(st->field, "ErrorCode") == 0)
+		{
+			out->record_failed[out->nrecords - 1] = true;
+			if (out->record_error[0] == '\0')
+				copy_text(out->record_error, sizeof(out->record_error), token);
+			if (strcmp(token, "ProvisionedThroughputExceededException") == 0)
+				out->throttled_records++;
+		}
+		else if (strcmp(st->field, "ErrorMessage") == 0 && out->message[0] == '\0')
+			strlcpy(out->message, token, sizeof(out->message));
+	}
+}
+
+/*
+ * Parse a response body.  record_failed must have room for max_records.
+ * False (with err) if it is not JSON or has more records than expected.
+ */
+bool
+kinesis_parse_response(const char *body, size_t len, KinesisResponse *out,
+					   bool *record_failed, int max_records,
+					   char *err, size_t errlen)
+{
+	RespState	st = {0};
+	JsonSemAction sem = {0};
+	JsonLexContext *lex;
+	JsonParseErrorType rc;
+	char	   *copy;
+
+	memset(out, 0, sizeof(*out));
+	out->failed_count = -1;
+	out->record_failed = record_failed;
+	st.out = out;
+	st.max_records = max_records;
+	sem.semstate = &st;
+	sem.object_start = obj_start;
+	sem.object_end = obj_end;
+	sem.array_start = arr_start;
+	sem.array_end = arr_end;
+	sem.object_field_start = field_start;
+	sem.scalar = scalar;
+
+	if (len == 0)
+	{
+		snprintf(err, errlen, "empty response body");
+		return false;
+	}
+	copy = palloc(len + 1);
+	memcpy(copy, body, len);
+	copy[len] = '\0';
+	lex = makeJsonLexContextCstringLen(copy, (int) len, PG_UTF8, true);
+	rc = pg_parse_json(lex, &sem);
+	if (rc != JSON_SUCCESS)
+	{
+		snprintf(err, errlen, "response is not valid JSON: %s", json_errdetail(rc, lex));
+		pfree(copy);
+		return false;
+	}
+	pfree(copy);
+	if (st.bad)
+	{
+		snprintf(err, errlen, "response has more records than the request");
+		return false;
+	}
+	return true;
+}

@@ -1,0 +1,405 @@
+/*-------------------------------------------------------------------------
+ *
+ * sink_kinesis.c
+ *	  AWS Kinesis Data Streams sink: PutRecords over HTTPS with libcurl,
+ *	  signed by curl's own SigV4 (CURLOPT_AWS_SIGV4).
+ *
+ * Ordering: the partition key is the item id, so an item's events go to
+ * one shard.  PutRecords may fail some records and store later ones, so a
+ * request carries at most one record per item: a failed record can never
+ * be overtaken by a later event of its item.  Records of other items that
+ * were stored when an earlier one failed are remembered and not sent
+ * again on the retry (Kinesis cannot deduplicate; consumers can, by
+ * event_id, for the repeats that remain possible: see README).
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <curl/curl.h>
+
+#include "common/base64.h"
+#include "kinesis.h"
+#include "lib/stringinfo.h"
+#include "stream.h"
+#include "utils/json.h"
+
+#define MAX_RECORDS_PER_CALL 500
+
+static CURL *curl = NULL;
+static struct curl_slist *headers = NULL;
+static char url[512];
+static char sigv4[128];
+static char userpwd[512];
+
+/* events stored by Kinesis beyond an acknowledged prefix (see above) */
+static EventId landed[MAX_RECORDS_PER_CALL];
+static int	nlanded = 0;
+
+bool
+kinesis_configured(void)
+{
+	return kinesis_stream != NULL && kinesis_stream[0] != '\0';
+}
+
+static bool
+kinesis_enabled(void)
+{
+	return kinesis_configured();
+}
+
+static void
+kinesis_disconnect(Sink *sink)
+{
+	if (curl)
+		curl_easy_cleanup(curl);
+	curl = NULL;
+	if (headers)
+		curl_slist_free_all(headers);
+	headers = NULL;
+	explicit_bzero(userpwd, sizeof(userpwd));
+}
+
+/* us-east-1, eu-central-2, us-gov-west-1, cn-north-1 ... */
+static bool
+region_valid(const char *r)
+{
+	int			parts = 0;
+	const char *p = r;
+
+	if (r == NULL || *r == '\0' || strlen(r) > 40)
+		return false;
+	while (*p)
+	{
+		const char *start = p;
+
+		while ((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9'))
+			p++;
+		if (p == start)
+			return false;
+		parts++;
+		if (*p == '-')
+			p++;
+		else if (*p != '\0')
+			return false;
+	}
+	return parts >= 3 && p[-1] >= '0' && p[-1] <= '9';
+}
+
+static size_t
+collect_body(char *ptr, size_t size, size_t nmemb, void *arg)
+{
+	appendBinaryStringInfo((StringInfo) arg, ptr, (int) (size * nmemb));
+	return size * nmemb;
+}
+
+/*
+ * One signed Kinesis API call (JSON 1.1 protocol).  False with err on a
+ * transport failure; otherwise *http and the response body in resp.
+ */
+static bool
+kinesis_call(const char *operation, StringInfo body, StringInfo resp, long *http,
+			 char *err, int errlen)
+{
+	struct curl_slist *call_headers = NULL;
+	struct curl_slist *h;
+	char		target[96];
+	CURLcode	rc;
+
+	snprintf(target, sizeof(target), "X-Amz-Target: Kinesis_20131202.%s", operation);
+	for (h = headers; h; h = h->next)
+		call_headers = curl_slist_append(call_headers, h->data);
+	call_headers = curl_slist_append(call_headers, target);
+	curl_easy_setopt(curl, CURLOPT_HTTPHEADER, call_headers);
+	curl_easy_setopt(curl, CURLOPT_POSTFIELDS, body->data);
+	curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE, (long) body->len);
+	curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, collect_body);
+	curl_easy_setopt(curl, CURLOPT_WRITEDATA, resp);
+	rc = curl_easy_perform(curl);
+	curl_easy_setopt(curl, CURLOPT_HTTPHEADER, NULL);
+	curl_slist_free_all(call_headers);
+	if (rc != CURLE_OK)
+	{
+		snprintf(err, errlen, "%s to %s: %s", operation, url, curl_easy_strerror(rc));
+		return false;
+	}
+	curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, http);
+	return true;
+}
+
+static SinkResultCode classify_error(long http, const char *type);
+
+/*
+ * Connecting = asking for the stream's summary: proves the endpoint, the
+ * credentials and the stream name before any event is sent.
+ */
+static SinkResultCode
+probe_stream(char *err, int errlen)
+{
+	StringInfoData body;
+	StringInfoData resp;
+	long		http = 0;
+	KinesisResponse kr;
+	char		perr[128];
+	SinkResultCode code = SINK_OK;
+
+	initStringInfo(&body);
+	initStringInfo(&resp);
+	appendStringInfoString(&body, "{\"StreamName\":");
+	escape_json(&body, kinesis_stream);
+	appendStringInfoChar(&body, '}');
+	if (!kinesis_call("DescribeStreamSummary", &body, &resp, &http, err, errlen))
+		code = SINK_RETRY;
+	else if (http != 200)
+	{
+		if (!kinesis_parse_response(resp.data, resp.len, &kr, NULL, 0, perr, sizeof(perr)))
+			kr.error_type[0] = kr.message[0] = '\0';
+		code = classify_error(http, kr.error_type);
+		snprintf(err, errlen, "DescribeStreamSummary: HTTP %ld %s: %s", http,
+				 kr.error_type[0] ? kr.error_type : "error", kr.message);
+	}
+	pfree(body.data);
+	pfree(resp.data);
+	return code;
+}
+
+static SinkResultCode
+kinesis_connect(Sink *sink, char *err, int errlen)
+{
+	const char *key = (aws_access_key_id && aws_access_key_id[0]) ? aws_access_key_id
+		: getenv("AWS_ACCESS_KEY_ID");
+	const char *secret = (aws_secret_access_key && aws_secret_access_key[0]) ? aws_secret_access_key
+		: getenv("AWS_SECRET_ACCESS_KEY");
+	const char *token = getenv("AWS_SESSION_TOKEN");
+
+	kinesis_disconnect(sink);
+	if (!region_valid(kinesis_region))
+	{
+		snprintf(err, errlen, "ticket_ext.kinesis_region \"%s\" is not a region name like us-east-1",
+				 kinesis_region ? kinesis_region : "");
+		return SINK_FATAL_CONFIG;
+	}
+	if (key == NULL || key[0] == '\0' || secret == NULL || secret[0] == '\0')
+	{
+		snprintf(err, errlen, "no AWS credentials: set ticket_ext.aws_access_key_id/aws_secret_access_key or the server's AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY");
+		return SINK_FATAL_CONFIG;
+	}
+	if (kinesis_endpoint && kinesis_endpoint[0])
+		strlcpy(url, kinesis_endpoint, sizeof(url));
+	else
+		snprintf(url, sizeof(url), "https://kinesis.%s.amazonaws.com/", kinesis_region);
+	snprintf(sigv4, sizeof(sigv4), "aws:amz:%s:kinesis", kinesis_region);
+	snprintf(userpwd, sizeof(userpwd), "%s:%s", key, secret);
+
+	curl = curl_easy_init();
+	if (curl == NULL)
+	{
+		snprintf(err, errlen, "curl_easy_init failed");
+		return SINK_RETRY;
+	}
+	headers = curl_slist_append(headers, "Content-Type: application/x-amz-json-1.1");
+	if (token && token[0])
+	{
+		char		h[4096];
+
+		snprintf(h, sizeof(h), "X-Amz-Security-Token: %s", token);
+		headers = curl_slist_append(headers, h);
+		explicit_bzero(h, sizeof(h));
+	}
+	curl_easy_setopt(curl, CURLOPT_URL, url);
+	curl_easy_setopt(curl, CURLOPT_AWS_SIGV4, sigv4);
+	curl_easy_setopt(curl, CURLOPT_USERPWD, userpwd);
+	curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS, (long) stream_connect_timeout_ms);
+	curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, (long) stream_io_timeout_ms);
+	curl_easy_setopt(curl, CURLOPT_TCP_KEEPALIVE, 1L);
+	return probe_stream(err, errlen);
+}
+
+/* Forget landed records the pipeline has now acknowledged (id <= upto). */
+static void
+forget_landed(const EventId *upto)
+{
+	int			keep = 0;
+	int			i;
+
+	for (i = 0; i < nlanded; i++)
+		if (EVENT_ID_LT(*upto, landed[i]))
+			landed[keep++] = landed[i];
+	nlanded = keep;
+}
+
+static bool
+was_landed(const EventId *id)
+{
+	int			i;
+
+	for (i = 0; i < nlanded; i++)
+		if (landed[i].lsn == id->lsn && landed[i].seq == id->seq)
+			return true;
+	return false;
+}
+
+/* Classify an AWS error (__type of a non-200 response). */
+static SinkResultCode
+classify_error(long http, const char *type)
+{
+	if (strcmp(type, "ProvisionedThroughputExceededException") == 0 ||
+		strcmp(type, "LimitExceededException") == 0 ||
+		strcmp(type, "ThrottlingException") == 0)
+		return SINK_THROTTLED;
+	if (http >= 500)
+		return SINK_RETRY;
+	if (http == 403 || strstr(type, "NotFound") != NULL || strstr(type, "Signature") != NULL ||
+		strstr(type, "AccessDenied") != NULL || strstr(type, "UnrecognizedClient") != NULL ||
+		strstr(type, "Validation") != NULL || strstr(type, "KMS") != NULL)
+		return SINK_FATAL_CONFIG;
+	return SINK_RETRY;
+}
+
+/*
+ * Build one request from events[0..]: at most one record per item, within
+ * the API's limits.  Returns how many leading events it covers (skipped
+ * already-landed ones included); idx[] maps records to events.
+ */
+static int
+build_request(StringInfo body, StreamEvent **events, int n, int *idx, int *nrec,
+			  char *err, int errlen)
+{
+	int64		keys[MAX_RECORDS_PER_CALL];
+	int			covered = 0;
+	int			i;
+	int			j;
+
+	*nrec = 0;
+	appendStringInfoString(body, "{\"StreamName\":");
+	escape_json(body, kinesis_stream);
+	appendStringInfoString(body, ",\"Records\":[");
+	for (i = 0; i < n && *nrec < MAX_RECORDS_PER_CALL; i++)
+	{
+		StreamEvent *ev = events[i];
+		char		key[24];
+		int			b64len = pg_b64_enc_len(ev->json_len);
+		bool		repeat = false;
+
+		if (was_landed(&ev->id))
+		{
+			covered = i + 1;
+			continue;
+		}
+		for (j = 0; j < *nrec; j++)
+			if (keys[j] == ev->item_id)
+				repeat = true;
+		if (repeat)
+			break;				/* its item already has a record in this call */
+		snprintf(key, sizeof(key), INT64_FORMAT, ev->item_id);
+		if (b64len + strlen(key) > (size_t) kinesis_max_record_bytes)
+		{
+			snprintf(err, errlen, "event %lu-%u is %d bytes, over the %d-byte Kinesis record limit",
+					 (unsigned long) ev->id.lsn, ev->id.seq, b64len, kinesis_max_record_bytes);
+			return -1;
+		}
+		if (*nrec > 0 && body->len + b64len + 64 > kinesis_max_request_bytes)
+			break;
+		if (*nrec > 0)
+			appendStringInfoChar(body, ',');
+		appendStringInfoString(body, "{\"Data\":\"");
+		enlargeStringInfo(body, b64len + 1);
+		body->len += pg_b64_encode(ev->json, ev->json_len, body->data + body->len, b64len);
+		body->data[body->len] = '\0';
+		appendStringInfo(body, "\",\"PartitionKey\":\"%s\"}", key);
+		keys[*nrec] = ev->item_id;
+		idx[(*nrec)++] = i;
+		covered = i + 1;
+	}
+	appendStringInfoString(body, "]}");
+	return covered;
+}
+
+static void
+kinesis_send(Sink *sink, StreamEvent **events, int n, SinkResult *result)
+{
+	StringInfoData body;
+	StringInfoData resp;
+	int			idx[MAX_RECORDS_PER_CALL];
+	bool		failed[MAX_RECORDS_PER_CALL];
+	int			nrec;
+	int			covered;
+	long		http = 0;
+	bool		ok;
+	KinesisResponse kr;
+	char		perr[256];
+	int			i;
+
+	result->code = SINK_OK;
+	result->acked = 0;
+	initStringInfo(&body);
+	covered = build_request(&body, events, n, idx, &nrec, result->error, sizeof(result->error));
+	if (covered < 0)
+	{
+		result->code = SINK_FATAL_CONFIG;
+		pfree(body.data);
+		return;
+	}
+	if (nrec == 0)
+	{
+		result->acked = covered;	/* all already landed */
+		forget_landed(&events[covered - 1]->id);
+		pfree(body.data);
+		return;
+	}
+
+	initStringInfo(&resp);
+	ok = kinesis_call("PutRecords", &body, &resp, &http, result->error, sizeof(result->error));
+	pfree(body.data);
+	if (!ok)
+	{
+		result->code = SINK_RETRY;
+		pfree(resp.data);
+		return;
+	}
+	if (!kinesis_parse_response(resp.data, resp.len, &kr, failed, nrec, perr, sizeof(perr)))
+	{
+		result->code = http >= 500 ? SINK_RETRY : (http == 200 ? SINK_RETRY : SINK_FATAL_CONFIG);
+		snprintf(result->error, sizeof(result->error), "PutRecords: HTTP %ld, %s", http, perr);
+		pfree(resp.data);
+		return;
+	}
+	pfree(resp.data);
+	if (http != 200)
+	{
+		result->code = classify_error(http, kr.error_type);
+		snprintf(result->error, sizeof(result->error), "PutRecords: HTTP %ld %s: %s",
+				 http, kr.error_type[0] ? kr.error_type : "error", kr.message);
+		return;
+	}
+	if (kr.failed_count <= 0)
+	{
+		result->acked = covered;
+		forget_landed(&events[covered - 1]->id);
+		return;
+	}
+
+	/*
+	 * Partial failure: acknowledge up to the first failed record; remember
+	 * the records stored after it so the retry does not send them again.
+	 */
+	for (i = 0; i < nrec && i < kr.nrecords; i++)
+		if (failed[i])
+			break;
+	result->acked = (i < nrec) ? idx[i] : covered;
+	for (; i < nrec && i < kr.nrecords; i++)
+		if (!failed[i] && nlanded < MAX_RECORDS_PER_CALL)
+			landed[nlanded++] = events[idx[i]]->id;
+	result->code = kr.throttled_records > 0 ? SINK_THROTTLED : SINK_PARTIAL;
+	snprintf(result->error, sizeof(result->error), "PutRecords: %d of %d records failed (%s: %s)",
+			 kr.failed_count, nrec, kr.record_error, kr.message);
+}
+
+const SinkOps kinesis_sink_ops = {
+	.name = "kinesis",
+	.enabled = kinesis_enabled,
+	.connect = kinesis_connect,
+	.disconnect = kinesis_disconnect,
+	.send = kinesis_send,
+};

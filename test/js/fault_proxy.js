@@ -1,0 +1,76 @@
+// A fault-injecting proxy in front of kinesalite (which never throttles
+// and never fails part of a batch).  For PutRecords calls, by call number:
+//   every 10th: HTTP 400 ProvisionedThroughputExceededException (whole call)
+//   every 13th: HTTP 500 InternalFailure
+//   every 5th: partial failure: records at odd positions fail with
+//              ProvisionedThroughputExceededException, the rest are stored
+// everything else is forwarded unchanged.
+// usage: node fault_proxy.js <listen-port> <kinesalite-port>
+'use strict';
+const http = require('http');
+const [listenPort, targetPort] = process.argv.slice(2).map((x) => parseInt(x, 10));
+let calls = 0;
+const stats = { forwarded: 0, throttled: 0, failed500: 0, partial: 0, failedRecords: 0 };
+
+function forward(req, body, cb) {
+  const headers = { ...req.headers, 'content-length': Buffer.byteLength(body) };
+  const up = http.request({ host: '127.0.0.1', port: targetPort, method: req.method,
+    path: req.url, headers }, (res) => {
+    const chunks = [];
+    res.on('data', (c) => chunks.push(c));
+    res.on('end', () => cb(res.statusCode, res.headers, Buffer.concat(chunks).toString()));
+  });
+  up.on('error', (e) => cb(502, {}, JSON.stringify({ __type: 'ProxyError', message: String(e) })));
+  up.end(body);
+}
+
+function reply(res, code, body) {
+  res.writeHead(code, { 'content-type': 'application/x-amz-json-1.1',
+    'content-length': Buffer.byteLength(body) });
+  res.end(body);
+}
+
+http.createServer((req, res) => {
+  const chunks = [];
+  req.on('data', (c) => chunks.push(c));
+  req.on('end', () => {
+    const body = Buffer.concat(chunks).toString();
+    if (req.url === '/stats') return reply(res, 200, JSON.stringify(stats));
+    if (req.headers['x-amz-target'] !== 'Kinesis_20131202.PutRecords') {
+      return forward(req, body, (code, h, b) => reply(res, code, b));
+    }
+    calls++;
+    if (calls % 10 === 0) {
+      stats.throttled++;
+      return reply(res, 400, JSON.stringify({ __type: 'ProvisionedThroughputExceededException',
+        message: 'Rate exceeded for shard shardId-000000000000 (injected)' }));
+    }
+    if (calls % 13 === 0) {
+      stats.failed500++;
+      return reply(res, 500, JSON.stringify({ __type: 'InternalFailure', message: 'injected' }));
+    }
+    if (calls % 5 !== 0) {
+      stats.forwarded++;
+      return forward(req, body, (code, h, b) => reply(res, code, b));
+    }
+    // partial failure: odd positions fail (position 0 when it is alone)
+    const request = JSON.parse(body);
+    const n = request.Records.length;
+    const fails = request.Records.map((r, i) => (n === 1 ? true : i % 2 === 1));
+    const keep = request.Records.filter((r, i) => !fails[i]);
+    stats.partial++;
+    stats.failedRecords += fails.filter((f) => f).length;
+    const finish = (stored) => {
+      let k = 0;
+      const records = fails.map((f) => (f
+        ? { ErrorCode: 'ProvisionedThroughputExceededException', ErrorMessage: 'Rate exceeded (injected)' }
+        : stored[k++]));
+      reply(res, 200, JSON.stringify({ FailedRecordCount: fails.filter((f) => f).length, Records: records }));
+    };
+    if (keep.length === 0) return finish([]);
+    forward(req, JSON.stringify({ ...request, Records: keep }), (code, h, b) => {
+      if (code !== 200) return reply(res, code, b);
+      finish(JSON.parse(b).Records);
+    });
+  });
+}).listen(listenPort, '127.0.0.1');

@@ -1,0 +1,48 @@
+// Talk to (local) Kinesis with the AWS SDK, for tests and the demo.
+//   node kinesis.js <endpoint> create <stream> <shards>
+//   node kinesis.js <endpoint> read <stream>     -> one JSON line per record:
+//        {"shard": "...", "seq": "...", "key": "...", "data": <the record's JSON>}
+'use strict';
+const { KinesisClient, CreateStreamCommand, DescribeStreamCommand, ListShardsCommand,
+        GetShardIteratorCommand, GetRecordsCommand } = require('@aws-sdk/client-kinesis');
+const { NodeHttpHandler } = require('@smithy/node-http-handler');
+
+const [endpoint, cmd, stream, arg] = process.argv.slice(2);
+const client = new KinesisClient({
+  endpoint, region: 'us-east-1',
+  credentials: { accessKeyId: 'test', secretAccessKey: 'test' },
+  requestHandler: new NodeHttpHandler(),   // kinesalite speaks HTTP/1.1 only
+});
+
+async function create() {
+  await client.send(new CreateStreamCommand({ StreamName: stream, ShardCount: parseInt(arg || '2', 10) }));
+  for (let i = 0; i < 100; i++) {
+    const d = await client.send(new DescribeStreamCommand({ StreamName: stream }));
+    if (d.StreamDescription.StreamStatus === 'ACTIVE') return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error('stream did not become ACTIVE');
+}
+
+async function read() {
+  const shards = (await client.send(new ListShardsCommand({ StreamName: stream }))).Shards;
+  for (const s of shards) {
+    let it = (await client.send(new GetShardIteratorCommand({
+      StreamName: stream, ShardId: s.ShardId, ShardIteratorType: 'TRIM_HORIZON' }))).ShardIterator;
+    for (;;) {
+      const r = await client.send(new GetRecordsCommand({ ShardIterator: it, Limit: 10000 }));
+      for (const rec of r.Records) {
+        const data = Buffer.from(rec.Data).toString('utf8');
+        process.stdout.write(JSON.stringify({ shard: s.ShardId, seq: rec.SequenceNumber,
+          key: rec.PartitionKey, data: JSON.parse(data) }) + '\n');
+      }
+      if (r.Records.length === 0 || !r.NextShardIterator || r.MillisBehindLatest === 0) {
+        if (r.Records.length === 0) break;
+      }
+      it = r.NextShardIterator;
+      if (!it) break;
+    }
+  }
+}
+
+(cmd === 'create' ? create() : read()).catch((e) => { console.error(String(e)); process.exit(1); });

@@ -1,0 +1,130 @@
+
+# A real kinesalite (npm) for tests, on a free loopback port, persisted to
+# a directory so a stopped one comes back with its records; optionally the
+# fault-injecting proxy in front of it.  Records are read back with the
+# AWS SDK (test/js/kinesis.js).
+package KinesisTest;
+
+use strict;
+use warnings;
+use IO::Socket::INET;
+use File::Temp qw(tempdir);
+use JSON::PP;
+use Time::HiRes qw(usleep);
+use PostgreSQL::Test::Utils;
+
+my $js = "$ENV{TICKET_ROOT}/test/js";
+my @started;
+END
+{
+	$_->stop for grep { $_->{owner} == $$ } @started;
+}
+
+sub free_port
+{
+	my $s = IO::Socket::INET->new(Listen => 1, LocalAddr => '127.0.0.1', LocalPort => 0) or die $!;
+	my $port = $s->sockport;
+	close $s;
+	return $port;
+}
+
+sub _spawn
+{
+	my ($log, @cmd) = @_;
+	my $pid = fork();
+	die "fork: $!" unless defined $pid;
+	if ($pid == 0)
+	{
+		open STDOUT, '>>', $log;
+		open STDERR, '>>', $log;
+		exec @cmd or exit 1;
+	}
+	return $pid;
+}
+
+sub _wait_port
+{
+	my ($port) = @_;
+	for (1 .. 200)
+	{
+		return 1 if IO::Socket::INET->new(PeerAddr => '127.0.0.1', PeerPort => $port);
+		usleep(50_000);
+	}
+	die "nothing listening on port $port";
+}
+
+sub new
+{
+	my ($class, %opts) = @_;
+	my $self = bless {
+		owner => $$,
+		port => free_port(),
+		dir => tempdir('kinesis_XXXX', DIR => $PostgreSQL::Test::Utils::tmp_check, CLEANUP => 1),
+	}, $class;
+	$self->start;
+	if ($opts{proxy})
+	{
+		$self->{proxy_port} = free_port();
+		$self->{proxy_pid} = _spawn("$self->{dir}/proxy.log", 'node', "$js/fault_proxy.js",
+			$self->{proxy_port}, $self->{port});
+		_wait_port($self->{proxy_port});
+	}
+	push @started, $self;
+	return $self;
+}
+
+sub start
+{
+	my ($self) = @_;
+	$self->{pid} = _spawn("$self->{dir}/kinesalite.log", 'node', "$js/kinesalite_server.js",
+		$self->{port}, "$self->{dir}/data");
+	_wait_port($self->{port});
+}
+
+sub stop_kinesalite
+{
+	my ($self) = @_;
+	return unless $self->{pid};
+	kill 'KILL', $self->{pid};
+	waitpid $self->{pid}, 0;
+	delete $self->{pid};
+}
+
+sub stop
+{
+	my ($self) = @_;
+	$self->stop_kinesalite;
+	if ($self->{proxy_pid})
+	{
+		kill 'KILL', $self->{proxy_pid};
+		waitpid $self->{proxy_pid}, 0;
+		delete $self->{proxy_pid};
+	}
+}
+
+sub endpoint { my ($self) = @_; return "http://127.0.0.1:$self->{port}/"; }
+sub proxy_endpoint { my ($self) = @_; return "http://127.0.0.1:$self->{proxy_port}/"; }
+
+sub create_stream
+{
+	my ($self, $name, $shards) = @_;
+	system('node', "$js/kinesis.js", $self->endpoint, 'create', $name, $shards // 2) == 0
+	  or die "could not create stream $name";
+}
+
+# All records of a stream: [ { shard, seq, key, data => {event fields} }, ... ]
+sub records
+{
+	my ($self, $name) = @_;
+	my $out = `node $js/kinesis.js @{[$self->endpoint]} read $name 2>/dev/null`;
+	return [ map { decode_json($_) } grep { /^\{/ } split /\n/, $out ];
+}
+
+sub proxy_stats
+{
+	my ($self) = @_;
+	my $out = `curl -s http://127.0.0.1:$self->{proxy_port}/stats`;
+	return decode_json($out);
+}
+
+1;

@@ -1,0 +1,186 @@
+# The Kinesis sink against a real kinesalite (npm), next to Redis: the same
+# events in both, per-item order on the shards, nothing lost when
+# kinesalite stops mid-burst or when a proxy injects throttling and
+# partial failures, and bad settings that stop Kinesis but not Redis.
+use strict;
+use warnings;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use Time::HiRes qw(usleep);
+use TicketTest;
+use RedisTest;
+use KinesisTest;
+
+my $redis = RedisTest->new;
+my $kin = KinesisTest->new(proxy => 1);
+$kin->create_stream('tickets', 3);
+my $node = new_ticket_node('kinesis', conf => "ticket_ext.redis_url = '" . $redis->url . "'\n"
+	  . "ticket_ext.kinesis_stream = 'tickets'\n"
+	  . "ticket_ext.kinesis_endpoint = '" . $kin->endpoint . "'\n"
+	  . "ticket_ext.aws_access_key_id = 'AKIDTEST'\n"
+	  . "ticket_ext.aws_secret_access_key = 'kinesis-secret-xyz'\n"
+	  . "ticket_ext.stream_backoff_min = 20ms\n"
+	  . "ticket_ext.stream_backoff_max = 500ms\n"
+	  . "ticket_ext.stream_queue_max = 1000\n");
+ok(stream_worker_pid($node), 'worker up with both sinks');
+
+sub wait_sinks_caught_up
+{
+	my ($label) = @_;
+	my $lsn = $node->safe_psql('postgres', 'SELECT pg_current_wal_lsn()');
+	ok($node->poll_query_until('postgres', qq{
+		SELECT bool_and(slot_confirmed_lsn >= '$lsn' AND state = 'ok')
+		  FROM ticket_ext.stream_status WHERE sink IN ('redis', 'kinesis')}),
+		"$label: both sinks caught up")
+	  or diag($node->safe_psql('postgres', 'SELECT * FROM ticket_ext.stream_status'));
+}
+
+# Every committed change in Kinesis, per-item order kept on the shards;
+# repeats (allowed after failures) carry an id seen before.  Returns the
+# set of event ids.
+sub check_kinesis
+{
+	my ($label) = @_;
+	wait_sinks_caught_up($label);
+	my $records = $kin->records('tickets');
+	my $want = expected_hold_events($node);
+	my (%ids, %got, %last, $repeats, $out_of_order, $bad_key);
+	($repeats, $out_of_order, $bad_key) = (0, 0, 0);
+	for my $r (@$records)    # shard by shard, in sequence order
+	{
+		my $e = $r->{data};
+		$bad_key++ if $r->{key} ne $e->{item_id};
+		my ($a, $b) = split /-/, $e->{event_id};
+		my $k = "$r->{shard} $e->{item_id}";
+		if ($ids{ $e->{event_id} }++)
+		{
+			$repeats++;
+			note("repeat $e->{event_id} ($e->{type} hold $e->{hold_id}) on $r->{shard} seq $r->{seq}")
+			  if $repeats <= 5;
+			next;
+		}
+		if (defined $last{$k})
+		{
+			my ($la, $lb) = @{ $last{$k} };
+			$out_of_order++ unless $a > $la || ($a == $la && $b > $lb);
+		}
+		$last{$k} = [ $a, $b ];
+		$got{"$e->{type} $e->{hold_id}"} = 1 if defined $e->{hold_id};
+	}
+	my @missing = grep { !$got{$_} } keys %$want;
+	my @extra = grep { !$want->{$_} } keys %got;
+	is(scalar(@missing), 0, "$label: no committed change missing from Kinesis")
+	  or diag("missing: @missing[0 .. ($#missing < 9 ? $#missing : 9)]");
+	is(scalar(@extra), 0, "$label: nothing in Kinesis that was not committed");
+	is($out_of_order, 0, "$label: every item's events in order on its shard");
+	is($bad_key, 0, "$label: partition key = item_id");
+	note("$label: " . scalar(@$records) . " records, $repeats repeats (recognisable by event_id)");
+	return (\%ids, $repeats);
+}
+
+sub redis_ids
+{
+	return { map { $_->{event_id} => 1 } @{ $redis->entries('ticket_ext:events') } };
+}
+
+# --- the same events in Redis and Kinesis ---------------------------------
+$node->safe_psql('postgres', q{
+	SELECT ticket_ext.create_item(i, 100000, 'item ' || i) FROM generate_series(1, 4) i;
+});
+$node->safe_psql('postgres', q{
+	SELECT ticket_reserve(1 + g % 4, 1, 'k' || g) FROM generate_series(1, 60) g;
+	SELECT ticket_confirm(hold_id) FROM ticket_ext.holds WHERE hold_id % 3 = 0;
+	SELECT ticket_release(hold_id) FROM ticket_ext.holds WHERE hold_id % 7 = 0;
+	BEGIN; SELECT ticket_reserve(1, 1, 'aborted'); ROLLBACK;
+});
+my ($ids, $repeats) = check_kinesis('basic');
+is($repeats, 0, 'basic: no repeats when nothing fails');
+is_deeply([ sort keys %$ids ], [ sort keys %{ redis_ids() } ], 'Redis and Kinesis carry the same set of events');
+my $one = $kin->records('tickets')->[0]{data};
+is_deeply([ sort keys %$one ],
+	[ sort grep { exists $one->{$_} } qw(event_id type item_id hold_id qty holder commit_time lsn xid capacity) ],
+	'a Kinesis record is one JSON object with the event fields');
+
+my @mix = pgbench_scripts(
+	reserve => [ 60, "\\set i random(1, 4)\nSELECT ticket_reserve(:i, 1, 'b');\n" ],
+	confirm => [ 25, "\\set i random(1, 4)\nSELECT ticket_confirm(ticket_reserve(:i, 1, 'c'));\n" ],
+	release => [ 15, "\\set i random(1, 4)\nSELECT ticket_release(ticket_reserve(:i, 1, 'r'));\n" ]);
+
+# --- kinesalite stops in the middle of a burst, Redis goes on -------------
+my $before = scalar keys %{ redis_ids() };
+my $load = start_load($node, 6, 4, 400, @mix);
+sleep 1;
+$kin->stop_kinesalite;
+sleep 3;
+my $during = scalar keys %{ redis_ids() };
+cmp_ok($during, '>', $before + 200, "while Kinesis is down Redis keeps receiving ($before -> $during)");
+$kin->start;
+$load->finish;
+($ids, $repeats) = check_kinesis('after kinesalite stopped and restarted');
+is_deeply([ sort keys %$ids ], [ sort keys %{ redis_ids() } ], '... and it has the same events as Redis');
+like(slurp_file($node->logfile), qr/kinesis sink detached.*\n(.*\n)*.*kinesis sink answers again; replaying/,
+	'the outage outgrew the queue: Kinesis was detached and caught up by replay');
+
+# --- throttling and partial failures (fault proxy) ------------------------
+$node->safe_psql('postgres', "ALTER SYSTEM SET ticket_ext.kinesis_endpoint = '" . $kin->proxy_endpoint . "'");
+$node->safe_psql('postgres', 'SELECT pg_reload_conf()');
+sleep 1;
+$node->safe_psql('postgres', "SELECT ticket_ext.stream_reset_stats()");
+$load = start_load($node, 4, 4, 300, @mix);
+$load->finish;
+($ids, $repeats) = check_kinesis('with injected throttling and partial failures');
+my $stats = $kin->proxy_stats;
+cmp_ok($stats->{partial}, '>', 0, "the proxy failed part of $stats->{partial} calls ($stats->{failedRecords} records)");
+cmp_ok($stats->{throttled}, '>', 0, "... throttled $stats->{throttled} calls and failed $stats->{failed500} with HTTP 500");
+my $st = $node->safe_psql('postgres', "SELECT throttles > 0, retries > 0 FROM ticket_ext.stream_status WHERE sink = 'kinesis'");
+is($st, 't|t', 'stream_status counted throttles and retries');
+is_deeply([ sort keys %$ids ], [ sort keys %{ redis_ids() } ], 'still the same events as Redis');
+$node->safe_psql('postgres', "ALTER SYSTEM SET ticket_ext.kinesis_endpoint = '" . $kin->endpoint . "'");
+$node->safe_psql('postgres', 'SELECT pg_reload_conf()');
+
+# --- bad settings: Kinesis reports them, Redis is unaffected -------------
+for my $case (
+	[ 'kinesis_region', 'nowhere', qr/not a region name/, 'error' ],
+	[ 'kinesis_endpoint', 'http://127.0.0.1:1/', qr/(PutRecords|DescribeStreamSummary) to .*connect/i, 'retrying' ],
+	[ 'kinesis_stream', 'no_such_stream', qr/ResourceNotFoundException/, 'error' ])
+{
+	my ($setting, $value, $pattern, $state) = @$case;
+	my $good = $node->safe_psql('postgres', "SHOW ticket_ext.$setting");
+	$node->safe_psql('postgres', "ALTER SYSTEM SET ticket_ext.$setting = '$value'");
+	$node->safe_psql('postgres', 'SELECT pg_reload_conf()');
+	sleep 1;
+	my $n0 = scalar keys %{ redis_ids() };
+	$node->safe_psql('postgres', "SELECT ticket_reserve(1, 1, 'bad $setting') FROM generate_series(1, 20)");
+	ok($node->poll_query_until('postgres', qq{
+		SELECT state = '$state' FROM ticket_ext.stream_status WHERE sink = 'kinesis'}),
+		"$setting = '$value': Kinesis sink in state $state");
+	like($node->safe_psql('postgres', "SELECT last_error FROM ticket_ext.stream_status WHERE sink = 'kinesis'"),
+		$pattern, "... with a clear last_error");
+	ok($node->poll_query_until('postgres', qq{
+		SELECT state = 'ok' FROM ticket_ext.stream_status WHERE sink = 'redis'}),
+		'... while Redis stays ok');
+	my $n1;
+	for (1 .. 50)
+	{
+		$n1 = scalar keys %{ redis_ids() };
+		last if $n1 >= $n0 + 20;
+		usleep(100_000);
+	}
+	cmp_ok($n1, '>=', $n0 + 20, '... and keeps receiving events');
+	$node->safe_psql('postgres', "ALTER SYSTEM SET ticket_ext.$setting = '$good'");
+	$node->safe_psql('postgres', 'SELECT pg_reload_conf()');
+}
+($ids, $repeats) = check_kinesis('after the bad settings were fixed');
+is_deeply([ sort keys %$ids ], [ sort keys %{ redis_ids() } ], 'Kinesis caught up with Redis');
+is($node->safe_psql('postgres', 'SELECT 1'), '1', 'the server kept running throughout');
+
+# --- the secret key stays secret -----------------------------------------
+$node->psql('postgres', 'CREATE ROLE peeker LOGIN');
+my ($so, $se);
+$node->psql('postgres', 'SHOW ticket_ext.aws_secret_access_key', stdout => \$so, stderr => \$se,
+	extra_params => [ '-U', 'peeker' ]);
+like($se, qr/permission denied|must be superuser/, 'a non-superuser cannot SHOW the AWS secret');
+unlike(slurp_file($node->logfile), qr/kinesis-secret-xyz/, 'the AWS secret is never logged');
+
+$node->stop;
+done_testing();
