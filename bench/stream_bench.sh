@@ -10,7 +10,11 @@
 #  3. backlog drain: N events committed while Redis is down, then the time
 #     to deliver them after it returns, and the worker's memory meanwhile.
 #
-#   bench/stream_bench.sh [--seconds N] [--rounds N] [--backlog N]
+#   bench/stream_bench.sh [--seconds N] [--rounds N] [--backlog N] [--kinesis] [--items N]
+#
+# --kinesis adds the Kinesis sink (kinesalite from test/js) next to Redis;
+# --items spreads the load over N items (Kinesis takes one record per item
+# per call, so a single hot item is one record per round trip).
 set -uo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -19,12 +23,14 @@ source "$ROOT/test/lib/common.sh"
 export TICKET_KEEP_LOGS=1
 reexec_unprivileged "$ROOT" bench/stream_bench.sh "$@"
 
-SECS=10 ROUNDS=3 BACKLOG=1000000 CLIENTS=64
+SECS=10 ROUNDS=3 BACKLOG=1000000 CLIENTS=64 KINESIS=0 ITEMS=1
 while [ $# -gt 0 ]; do
   case "$1" in
     --seconds) SECS=$2; shift 2 ;;
     --rounds) ROUNDS=$2; shift 2 ;;
     --backlog) BACKLOG=$2; shift 2 ;;
+    --kinesis) KINESIS=1; shift ;;
+    --items) ITEMS=$2; shift 2 ;;
     *) echo "usage: $0 [--seconds N] [--rounds N] [--backlog N]"; exit 2 ;;
   esac
 done
@@ -39,17 +45,32 @@ start_redis() {
   for _ in $(seq 50); do redis-cli -p "$RPORT" PING >/dev/null 2>&1 && return; sleep 0.1; done
 }
 stop_redis() { [ -f "$DIR/redis.pid" ] && kill -9 "$(cat "$DIR/redis.pid")" 2>/dev/null; rm -f "$DIR/redis.pid"; sleep 0.2; }
-cleanup() { stop_redis; pg_ctl -D "$DIR/data" -m immediate stop >/dev/null 2>&1; rm -rf "$DIR"; }
+KPORT=$(free_port)
+start_kinesis() {
+  node "$ROOT/test/js/kinesalite_server.js" "$KPORT" >"$DIR/kinesalite.log" 2>&1 &
+  echo $! >"$DIR/kinesalite.pid"
+  for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$KPORT") 2>/dev/null && break; sleep 0.1; done
+  node "$ROOT/test/js/kinesis.js" "http://127.0.0.1:$KPORT/" create bench 4 2>/dev/null
+}
+stop_kinesis() { [ -f "$DIR/kinesalite.pid" ] && kill "$(cat "$DIR/kinesalite.pid")" 2>/dev/null; rm -f "$DIR/kinesalite.pid"; }
+cleanup() { stop_redis; stop_kinesis; pg_ctl -D "$DIR/data" -m immediate stop >/dev/null 2>&1; rm -rf "$DIR"; }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 start_redis
+KCONF=()
+if [ "$KINESIS" = 1 ]; then
+  start_kinesis
+  KCONF=("ticket_ext.kinesis_stream = 'bench'" "ticket_ext.kinesis_endpoint = 'http://127.0.0.1:$KPORT/'"
+         "ticket_ext.aws_access_key_id = 'bench'" "ticket_ext.aws_secret_access_key = 'bench'")
+fi
 cluster_start "$DIR" "$PORT" "fsync = on" "max_connections = 200" "shared_buffers = 1GB" \
   "max_wal_size = 20GB" "checkpoint_timeout = 30min" "ticket_ext.database = 'postgres'" \
-  "ticket_ext.redis_url = 'redis://127.0.0.1:$RPORT'" "log_min_messages = warning" || exit 1
+  "ticket_ext.redis_url = 'redis://127.0.0.1:$RPORT'" "log_min_messages = warning" "${KCONF[@]}" || exit 1
 sql() { psql -X -q -At -h "$DIR" -p "$PORT" -U postgres -d postgres "$@"; }
-sql -c "CREATE EXTENSION ticket_ext" -c "SELECT ticket_ext.create_item(1, 1000000000000, 'stream bench')" \
-    -c "SELECT ticket_ext.create_item(2, 1000000000000, 'backlog')" >/dev/null
+sql -c "CREATE EXTENSION ticket_ext" >/dev/null
+sql -c "SELECT ticket_ext.create_item(i, 1000000000000, 'stream bench') FROM generate_series(1, $ITEMS) i" >/dev/null
+sql -c "SELECT ticket_ext.create_item(1000000, 1000000000000, 'backlog')" >/dev/null
 
 set_redis() {	# set_redis <url or empty>
   sql -c "ALTER SYSTEM SET ticket_ext.redis_url = '$1'" -c "SELECT pg_reload_conf()" >/dev/null
@@ -59,7 +80,7 @@ wait_delivered() {	# wait_delivered <lsn>: seconds until the slot confirms it
   local t0 t1
   t0=$(date +%s.%N)
   for _ in $(seq 6000); do
-    [ "$(sql -c "SELECT slot_confirmed_lsn >= '$1' FROM ticket_ext.stream_status WHERE sink = 'redis'")" = t ] && break
+    [ "$(sql -c "SELECT bool_and(slot_confirmed_lsn >= '$1') FROM ticket_ext.stream_status WHERE state <> 'disabled'")" = t ] && break
     sleep 0.01
   done
   t1=$(date +%s.%N)
@@ -68,11 +89,12 @@ wait_delivered() {	# wait_delivered <lsn>: seconds until the slot confirms it
 
 echo "ticket_ext streaming benchmark: $(nproc) cores, $CLIENTS clients, ${SECS}s per run, $ROUNDS rounds"
 SCRIPT="$DIR/reserve.sql"
-echo "SELECT ticket_reserve(1, 1, 'bench');" >"$SCRIPT"
+printf '\\set i random(1, %d)\nSELECT ticket_reserve(:i, 1, '"'"'bench'"'"');\n' "$ITEMS" >"$SCRIPT"
 ON=() OFF=()
 for r in $(seq "$ROUNDS"); do
   for mode in on off; do
     if [ $mode = on ]; then set_redis "redis://127.0.0.1:$RPORT"; else set_redis ""; fi
+    [ "$KINESIS" = 1 ] && { sql -c "ALTER SYSTEM SET ticket_ext.kinesis_stream = '$([ $mode = on ] && echo bench)'" -c "SELECT pg_reload_conf()" >/dev/null; sleep 1; }
     sql -c "SELECT ticket_ext.stream_reset_stats()" >/dev/null
     # sample the lag while the load runs
     ( while :; do sql -c "SELECT lag_seconds FROM ticket_ext.stream_status WHERE sink = 'redis'"; sleep 0.2; done ) >"$DIR/lag.$mode.$r" 2>/dev/null &
@@ -87,6 +109,11 @@ for r in $(seq "$ROUNDS"); do
       maxlag=$(sort -g "$DIR/lag.on.$r" | tail -1)
       printf '  round %d streaming on : %8.0f tps  %8.0f events/s  delay p50 %s ms p99 %s ms  max lag %ss  all delivered %ss after the load\n' \
         "$r" "$tps" "$(awk -v s="$sent" -v t="$SECS" 'BEGIN{print s/t}')" "$p50" "$p99" "${maxlag:-0}" "$after"
+      if [ "$KINESIS" = 1 ]; then
+        read -r ksent kreq kp50 kp99 <<<"$(sql -F ' ' -c "SELECT events_sent, requests, delay_p50_ms, delay_p99_ms FROM ticket_ext.stream_status WHERE sink = 'kinesis'")"
+        awk -v s="$ksent" -v q="$kreq" -v t="$SECS" -v a="$after" -v p5="$kp50" -v p9="$kp99" 'BEGIN {
+          printf "           kinesis      : %8.0f records/s over the run + catch-up (%.1fs), %.1f records per PutRecords, delay p50 %s ms p99 %s ms\n", s / (t + a), a, (q ? s / q : 0), p5, p9 }'
+      fi
       ON+=("$tps")
     else
       printf '  round %d streaming off: %8.0f tps\n' "$r" "$tps"
@@ -94,6 +121,7 @@ for r in $(seq "$ROUNDS"); do
     fi
   done
   set_redis "redis://127.0.0.1:$RPORT"
+  [ "$KINESIS" = 1 ] && sql -c "ALTER SYSTEM SET ticket_ext.kinesis_stream = 'bench'" -c "SELECT pg_reload_conf()" >/dev/null
   wait_delivered "$(sql -c "SELECT pg_current_wal_lsn()")" >/dev/null   # catch up before the next round
 done
 median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
@@ -101,11 +129,12 @@ mon=$(median "${ON[@]}"); moff=$(median "${OFF[@]}")
 awk -v on="$mon" -v off="$moff" 'BEGIN {
   printf "median reserve tps: streaming on %.0f, off %.0f -> the worker costs %.1f%% (target <= 10%%)\n", on, off, (1 - on / off) * 100 }'
 
+[ "$KINESIS" = 1 ] && { echo "(backlog drain is measured for Redis alone)"; sql -c "ALTER SYSTEM SET ticket_ext.kinesis_stream = ''" -c "SELECT pg_reload_conf()" >/dev/null; sleep 1; }
 echo "backlog: $BACKLOG events committed while Redis is down"
 stop_redis
 batches=$(( (BACKLOG + 9999) / 10000 ))
 for _ in $(seq "$batches"); do
-  sql -c "SELECT count(ticket_reserve(2, 1, 'backlog')) FROM generate_series(1, 10000)" >/dev/null
+  sql -c "SELECT count(ticket_reserve(1000000, 1, 'backlog')) FROM generate_series(1, 10000)" >/dev/null
 done
 end=$(sql -c "SELECT pg_current_wal_lsn()")
 sql -c "SELECT ticket_ext.stream_reset_stats()" >/dev/null

@@ -393,6 +393,7 @@ note_progress(Sink *s, int acked)
 	advance_sink(s, acked);
 	SpinLockAcquire(&stream_shared->mutex);
 	st->events_sent += acked;
+	st->requests++;
 	st->acked_lsn = last->id.lsn;
 	st->state = SINK_STATE_OK;
 	for (i = 0; i < DELAY_BUCKETS; i++)

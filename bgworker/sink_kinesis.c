@@ -6,11 +6,13 @@
  *
  * Ordering: the partition key is the item id, so an item's events go to
  * one shard.  PutRecords may fail some records and store later ones, so a
- * request carries at most one record per item: a failed record can never
- * be overtaken by a later event of its item.  Records of other items that
- * were stored when an earlier one failed are remembered and not sent
- * again on the retry (Kinesis cannot deduplicate; consumers can, by
- * event_id, for the repeats that remain possible: see README).
+ * request carries at most one record per item, the item's earliest
+ * pending event: a failed record can never be overtaken by a later event
+ * of its item.  A request takes one event from each of many items, so it
+ * can store events beyond the acknowledged (contiguous) prefix; those are
+ * remembered ("landed") and not sent again (Kinesis cannot deduplicate;
+ * consumers can, by event_id, for the repeats that remain possible: see
+ * README).
  *
  *-------------------------------------------------------------------------
  */
@@ -33,7 +35,8 @@ static char sigv4[128];
 static char userpwd[512];
 
 /* events stored by Kinesis beyond an acknowledged prefix (see above) */
-static EventId landed[MAX_RECORDS_PER_CALL];
+#define MAX_LANDED (MAX_RECORDS_PER_CALL * 2)
+static EventId landed[MAX_LANDED];
 static int	nlanded = 0;
 
 bool
@@ -258,16 +261,18 @@ classify_error(long http, const char *type)
 }
 
 /*
- * Build one request from events[0..]: at most one record per item, within
- * the API's limits.  Returns how many leading events it covers (skipped
- * already-landed ones included); idx[] maps records to events.
+ * Build one request from events[0..n): the earliest pending event of each
+ * item (at most one record per item: a later event of an item never goes
+ * out with, or before, an earlier one), within the API's limits.  idx[]
+ * maps records to events.  Returns false (err) for an event too large for
+ * Kinesis.
  */
-static int
+static bool
 build_request(StringInfo body, StreamEvent **events, int n, int *idx, int *nrec,
 			  char *err, int errlen)
 {
-	int64		keys[MAX_RECORDS_PER_CALL];
-	int			covered = 0;
+	int64		keys[MAX_RECORDS_PER_CALL * 2];
+	int			nkeys = 0;
 	int			i;
 	int			j;
 
@@ -275,29 +280,28 @@ build_request(StringInfo body, StreamEvent **events, int n, int *idx, int *nrec,
 	appendStringInfoString(body, "{\"StreamName\":");
 	escape_json(body, kinesis_stream);
 	appendStringInfoString(body, ",\"Records\":[");
-	for (i = 0; i < n && *nrec < MAX_RECORDS_PER_CALL; i++)
+	for (i = 0; i < n && *nrec < MAX_RECORDS_PER_CALL &&
+		 nlanded + *nrec < MAX_LANDED && nkeys < (int) lengthof(keys); i++)
 	{
 		StreamEvent *ev = events[i];
 		char		key[24];
 		int			b64len = pg_b64_enc_len(ev->json_len);
-		bool		repeat = false;
+		bool		seen = false;
 
 		if (was_landed(&ev->id))
-		{
-			covered = i + 1;
 			continue;
-		}
-		for (j = 0; j < *nrec; j++)
+		for (j = 0; j < nkeys; j++)
 			if (keys[j] == ev->item_id)
-				repeat = true;
-		if (repeat)
-			break;				/* its item already has a record in this call */
+				seen = true;
+		keys[nkeys++] = ev->item_id;	/* later events of this item wait */
+		if (seen)
+			continue;
 		snprintf(key, sizeof(key), INT64_FORMAT, ev->item_id);
 		if (b64len + strlen(key) > (size_t) kinesis_max_record_bytes)
 		{
 			snprintf(err, errlen, "event %lu-%u is %d bytes, over the %d-byte Kinesis record limit",
 					 (unsigned long) ev->id.lsn, ev->id.seq, b64len, kinesis_max_record_bytes);
-			return -1;
+			return false;
 		}
 		if (*nrec > 0 && body->len + b64len + 64 > kinesis_max_request_bytes)
 			break;
@@ -308,12 +312,35 @@ build_request(StringInfo body, StreamEvent **events, int n, int *idx, int *nrec,
 		body->len += pg_b64_encode(ev->json, ev->json_len, body->data + body->len, b64len);
 		body->data[body->len] = '\0';
 		appendStringInfo(body, "\",\"PartitionKey\":\"%s\"}", key);
-		keys[*nrec] = ev->item_id;
 		idx[(*nrec)++] = i;
-		covered = i + 1;
 	}
 	appendStringInfoString(body, "]}");
-	return covered;
+	return true;
+}
+
+/*
+ * After a call: the acknowledged prefix ends at the first event neither
+ * stored nor landed before; stored records beyond it are remembered.
+ */
+static int
+account(StreamEvent **events, int n, const int *idx, int nrec, const bool *failed)
+{
+	bool		stored[MAX_RECORDS_PER_CALL * 2] = {0};
+	int			prefix;
+	int			r;
+
+	for (r = 0; r < nrec; r++)
+		if (!failed[r])
+			stored[idx[r]] = true;
+	for (prefix = 0; prefix < n && prefix < (int) lengthof(stored); prefix++)
+		if (!stored[prefix] && !was_landed(&events[prefix]->id))
+			break;
+	for (r = 0; r < nrec; r++)
+		if (stored[idx[r]] && idx[r] >= prefix && nlanded < MAX_LANDED)
+			landed[nlanded++] = events[idx[r]]->id;
+	if (prefix > 0)
+		forget_landed(&events[prefix - 1]->id);
+	return prefix;
 }
 
 static void
@@ -322,20 +349,18 @@ kinesis_send(Sink *sink, StreamEvent **events, int n, SinkResult *result)
 	StringInfoData body;
 	StringInfoData resp;
 	int			idx[MAX_RECORDS_PER_CALL];
-	bool		failed[MAX_RECORDS_PER_CALL];
+	bool		failed[MAX_RECORDS_PER_CALL] = {0};
 	int			nrec;
-	int			covered;
 	long		http = 0;
 	bool		ok;
 	KinesisResponse kr;
 	char		perr[256];
-	int			i;
 
 	result->code = SINK_OK;
 	result->acked = 0;
+	n = Min(n, MAX_RECORDS_PER_CALL * 2);
 	initStringInfo(&body);
-	covered = build_request(&body, events, n, idx, &nrec, result->error, sizeof(result->error));
-	if (covered < 0)
+	if (!build_request(&body, events, n, idx, &nrec, result->error, sizeof(result->error)))
 	{
 		result->code = SINK_FATAL_CONFIG;
 		pfree(body.data);
@@ -343,8 +368,7 @@ kinesis_send(Sink *sink, StreamEvent **events, int n, SinkResult *result)
 	}
 	if (nrec == 0)
 	{
-		result->acked = covered;	/* all already landed */
-		forget_landed(&events[covered - 1]->id);
+		result->acked = account(events, n, idx, 0, failed);	/* all landed */
 		pfree(body.data);
 		return;
 	}
@@ -360,7 +384,7 @@ kinesis_send(Sink *sink, StreamEvent **events, int n, SinkResult *result)
 	}
 	if (!kinesis_parse_response(resp.data, resp.len, &kr, failed, nrec, perr, sizeof(perr)))
 	{
-		result->code = http >= 500 ? SINK_RETRY : (http == 200 ? SINK_RETRY : SINK_FATAL_CONFIG);
+		result->code = (http >= 500 || http == 200) ? SINK_RETRY : SINK_FATAL_CONFIG;
 		snprintf(result->error, sizeof(result->error), "PutRecords: HTTP %ld, %s", http, perr);
 		pfree(resp.data);
 		return;
@@ -373,27 +397,21 @@ kinesis_send(Sink *sink, StreamEvent **events, int n, SinkResult *result)
 				 http, kr.error_type[0] ? kr.error_type : "error", kr.message);
 		return;
 	}
-	if (kr.failed_count <= 0)
+	if (kr.failed_count > 0 && kr.nrecords != nrec)
 	{
-		result->acked = covered;
-		forget_landed(&events[covered - 1]->id);
+		result->code = SINK_RETRY;	/* cannot tell which failed: resend all */
+		snprintf(result->error, sizeof(result->error),
+				 "PutRecords: %d failed but %d of %d records answered", kr.failed_count,
+				 kr.nrecords, nrec);
 		return;
 	}
-
-	/*
-	 * Partial failure: acknowledge up to the first failed record; remember
-	 * the records stored after it so the retry does not send them again.
-	 */
-	for (i = 0; i < nrec && i < kr.nrecords; i++)
-		if (failed[i])
-			break;
-	result->acked = (i < nrec) ? idx[i] : covered;
-	for (; i < nrec && i < kr.nrecords; i++)
-		if (!failed[i] && nlanded < MAX_RECORDS_PER_CALL)
-			landed[nlanded++] = events[idx[i]]->id;
-	result->code = kr.throttled_records > 0 ? SINK_THROTTLED : SINK_PARTIAL;
-	snprintf(result->error, sizeof(result->error), "PutRecords: %d of %d records failed (%s: %s)",
-			 kr.failed_count, nrec, kr.record_error, kr.message);
+	result->acked = account(events, n, idx, nrec, failed);
+	if (kr.failed_count > 0)
+	{
+		result->code = kr.throttled_records > 0 ? SINK_THROTTLED : SINK_PARTIAL;
+		snprintf(result->error, sizeof(result->error), "PutRecords: %d of %d records failed (%s: %s)",
+				 kr.failed_count, nrec, kr.record_error, kr.message);
+	}
 }
 
 const SinkOps kinesis_sink_ops = {

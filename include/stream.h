@@ -150,6 +150,7 @@ typedef struct SinkStatus
 	SinkState	state;
 	XLogRecPtr	acked_lsn;		/* commit LSN of the last event acked */
 	uint64		events_sent;
+	uint64		requests;		/* sends that acknowledged something */
 	uint64		retries;
 	uint64		throttles;
 	char		last_error[256];

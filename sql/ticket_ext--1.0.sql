@@ -171,7 +171,8 @@ CREATE FUNCTION ticket_ext.stream_status(
     OUT retries bigint, OUT throttles bigint, OUT last_error text,
     OUT last_error_at timestamptz, OUT slot_confirmed_lsn pg_lsn,
     OUT lag_bytes bigint, OUT lag_seconds float8, OUT queued integer,
-    OUT worker_pid integer, OUT delay_p50_ms float8, OUT delay_p99_ms float8)
+    OUT worker_pid integer, OUT delay_p50_ms float8, OUT delay_p99_ms float8,
+    OUT requests bigint)
 RETURNS SETOF record
 AS 'MODULE_PATHNAME', 'ticket_stream_status'
 LANGUAGE C VOLATILE PARALLEL SAFE;

@@ -61,6 +61,7 @@ ticket_stream_reset_stats(PG_FUNCTION_ARGS)
 	for (i = 0; i < MAX_SINKS; i++)
 	{
 		stream_shared->sinks[i].events_sent = 0;
+		stream_shared->sinks[i].requests = 0;
 		stream_shared->sinks[i].retries = 0;
 		stream_shared->sinks[i].throttles = 0;
 		memset(stream_shared->sinks[i].delay_hist, 0, sizeof(stream_shared->sinks[i].delay_hist));
@@ -156,8 +157,8 @@ ticket_stream_status(PG_FUNCTION_ARGS)
 	for (i = 0; i < copy.nsinks; i++)
 	{
 		SinkStatus *s = &copy.sinks[i];
-		Datum		values[15];
-		bool		nulls[15] = {0};
+		Datum		values[16];
+		bool		nulls[16] = {0};
 
 		values[0] = CStringGetTextDatum(s->name);
 		values[1] = CStringGetTextDatum(state_name(s->state));
@@ -182,6 +183,7 @@ ticket_stream_status(PG_FUNCTION_ARGS)
 		nulls[12] = copy.worker_pid == 0;
 		values[13] = Float8GetDatum(delay_percentile(s->delay_hist, 0.50));
 		values[14] = Float8GetDatum(delay_percentile(s->delay_hist, 0.99));
+		values[15] = Int64GetDatum((int64) s->requests);
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 	PG_RETURN_NULL();

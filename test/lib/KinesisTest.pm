@@ -17,6 +17,7 @@ my $js = "$ENV{TICKET_ROOT}/test/js";
 my @started;
 END
 {
+	local $?;    # waitpid here must not change the test's exit status
 	$_->stop for grep { $_->{owner} == $$ } @started;
 }
 

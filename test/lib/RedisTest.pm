@@ -24,6 +24,7 @@ sub free_port
 my @started;
 END
 {
+	local $?;    # waitpid here must not change the test's exit status
 	$_->kill9 for grep { $_->{owner} == $$ } @started;
 }
 
