@@ -14,8 +14,8 @@ reexec_unprivileged() {
   work=$(mktemp -d /tmp/ticket_ext_work.XXXXXX)
   # shellcheck disable=SC2064
   trap "rm -rf '$work'" EXIT
-  tar -C "$root" --exclude=.git --exclude=node_modules --exclude=test/logs -cf - . | tar -C "$work" -xf -
-  [ -d "$root/test/js/node_modules" ] && ln -s "$root/test/js/node_modules" "$work/test/js/node_modules"
+  # (node_modules is copied too: the checkout may be unreadable to $user)
+  tar -C "$root" --exclude=./.git --exclude=./test/logs -cf - . | tar -C "$work" -xf -
   chown -R "$user" "$work"
   cd "$work" || exit 1
   runuser -u "$user" -- env PATH="$PATH" TICKET_KEEP_LOGS="${TICKET_KEEP_LOGS:-}" TICKET_TAP_TESTS="${TICKET_TAP_TESTS:-}" \
