@@ -5,13 +5,13 @@
 # non-zero if anything failed.  The extension must be built and installed
 # (`make test` does both).
 #
-#   test/run_all.sh [suite ...]      suites: regress isolation pgtap tap
+#   test/run_all.sh [suite ...]      suites: regress isolation pgtap tap demo
 #
 set -uo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 SUITES=("$@")
-[ ${#SUITES[@]} -gt 0 ] || SUITES=(regress isolation pgtap tap)
+[ ${#SUITES[@]} -gt 0 ] || SUITES=(regress isolation pgtap tap demo)
 
 # shellcheck source=test/lib/common.sh
 source "$ROOT/test/lib/common.sh"
@@ -82,6 +82,15 @@ run_tap() {
   count_tap tap "$LOGS/tap.log"
 }
 
+run_demo() {
+  # the main job, reduced: same servers, same checks, fewer users
+  "$ROOT/demo/run_demo.sh" --users 8000 --clients 200 --abandon-secs 1 --quiet \
+    --no-speed-check >"$LOGS/demo.log" 2>&1
+  local rc=$?
+  record demo "$(grep -c '^  ok ' "$LOGS/demo.log")" \
+    "$(( $(grep -c '^  FAIL ' "$LOGS/demo.log") + (rc != 0 && $(grep -c '^  FAIL ' "$LOGS/demo.log") == 0 ? 1 : 0) ))"
+}
+
 START=$SECONDS
 for s in "${SUITES[@]}"; do
   case "$s" in
@@ -93,13 +102,14 @@ for s in "${SUITES[@]}"; do
                  isolation_regression $ISOLATION_TESTS ;;
     pgtap) run_pgtap ;;
     tap) run_tap ;;
+    demo) run_demo ;;
     *) echo "unknown suite: $s"; FAILED=$((FAILED + 1)) ;;
   esac
 done
 
 if [ "$FAILED" -gt 0 ]; then
   echo "failures: see ${TICKET_LOGS_SHOWN_AS:-$LOGS} (*.diffs, *.log, tap-logs/)"
-  grep -hE '^not ok|\.\.\. FAILED' "$LOGS"/*.log 2>/dev/null | head -40
+  grep -hE '^not ok|\.\.\. FAILED|^  FAIL ' "$LOGS"/*.log 2>/dev/null | head -40
 fi
 echo "(all suites took $((SECONDS - START)) s)"
 echo "$PASSED passed, $FAILED failed"
