@@ -27,7 +27,7 @@ ifneq ($(PGXS),)
 include $(PGXS)
 endif
 
-.PHONY: deps test demo bench bench-stream
+.PHONY: deps test demo bench bench-stream fuzz
 deps:
 	./scripts/install-deps.sh
 
@@ -49,3 +49,8 @@ bench: build-install
 
 bench-stream: build-install
 	PATH="$$($(PG_CONFIG) --bindir):$$PATH" ./bench/stream_bench.sh
+
+# libFuzzer + ASan/UBSan over the parsers of outside input, longer than in `make test`
+FUZZ_SECONDS ?= 300
+fuzz: deps
+	./test/fuzz/run_fuzz.sh $(FUZZ_SECONDS)

@@ -11,11 +11,15 @@
  *
  *-------------------------------------------------------------------------
  */
+#ifdef FRONTEND
+#include "postgres_fe.h"
+#else
 #include "postgres.h"
+#endif
 
 #include "common/jsonapi.h"
+#include "event.h"
 #include "mb/pg_wchar.h"
-#include "stream.h"
 
 /* the fields an event carries, in the order sinks write them */
 static const char *const event_fields[] = {
@@ -74,6 +78,7 @@ field_start(void *arg, char *fname, bool isnull)
 	for (i = 0; i < (int) NUM_EVENT_FIELDS; i++)
 		if (strcmp(fname, event_fields[i]) == 0)
 			st->field = i;
+	pfree(fname);
 }
 
 static void
@@ -81,21 +86,33 @@ scalar(void *arg, char *token, JsonTokenType type)
 {
 	ParseState *st = arg;
 
-	if (st->depth != 1)
+	if (st->depth != 1 || st->field < 0 ||
+		type == JSON_TOKEN_TRUE || type == JSON_TOKEN_FALSE || type == JSON_TOKEN_NULL)
 	{
-		st->bad = true;
-		st->why = "not an object";
+		if (st->depth != 1)
+		{
+			st->bad = true;
+			st->why = "not an object";
+		}
+		else if (st->field >= 0 && type != JSON_TOKEN_NULL)
+		{
+			st->bad = true;
+			st->why = "boolean value";
+		}
+		else if (st->field >= 0)
+		{
+			/* null: forget a value an earlier duplicate key gave */
+			if (st->values[st->field])
+				pfree(st->values[st->field]);
+			st->values[st->field] = NULL;
+		}
+		if (token)
+			pfree(token);		/* fields we do not know are ignored */
 		return;
 	}
-	if (st->field < 0)
-		return;					/* fields we do not know are ignored */
-	if (type == JSON_TOKEN_TRUE || type == JSON_TOKEN_FALSE)
-	{
-		st->bad = true;
-		st->why = "boolean value";
-		return;
-	}
-	st->values[st->field] = (type == JSON_TOKEN_NULL) ? NULL : token;
+	if (st->values[st->field])
+		pfree(st->values[st->field]);	/* duplicate key: the last wins */
+	st->values[st->field] = token;
 }
 
 /* "<lsn>-<seq>" with both parts decimal */
@@ -169,6 +186,18 @@ parse_commit_time(const char *s)
 			h * 3600 + mi * 60 + sec) * USECS_PER_SEC + usec;
 }
 
+/* Free the values the caller did not take over; pass kind through. */
+static StreamMessageKind
+finish(ParseState *st, StreamMessageKind kind)
+{
+	int			i;
+
+	for (i = 0; i < (int) NUM_EVENT_FIELDS; i++)
+		if (st->values[i])
+			pfree(st->values[i]);
+	return kind;
+}
+
 /* "X/Y" (hex) -> LSN; false if malformed */
 static bool
 parse_lsn(const char *s, XLogRecPtr *lsn)
@@ -212,29 +241,35 @@ stream_parse_message(char *json, int len, StreamEvent *event,
 	lex = makeJsonLexContextCstringLen(json, len, PG_UTF8, true);
 	rc = pg_parse_json(lex, &sem);
 	if (rc != JSON_SUCCESS)
+		*error = psprintf("invalid JSON near byte %d (parse error %d)",
+						  (int) (lex->token_start - lex->input), (int) rc);
+	if (lex->strval)
 	{
-		*error = psprintf("invalid JSON: %s", json_errdetail(rc, lex));
-		return MSG_INVALID;
+		pfree(lex->strval->data);
+		pfree(lex->strval);
 	}
+	pfree(lex);
+	if (rc != JSON_SUCCESS)
+		return finish(&st, MSG_INVALID);
 	if (st.bad)
 	{
 		*error = psprintf("unexpected message shape: %s", st.why);
-		return MSG_INVALID;
+		return finish(&st, MSG_INVALID);
 	}
 	type = st.values[1];
 	if (type == NULL)
 	{
 		*error = pstrdup("message without \"type\"");
-		return MSG_INVALID;
+		return finish(&st, MSG_INVALID);
 	}
 	if (strcmp(type, "commit") == 0 || strcmp(type, "progress") == 0)
 	{
 		if (!parse_lsn(st.values[FIELD_END_LSN], end_lsn))
 		{
 			*error = pstrdup("commit or progress message without a valid end_lsn");
-			return MSG_INVALID;
+			return finish(&st, MSG_INVALID);
 		}
-		return type[0] == 'c' ? MSG_COMMIT : MSG_PROGRESS;
+		return finish(&st, type[0] == 'c' ? MSG_COMMIT : MSG_PROGRESS);
 	}
 
 	memset(event, 0, sizeof(StreamEvent));
@@ -242,7 +277,7 @@ stream_parse_message(char *json, int len, StreamEvent *event,
 		!parse_int64(st.values[2], &event->item_id))
 	{
 		*error = pstrdup("event without a valid event_id or item_id");
-		return MSG_INVALID;
+		return finish(&st, MSG_INVALID);
 	}
 	event->commit_time = parse_commit_time(st.values[6]);
 	event->json = json;
@@ -253,8 +288,9 @@ stream_parse_message(char *json, int len, StreamEvent *event,
 		if (i == FIELD_END_LSN || (i == FIELD_CAPACITY && st.values[i] == NULL))
 			continue;
 		event->field_names[event->nfields] = event_fields[i];
-		event->field_values[event->nfields] = st.values[i] ? st.values[i] : "";
+		event->field_values[event->nfields] = st.values[i] ? st.values[i] : pstrdup("");
 		event->nfields++;
+		st.values[i] = NULL;	/* now the event's */
 	}
-	return MSG_EVENT;
+	return finish(&st, MSG_EVENT);
 }

@@ -11,7 +11,11 @@
  *
  *-------------------------------------------------------------------------
  */
+#ifdef FRONTEND
+#include "postgres_fe.h"
+#else
 #include "postgres.h"
+#endif
 
 #include "common/jsonapi.h"
 #include "kinesis.h"
@@ -87,6 +91,7 @@ field_start(void *arg, char *fname, bool isnull)
 	for (i = 0; i < (int) lengthof(known); i++)
 		if (strcmp(fname, known[i]) == 0)
 			st->field = known[i];
+	pfree(fname);
 }
 
 static void
@@ -103,8 +108,13 @@ scalar(void *arg, char *token, JsonTokenType type)
 	RespState  *st = arg;
 	KinesisResponse *out = st->out;
 
-	if (st->field == NULL || token == NULL || type == JSON_TOKEN_NULL)
+	if (token == NULL)
 		return;
+	if (st->field == NULL || type == JSON_TOKEN_NULL)
+	{
+		pfree(token);
+		return;
+	}
 	if (st->depth == 1)
 	{
 		if (strcmp(st->field, "FailedRecordCount") == 0 && type == JSON_TOKEN_NUMBER)
@@ -127,6 +137,19 @@ scalar(void *arg, char *token, JsonTokenType type)
 		else if (strcmp(st->field, "ErrorMessage") == 0 && out->message[0] == '\0')
 			strlcpy(out->message, token, sizeof(out->message));
 	}
+	pfree(token);				/* everything needed was copied */
+}
+
+/* PostgreSQL 15 has no freeJsonLexContext */
+static void
+free_lex(JsonLexContext *lex)
+{
+	if (lex->strval)
+	{
+		pfree(lex->strval->data);
+		pfree(lex->strval);
+	}
+	pfree(lex);
 }
 
 /*
@@ -168,12 +191,12 @@ kinesis_parse_response(const char *body, size_t len, KinesisResponse *out,
 	lex = makeJsonLexContextCstringLen(copy, (int) len, PG_UTF8, true);
 	rc = pg_parse_json(lex, &sem);
 	if (rc != JSON_SUCCESS)
-	{
-		snprintf(err, errlen, "response is not valid JSON: %s", json_errdetail(rc, lex));
-		pfree(copy);
-		return false;
-	}
+		snprintf(err, errlen, "response is not valid JSON (near byte %d, parse error %d)",
+				 (int) (lex->token_start - lex->input), (int) rc);
+	free_lex(lex);
 	pfree(copy);
+	if (rc != JSON_SUCCESS)
+		return false;
 	if (st.bad)
 	{
 		snprintf(err, errlen, "response has more records than the request");

@@ -42,6 +42,7 @@ static int	queue_cap = 0;
 static int	queue_head = 0;
 static int	queue_len = 0;
 static MemoryContext queue_cxt = NULL;
+static MemoryContext send_cxt = NULL;	/* reset after every sink call */
 static bool replay_wanted = false;
 
 #define QUEUE_AT(i) (queue[(queue_head + (i)) % queue_cap])
@@ -70,6 +71,8 @@ pipeline_init(void)
 
 	queue_cxt = AllocSetContextCreate(TopMemoryContext, "ticket_ext stream queue",
 									  ALLOCSET_DEFAULT_SIZES);
+	send_cxt = AllocSetContextCreate(TopMemoryContext, "ticket_ext sink call",
+									 ALLOCSET_DEFAULT_SIZES);
 	SpinLockAcquire(&stream_shared->mutex);
 	stream_shared->nsinks = NUM_SINKS;
 	for (i = 0; i < (int) NUM_SINKS; i++)
@@ -452,6 +455,18 @@ maybe_detach(Sink *s, TimestampTz now)
 					s->ops->name)));
 }
 
+/* Connect a sink in the per-call memory context. */
+static SinkResultCode
+connect_sink(Sink *s, char *error, int errlen)
+{
+	MemoryContext old = MemoryContextSwitchTo(send_cxt);
+	SinkResultCode rc = s->ops->connect(s, error, errlen);
+
+	MemoryContextSwitchTo(old);
+	MemoryContextReset(send_cxt);
+	return rc;
+}
+
 /* A detached sink: once it answers again, ask for a replay from the slot. */
 static void
 probe_detached(Sink *s, TimestampTz now)
@@ -461,7 +476,7 @@ probe_detached(Sink *s, TimestampTz now)
 
 	if (s->retry_at > now)
 		return;
-	rc = s->ops->connect(s, error, sizeof(error));
+	rc = connect_sink(s, error, sizeof(error));
 	if (rc != SINK_OK)
 	{
 		note_failure(s, rc, error);
@@ -502,7 +517,7 @@ work_sink(Sink *s, TimestampTz now)
 		SinkResultCode rc;
 
 		status_update(s, SINK_STATE_CONNECTING, NULL);
-		rc = s->ops->connect(s, error, sizeof(error));
+		rc = connect_sink(s, error, sizeof(error));
 		if (rc != SINK_OK)
 		{
 			note_failure(s, rc, error);
@@ -518,7 +533,14 @@ work_sink(Sink *s, TimestampTz now)
 	for (i = 0; i < n; i++)
 		batch[i] = QUEUE_AT(s->acked + i).event;
 	memset(&result, 0, sizeof(result));
-	s->ops->send(s, batch, n, &result);
+	{
+		/* whatever a sink allocates for one call is gone after it */
+		MemoryContext old = MemoryContextSwitchTo(send_cxt);
+
+		s->ops->send(s, batch, n, &result);
+		MemoryContextSwitchTo(old);
+		MemoryContextReset(send_cxt);
+	}
 	if (result.acked > 0)
 		note_progress(s, Min(result.acked, n));
 	if (result.code != SINK_OK)

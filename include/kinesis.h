@@ -5,7 +5,6 @@
 #ifndef TICKET_KINESIS_H
 #define TICKET_KINESIS_H
 
-#include "postgres.h"
 
 typedef struct KinesisResponse
 {

@@ -5,13 +5,13 @@
 # non-zero if anything failed.  The extension must be built and installed
 # (`make test` does both).
 #
-#   test/run_all.sh [suite ...]      suites: regress isolation pgtap tap demo
+#   test/run_all.sh [suite ...]      suites: regress isolation pgtap tap demo fuzz
 #
 set -uo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 SUITES=("$@")
-[ ${#SUITES[@]} -gt 0 ] || SUITES=(regress isolation pgtap tap demo)
+[ ${#SUITES[@]} -gt 0 ] || SUITES=(regress isolation pgtap tap demo fuzz)
 
 # shellcheck source=test/lib/common.sh
 source "$ROOT/test/lib/common.sh"
@@ -91,6 +91,13 @@ run_demo() {
     "$(( $(grep -c '^  FAIL ' "$LOGS/demo.log") + (rc != 0 && $(grep -c '^  FAIL ' "$LOGS/demo.log") == 0 ? 1 : 0) ))"
 }
 
+run_fuzz() {
+  # libFuzzer + ASan/UBSan on the parsers of outside input, briefly
+  # (`make fuzz FUZZ_SECONDS=300` for a longer run)
+  "$ROOT/test/fuzz/run_fuzz.sh" "${FUZZ_SECONDS:-10}" >"$LOGS/fuzz.log" 2>&1
+  record fuzz "$(grep -cE '^ok [0-9]' "$LOGS/fuzz.log")" "$(grep -cE '^not ok [0-9]' "$LOGS/fuzz.log")"
+}
+
 START=$SECONDS
 for s in "${SUITES[@]}"; do
   case "$s" in
@@ -103,6 +110,7 @@ for s in "${SUITES[@]}"; do
     pgtap) run_pgtap ;;
     tap) run_tap ;;
     demo) run_demo ;;
+    fuzz) run_fuzz ;;
     *) echo "unknown suite: $s"; FAILED=$((FAILED + 1)) ;;
   esac
 done
