@@ -11,10 +11,13 @@
 #     to deliver them after it returns, and the worker's memory meanwhile.
 #
 #   bench/stream_bench.sh [--seconds N] [--rounds N] [--backlog N] [--kinesis] [--items N]
+#                       [--kinesis-per-item K] [--rate TPS]
 #
 # --kinesis adds the Kinesis sink (kinesalite from test/js) next to Redis;
 # --items spreads the load over N items (Kinesis takes one record per item
-# per call, so a single hot item is one record per round trip).
+# per call by default, so a single hot item is one record per round trip;
+# --kinesis-per-item K sets ticket_ext.kinesis_records_per_item); --rate
+# throttles the load (pgbench -R) to check keeping up at a given sales rate.
 set -uo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -23,7 +26,7 @@ source "$ROOT/test/lib/common.sh"
 export TICKET_KEEP_LOGS=1
 reexec_unprivileged "$ROOT" bench/stream_bench.sh "$@"
 
-SECS=10 ROUNDS=3 BACKLOG=1000000 CLIENTS=64 KINESIS=0 ITEMS=1
+SECS=10 ROUNDS=3 BACKLOG=1000000 CLIENTS=64 KINESIS=0 ITEMS=1 PER_ITEM=1 RATE=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --seconds) SECS=$2; shift 2 ;;
@@ -31,7 +34,9 @@ while [ $# -gt 0 ]; do
     --backlog) BACKLOG=$2; shift 2 ;;
     --kinesis) KINESIS=1; shift ;;
     --items) ITEMS=$2; shift 2 ;;
-    *) echo "usage: $0 [--seconds N] [--rounds N] [--backlog N]"; exit 2 ;;
+    --kinesis-per-item) PER_ITEM=$2; shift 2 ;;
+    --rate) RATE=(-R "$2"); shift 2 ;;
+    *) echo "usage: $0 [--seconds N] [--rounds N] [--backlog N] [--kinesis] [--items N] [--kinesis-per-item K] [--rate TPS]"; exit 2 ;;
   esac
 done
 
@@ -62,7 +67,8 @@ KCONF=()
 if [ "$KINESIS" = 1 ]; then
   start_kinesis
   KCONF=("ticket_ext.kinesis_stream = 'bench'" "ticket_ext.kinesis_endpoint = 'http://127.0.0.1:$KPORT/'"
-         "ticket_ext.aws_access_key_id = 'bench'" "ticket_ext.aws_secret_access_key = 'bench'")
+         "ticket_ext.aws_access_key_id = 'bench'" "ticket_ext.aws_secret_access_key = 'bench'"
+         "ticket_ext.kinesis_records_per_item = $PER_ITEM")
 fi
 cluster_start "$DIR" "$PORT" "fsync = on" "max_connections = 200" "shared_buffers = 1GB" \
   "max_wal_size = 20GB" "checkpoint_timeout = 30min" "ticket_ext.database = 'postgres'" \
@@ -99,7 +105,7 @@ for r in $(seq "$ROUNDS"); do
     # sample the lag while the load runs
     ( while :; do sql -c "SELECT lag_seconds FROM ticket_ext.stream_status WHERE sink = 'redis'"; sleep 0.2; done ) >"$DIR/lag.$mode.$r" 2>/dev/null &
     sampler=$!
-    tps=$(pgbench -n -M prepared -h "$DIR" -p "$PORT" -U postgres -c "$CLIENTS" -j 2 -T "$SECS" \
+    tps=$(pgbench -n -M prepared -h "$DIR" -p "$PORT" -U postgres -c "$CLIENTS" -j 2 -T "$SECS" "${RATE[@]}" \
             -f "$SCRIPT" postgres 2>&1 | sed -nE 's/^tps = ([0-9.]+).*/\1/p')
     kill $sampler 2>/dev/null; wait $sampler 2>/dev/null
     if [ $mode = on ]; then

@@ -5,10 +5,13 @@
  *	  signed by curl's own SigV4 (CURLOPT_AWS_SIGV4).
  *
  * Ordering: the partition key is the item id, so an item's events go to
- * one shard.  PutRecords may fail some records and store later ones, so a
- * request carries at most one record per item, the item's earliest
- * pending event: a failed record can never be overtaken by a later event
- * of its item.  A request takes one event from each of many items, so it
+ * one shard.  PutRecords may fail some records and store later ones, so by
+ * default a request carries at most one record per item, the item's
+ * earliest pending event: a failed record can never be overtaken by a
+ * later event of its item.  That caps one item at one record per round
+ * trip; ticket_ext.kinesis_records_per_item trades that guarantee for a hot
+ * item's throughput (a partial failure may then store a later event first;
+ * it is logged, and event ids let consumers restore the order).  A request takes one event from each of many items, so it
  * can store events beyond the acknowledged (contiguous) prefix; those are
  * remembered ("landed") and not sent again (Kinesis cannot deduplicate;
  * consumers can, by event_id, for the repeats that remain possible: see
@@ -201,6 +204,8 @@ kinesis_connect(Sink *sink, char *err, int errlen)
 		return SINK_RETRY;
 	}
 	headers = curl_slist_append(headers, "Content-Type: application/x-amz-json-1.1");
+	/* no "Expect: 100-continue" round trip before each body */
+	headers = curl_slist_append(headers, "Expect:");
 	if (token && token[0])
 	{
 		char		h[4096];
@@ -261,41 +266,49 @@ classify_error(long http, const char *type)
 }
 
 /*
- * Build one request from events[0..n): the earliest pending event of each
- * item (at most one record per item: a later event of an item never goes
- * out with, or before, an earlier one), within the API's limits.  idx[]
- * maps records to events.  Returns false (err) for an event too large for
- * Kinesis.
+ * Build one request from events[0..n): each item's earliest pending events,
+ * at most kinesis_records_per_item of them (1 by default: a later event of
+ * an item never goes out with, or before, an earlier one), in queue order,
+ * within the API's limits.  idx[] maps records to events.  Returns false
+ * (err) for an event too large for Kinesis.
  */
 static bool
 build_request(StringInfo body, StreamEvent **events, int n, int *idx, int *nrec,
 			  char *err, int errlen)
 {
-	int64		keys[MAX_RECORDS_PER_CALL * 2];
+	int64		keys[MAX_RECORDS_PER_CALL];
+	int			counts[MAX_RECORDS_PER_CALL];
 	int			nkeys = 0;
 	int			i;
-	int			j;
 
 	*nrec = 0;
 	appendStringInfoString(body, "{\"StreamName\":");
 	escape_json(body, kinesis_stream);
 	appendStringInfoString(body, ",\"Records\":[");
-	for (i = 0; i < n && *nrec < MAX_RECORDS_PER_CALL &&
-		 nlanded + *nrec < MAX_LANDED && nkeys < (int) lengthof(keys); i++)
+	for (i = 0; i < n && *nrec < MAX_RECORDS_PER_CALL && nlanded + *nrec < MAX_LANDED; i++)
 	{
 		StreamEvent *ev = events[i];
 		char		key[24];
 		int			b64len = pg_b64_enc_len(ev->json_len);
-		bool		seen = false;
+		int			k;
 
 		if (was_landed(&ev->id))
 			continue;
-		for (j = 0; j < nkeys; j++)
-			if (keys[j] == ev->item_id)
-				seen = true;
-		keys[nkeys++] = ev->item_id;	/* later events of this item wait */
-		if (seen)
+		for (k = 0; k < nkeys; k++)
+			if (keys[k] == ev->item_id)
+				break;
+		if (k == nkeys)
+		{
+			if (nkeys == (int) lengthof(keys))
+				continue;		/* too many items for one call: next call */
+			keys[nkeys] = ev->item_id;
+			counts[nkeys++] = 0;
+		}
+		if (counts[k] >= kinesis_records_per_item)
+		{
+			counts[k] = INT_MAX;	/* the rest of this item waits */
 			continue;
+		}
 		snprintf(key, sizeof(key), INT64_FORMAT, ev->item_id);
 		if (b64len + strlen(key) > (size_t) kinesis_max_record_bytes)
 		{
@@ -305,6 +318,7 @@ build_request(StringInfo body, StreamEvent **events, int n, int *idx, int *nrec,
 		}
 		if (*nrec > 0 && body->len + b64len + 64 > kinesis_max_request_bytes)
 			break;
+		counts[k]++;
 		if (*nrec > 0)
 			appendStringInfoChar(body, ',');
 		appendStringInfoString(body, "{\"Data\":\"");
@@ -316,6 +330,31 @@ build_request(StringInfo body, StreamEvent **events, int n, int *idx, int *nrec,
 	}
 	appendStringInfoString(body, "]}");
 	return true;
+}
+
+/*
+ * Records stored after a failed record of the same item in one call: out
+ * of order (only possible with kinesis_records_per_item > 1).
+ */
+static int
+count_reordered(StreamEvent **events, const int *idx, int nrec, const bool *failed)
+{
+	int			reordered = 0;
+	int			r;
+	int			q;
+
+	for (r = 0; r < nrec; r++)
+	{
+		if (!failed[r])
+			continue;
+		for (q = r + 1; q < nrec; q++)
+			if (!failed[q] && events[idx[q]]->item_id == events[idx[r]]->item_id)
+			{
+				reordered++;
+				break;
+			}
+	}
+	return reordered;
 }
 
 /*
@@ -408,9 +447,16 @@ kinesis_send(Sink *sink, StreamEvent **events, int n, SinkResult *result)
 	result->acked = account(events, n, idx, nrec, failed);
 	if (kr.failed_count > 0)
 	{
+		int			reordered = count_reordered(events, idx, nrec, failed);
+
 		result->code = kr.throttled_records > 0 ? SINK_THROTTLED : SINK_PARTIAL;
-		snprintf(result->error, sizeof(result->error), "PutRecords: %d of %d records failed (%s: %s)",
-				 kr.failed_count, nrec, kr.record_error, kr.message);
+		snprintf(result->error, sizeof(result->error), "PutRecords: %d of %d records failed (%s: %s)%s",
+				 kr.failed_count, nrec, kr.record_error, kr.message,
+				 reordered > 0 ? "; a later event of the same item was stored first" : "");
+		if (reordered > 0)
+			ereport(LOG,
+					(errmsg("ticket_ext: kinesis stored %d events ahead of an earlier failed event of their item (kinesis_records_per_item = %d)",
+							reordered, kinesis_records_per_item)));
 	}
 }
 

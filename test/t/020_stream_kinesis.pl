@@ -101,6 +101,23 @@ is_deeply([ sort keys %$one ],
 	[ sort grep { exists $one->{$_} } qw(event_id type item_id hold_id qty holder commit_time lsn xid capacity) ],
 	'a Kinesis record is one JSON object with the event fields');
 
+# --- a hot item, several of its records per call (kinesis_records_per_item)
+$node->safe_psql('postgres', "ALTER SYSTEM SET ticket_ext.kinesis_records_per_item = 100");
+$node->safe_psql('postgres', 'SELECT pg_reload_conf()');
+sleep 1;
+my ($sent0, $req0) = split /\|/, $node->safe_psql('postgres',
+	"SELECT events_sent, requests FROM ticket_ext.stream_status WHERE sink = 'kinesis'");
+$node->safe_psql('postgres', q{
+	SELECT ticket_reserve(2, 1, 'hot ' || g) FROM generate_series(1, 400) g;
+});
+($ids, $repeats) = check_kinesis('hot item, 100 records of it per call');
+my ($sent1, $req1) = split /\|/, $node->safe_psql('postgres',
+	"SELECT events_sent, requests FROM ticket_ext.stream_status WHERE sink = 'kinesis'");
+cmp_ok($sent1 - $sent0, '>=', 400, 'hot item: the 400 events sent');
+cmp_ok($req1 - $req0, '<=', 8, "hot item: in a few calls (" . ($req1 - $req0) . "), not one per event");
+$node->safe_psql('postgres', "ALTER SYSTEM RESET ticket_ext.kinesis_records_per_item");
+$node->safe_psql('postgres', 'SELECT pg_reload_conf()');
+
 my @mix = pgbench_scripts(
 	reserve => [ 60, "\\set i random(1, 4)\nSELECT ticket_reserve(:i, 1, 'b');\n" ],
 	confirm => [ 25, "\\set i random(1, 4)\nSELECT ticket_confirm(ticket_reserve(:i, 1, 'c'));\n" ],
