@@ -27,6 +27,9 @@ ifneq ($(PGXS),)
 include $(PGXS)
 endif
 
+# PGXS tracks no header dependencies: rebuild everything when one changes
+$(OBJS): $(wildcard include/*.h)
+
 .PHONY: deps test demo bench bench-stream fuzz
 deps:
 	./scripts/install-deps.sh

@@ -145,14 +145,28 @@ done
 end=$(sql -c "SELECT pg_current_wal_lsn()")
 sql -c "SELECT ticket_ext.stream_reset_stats()" >/dev/null
 wpid=$(sql -c "SELECT worker_pid FROM ticket_ext.stream_status LIMIT 1")
-( while :; do awk '/VmRSS/ {print $2}' "/proc/$wpid/status"; sleep 0.5; done ) >"$DIR/rss" 2>/dev/null &
+# the worker's RSS (kB) against the events delivered so far
+( while :; do
+    echo "$(awk '/VmRSS/ {print $2}' "/proc/$wpid/status") $(sql -c "SELECT events_sent FROM ticket_ext.stream_status WHERE sink = 'redis'")"
+    sleep 0.25
+  done ) >"$DIR/rss" 2>/dev/null &
 sampler=$!
 start_redis
 secs=$(wait_delivered "$end")
 kill $sampler 2>/dev/null; wait $sampler 2>/dev/null
 sent=$(sql -c "SELECT events_sent FROM ticket_ext.stream_status WHERE sink = 'redis'")
 xlen=$(redis-cli -p "$RPORT" XLEN ticket_ext:events)
-read -r rmin rmax <<<"$(sort -n "$DIR/rss" | awk 'NR==1{min=$1} {max=$1} END {print min, max}')"
+read -r rmin rmax <<<"$(awk 'NF == 2' "$DIR/rss" | sort -n | awk 'NR==1{min=$1} {max=$1} END {print min, max}')"
 awk -v n="$sent" -v s="$secs" -v lo="$rmin" -v hi="$rmax" -v x="$xlen" 'BEGIN {
   printf "drained %d events in %.1f s = %.0f events/s (target >= 50,000); stream length now %d\n", n, s, n / s, x
   printf "worker RSS during the drain: %.1f MB .. %.1f MB\n", lo / 1024, hi / 1024 }'
+# flat = no growth with the events delivered once the bounded queue is full
+awk -v total="$sent" 'NF == 2 && $2 > 0 {
+    d = int($2 * 10 / total); if (d > 9) d = 9; if ($1 > m[d]) m[d] = $1; seen[d] = 1 }
+  END {
+    printf "worker RSS (max MB) by tenth of the events delivered:"
+    for (d = 0; d < 10; d++) if (seen[d]) printf " %.1f", m[d] / 1024; else printf " -"
+    printf "\n"
+    for (d = 0; d < 5; d++) if (m[d] > a) a = m[d]
+    for (d = 5; d < 10; d++) if (m[d] > b) b = m[d]
+    printf "second half vs first half: %+.1f MB (flat = no leak per event)\n", (b - a) / 1024 }' "$DIR/rss"

@@ -112,10 +112,15 @@ pipeline_reload(void)
 		s->backoff_ms = 0;
 		if (s->enabled && !was)
 		{
-			/* a newly enabled sink starts from now */
+			/* a newly enabled sink starts from now, or after its saved position */
 			s->acked = queue_len;
 			s->confirmed = pipeline_confirmed();
 			s->detached = false;
+			if (s->ops->position_target &&
+				sink_position_load(s->ops->name, s->ops->position_target(), &s->last_id))
+				ereport(LOG,
+						(errmsg("ticket_ext: %s sink resumes after event %X/%X-%u",
+								s->ops->name, LSN_FORMAT_ARGS(s->last_id.lsn), s->last_id.seq)));
 		}
 		status_update(s, s->enabled ? SINK_STATE_CONNECTING : SINK_STATE_DISABLED, NULL);
 	}
@@ -394,6 +399,8 @@ note_progress(Sink *s, int acked)
 	s->backoff_ms = 0;
 	s->retry_at = 0;
 	advance_sink(s, acked);
+	if (s->ops->position_target)
+		sink_position_save(s->ops->name, s->ops->position_target(), &s->last_id);
 	SpinLockAcquire(&stream_shared->mutex);
 	st->events_sent += acked;
 	st->requests++;
@@ -416,7 +423,9 @@ advance_sink(Sink *s, int n)
 
 		if (q->txn_end != InvalidXLogRecPtr && q->txn_end > s->confirmed)
 			s->confirmed = q->txn_end;
-		s->last_id = q->event->id;
+		/* skipping a replay passes older events: the position never goes back */
+		if (EVENT_ID_LT(s->last_id, q->event->id))
+			s->last_id = q->event->id;
 	}
 	s->acked += n;
 }

@@ -460,10 +460,22 @@ kinesis_send(Sink *sink, StreamEvent **events, int n, SinkResult *result)
 	}
 }
 
+/* The stream events go to: a saved position applies to this one only. */
+static const char *
+kinesis_position_target(void)
+{
+	static char target[1024];
+
+	snprintf(target, sizeof(target), "%s %s %s", kinesis_stream,
+			 kinesis_region ? kinesis_region : "", kinesis_endpoint ? kinesis_endpoint : "");
+	return target;
+}
+
 const SinkOps kinesis_sink_ops = {
 	.name = "kinesis",
 	.enabled = kinesis_enabled,
 	.connect = kinesis_connect,
 	.disconnect = kinesis_disconnect,
 	.send = kinesis_send,
+	.position_target = kinesis_position_target,
 };

@@ -70,10 +70,17 @@ struct SinkOps
 	void		(*disconnect) (Sink *sink);
 	/* send events in order; report the acknowledged prefix */
 	void		(*send) (Sink *sink, StreamEvent **events, int n, SinkResult *result);
+	/* sinks that cannot drop repeats: what they deliver to (position file) */
+	const char *(*position_target) (void);
 };
 
 extern const SinkOps redis_sink_ops;
 extern const SinkOps kinesis_sink_ops;
+
+/* ---------- saved positions (sink_position.c) ---------- */
+
+extern void sink_position_save(const char *sink, const char *target, const EventId *id);
+extern bool sink_position_load(const char *sink, const char *target, EventId *id);
 
 /* ---------- the pipeline (pipeline.c) ---------- */
 

@@ -63,7 +63,7 @@ run_pg_regress() {
 run_pgtap() {
   local dir="$TMP/pgtap" port
   port=$(free_port)
-  cluster_start "$dir" "$port" || { record pgtap 0 1; return; }
+  cluster_start "$dir" "$port" "ticket_ext.database = 'postgres'" || { record pgtap 0 1; return; }
   psql -X -q -h "$dir" -p "$port" -d postgres \
     -c "CREATE EXTENSION pgtap" -c "CREATE EXTENSION ticket_ext" >>"$LOGS/pgtap.log" 2>&1
   pg_prove --verbose -h "$dir" -p "$port" -d postgres test/pgtap/*.sql \

@@ -5,10 +5,13 @@
 //   every 5th: partial failure: records at odd positions fail with
 //              ProvisionedThroughputExceededException, the rest are stored
 // everything else is forwarded unchanged.
-// usage: node fault_proxy.js <listen-port> <kinesalite-port>
+// With a third argument "slow:<ms>" it injects no faults and instead holds
+// every call <ms> before forwarding it (a slow sink).
+// usage: node fault_proxy.js <listen-port> <kinesalite-port> [slow:<ms>]
 'use strict';
 const http = require('http');
-const [listenPort, targetPort] = process.argv.slice(2).map((x) => parseInt(x, 10));
+const [listenPort, targetPort] = process.argv.slice(2, 4).map((x) => parseInt(x, 10));
+const slowMs = /^slow:(\d+)$/.test(process.argv[4] || '') ? parseInt(process.argv[4].slice(5), 10) : -1;
 let calls = 0;
 const stats = { forwarded: 0, throttled: 0, failed500: 0, partial: 0, failedRecords: 0 };
 
@@ -36,6 +39,10 @@ http.createServer((req, res) => {
   req.on('end', () => {
     const body = Buffer.concat(chunks).toString();
     if (req.url === '/stats') return reply(res, 200, JSON.stringify(stats));
+    if (slowMs >= 0) {
+      stats.forwarded++;
+      return setTimeout(() => forward(req, body, (code, h, b) => reply(res, code, b)), slowMs);
+    }
     if (req.headers['x-amz-target'] !== 'Kinesis_20131202.PutRecords') {
       return forward(req, body, (code, h, b) => reply(res, code, b));
     }

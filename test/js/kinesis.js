@@ -1,7 +1,8 @@
 // Talk to (local) Kinesis with the AWS SDK, for tests and the demo.
 //   node kinesis.js <endpoint> create <stream> <shards>
-//   node kinesis.js <endpoint> read <stream>     -> one JSON line per record:
+//   node kinesis.js <endpoint> read <stream> [after] -> one JSON line per record:
 //        {"shard": "...", "seq": "...", "key": "...", "data": <the record's JSON>}
+//   after: JSON {"<shard id>": "<sequence number>"}: only records after those
 'use strict';
 const { KinesisClient, CreateStreamCommand, DescribeStreamCommand, ListShardsCommand,
         GetShardIteratorCommand, GetRecordsCommand } = require('@aws-sdk/client-kinesis');
@@ -24,11 +25,16 @@ async function create() {
   throw new Error('stream did not become ACTIVE');
 }
 
+const after = cmd === 'read' && arg ? JSON.parse(arg) : {};
+
 async function read() {
   const shards = (await client.send(new ListShardsCommand({ StreamName: stream }))).Shards;
   for (const s of shards) {
+    const from = after[s.ShardId]
+      ? { ShardIteratorType: 'AFTER_SEQUENCE_NUMBER', StartingSequenceNumber: after[s.ShardId] }
+      : { ShardIteratorType: 'TRIM_HORIZON' };
     let it = (await client.send(new GetShardIteratorCommand({
-      StreamName: stream, ShardId: s.ShardId, ShardIteratorType: 'TRIM_HORIZON' }))).ShardIterator;
+      StreamName: stream, ShardId: s.ShardId, ...from }))).ShardIterator;
     for (;;) {
       const r = await client.send(new GetRecordsCommand({ ShardIterator: it, Limit: 10000 }));
       for (const rec of r.Records) {

@@ -70,6 +70,13 @@ sub new
 			$self->{proxy_port}, $self->{port});
 		_wait_port($self->{proxy_port});
 	}
+	if ($opts{slow_proxy})
+	{
+		$self->{slow_port} = free_port();
+		$self->{slow_pid} = _spawn("$self->{dir}/slow_proxy.log", 'node', "$js/fault_proxy.js",
+			$self->{slow_port}, $self->{port}, "slow:$opts{slow_proxy}");
+		_wait_port($self->{slow_port});
+	}
 	push @started, $self;
 	return $self;
 }
@@ -95,16 +102,18 @@ sub stop
 {
 	my ($self) = @_;
 	$self->stop_kinesalite;
-	if ($self->{proxy_pid})
+	for my $p (qw(proxy_pid slow_pid))
 	{
-		kill 'KILL', $self->{proxy_pid};
-		waitpid $self->{proxy_pid}, 0;
-		delete $self->{proxy_pid};
+		next unless $self->{$p};
+		kill 'KILL', $self->{$p};
+		waitpid $self->{$p}, 0;
+		delete $self->{$p};
 	}
 }
 
 sub endpoint { my ($self) = @_; return "http://127.0.0.1:$self->{port}/"; }
 sub proxy_endpoint { my ($self) = @_; return "http://127.0.0.1:$self->{proxy_port}/"; }
+sub slow_endpoint { my ($self) = @_; return "http://127.0.0.1:$self->{slow_port}/"; }
 
 sub create_stream
 {
@@ -114,10 +123,12 @@ sub create_stream
 }
 
 # All records of a stream: [ { shard, seq, key, data => {event fields} }, ... ]
+# With \%after (shard => sequence number), only the records after those.
 sub records
 {
-	my ($self, $name) = @_;
-	my $out = `node $js/kinesis.js @{[$self->endpoint]} read $name 2>/dev/null`;
+	my ($self, $name, $after) = @_;
+	my $from = $after ? "'" . encode_json($after) . "'" : '';
+	my $out = `node $js/kinesis.js @{[$self->endpoint]} read $name $from 2>/dev/null`;
 	return [ map { decode_json($_) } grep { /^\{/ } split /\n/, $out ];
 }
 

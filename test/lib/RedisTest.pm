@@ -150,10 +150,11 @@ sub command
 }
 
 # All entries of a stream as [ { id => ..., field => value, ... }, ... ]
+# All entries of a stream, or those after entry id $after.
 sub entries
 {
-	my ($self, $key) = @_;
-	my $r = $self->command('XRANGE', $key, '-', '+');
+	my ($self, $key, $after) = @_;
+	my $r = $self->command('XRANGE', $key, defined $after ? "($after" : '-', '+');
 	return [] unless ref $r eq 'ARRAY';
 	my @out;
 	for my $e (@$r)

@@ -5,7 +5,7 @@
 \set QUIET 1
 SET client_min_messages = warning;
 -- autocommit on purpose: releases and capacity raises apply at commit
-SELECT plan(37);
+SELECT plan(50);
 
 CREATE ROLE tk_app LOGIN;
 CREATE ROLE tk_admin LOGIN;
@@ -76,6 +76,35 @@ SELECT lives_ok('SELECT ticket_confirm(' || :evil_hold || ')', 'confirm ignores 
 SELECT lives_ok('SELECT ticket_release(' || :evil_hold || ')', 'release ignores the trap');
 RESET search_path;
 RESET ROLE;
+
+-- secrets: not readable through SHOW or pg_settings; no way to reload,
+-- change settings, or stop the workers
+SELECT pid AS stream_pid FROM pg_stat_activity WHERE backend_type = 'ticket_ext stream' \gset
+SELECT pid AS expiry_pid FROM pg_stat_activity WHERE backend_type = 'ticket_ext expiry' \gset
+SET ROLE tk_app;
+SELECT throws_ok('SHOW ticket_ext.aws_secret_access_key', '42501', NULL, 'app cannot SHOW the AWS secret key');
+SELECT throws_ok('SHOW ticket_ext.aws_access_key_id', '42501', NULL, 'app cannot SHOW the AWS key id');
+SELECT throws_ok('SHOW ticket_ext.redis_url', '42501', NULL, 'app cannot SHOW the Redis URL (may hold a password)');
+SELECT throws_ok('SHOW ticket_ext.redis_password_file', '42501', NULL, 'app cannot SHOW the Redis password file');
+SELECT throws_ok('SHOW ticket_ext.stream_conninfo', '42501', NULL, 'app cannot SHOW the worker''s conninfo');
+SELECT is((SELECT count(*) FROM pg_settings
+            WHERE name IN ('ticket_ext.aws_secret_access_key', 'ticket_ext.aws_access_key_id',
+                           'ticket_ext.redis_url', 'ticket_ext.redis_password_file',
+                           'ticket_ext.stream_conninfo')),
+          0::bigint, 'pg_settings hides the secret settings from app');
+SELECT throws_ok('SELECT pg_reload_conf()', '42501', NULL, 'app cannot reload the configuration');
+SELECT throws_ok($$ALTER SYSTEM SET ticket_ext.redis_url = ''$$, '42501', NULL, 'app cannot ALTER SYSTEM');
+SELECT throws_ok('SELECT pg_terminate_backend(' || :stream_pid || ')', '42501', NULL,
+                 'app cannot stop the streaming worker');
+SELECT throws_ok('SELECT pg_cancel_backend(' || :stream_pid || ')', '42501', NULL,
+                 'app cannot signal the streaming worker');
+SELECT throws_ok('SELECT pg_terminate_backend(' || :expiry_pid || ')', '42501', NULL,
+                 'app cannot stop the expiry worker');
+SELECT throws_ok($$SELECT pg_drop_replication_slot('ticket_ext_stream')$$, '42501', NULL,
+                 'app cannot drop the replication slot');
+RESET ROLE;
+SELECT is((SELECT pid FROM pg_stat_activity WHERE backend_type = 'ticket_ext stream'), :stream_pid,
+          'the streaming worker still runs');
 
 -- the admin role can administer
 SET ROLE tk_admin;

@@ -1,0 +1,391 @@
+# The fault matrix: one cluster streaming to a real Redis and a real
+# kinesalite while a reserve/confirm/release/abort/savepoint load runs, and
+# faults injected one scenario after the other.  After each scenario, once
+# quiet: nothing oversold, counters == tables, every reservation a client
+# saw commit still there, and every committed change in Redis exactly once
+# and in Kinesis under exactly one event id (Kinesis may repeat a record;
+# consumers drop repeats by event_id).  Prints the matrix as a table.
+use strict;
+use warnings;
+use IPC::Run;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use Time::HiRes qw(usleep time);
+use TicketTest;
+use RedisTest;
+use KinesisTest;
+
+my $redis = RedisTest->new;
+my $kin = KinesisTest->new(slow_proxy => 300);
+$kin->create_stream('matrix', 2);
+my $node = new_ticket_node('matrix', conf => "ticket_ext.redis_url = '" . $redis->url . "'\n"
+	  . "ticket_ext.kinesis_stream = 'matrix'\n"
+	  . "ticket_ext.kinesis_endpoint = '" . $kin->endpoint . "'\n"
+	  . "ticket_ext.aws_access_key_id = 'AKIDMATRIX'\n"
+	  . "ticket_ext.aws_secret_access_key = 'matrix-secret'\n"
+	  . "ticket_ext.stream_backoff_min = 20ms\n"
+	  . "ticket_ext.stream_backoff_max = 1s\n"
+	  . "ticket_ext.stream_queue_max = 5000\n");
+ok(stream_worker_pid($node), 'worker up with Redis and Kinesis');
+
+# items 1-4 roomy, 5 for mass expiry, 6 scarce (sold out most of the time:
+# every sale there is at the capacity boundary), 9 for acknowledged sales
+$node->safe_psql('postgres', q{
+	SELECT ticket_ext.create_item(i, 200000, 'roomy ' || i) FROM generate_series(1, 4) i;
+	SELECT ticket_ext.create_item(5, 5000, 'mass expiry');
+	SELECT ticket_ext.create_item(6, 1500, 'scarce');
+	SELECT ticket_ext.create_item(9, 100000000, 'acknowledged');
+	-- paused items raise 55000, which would end a pgbench client
+	CREATE FUNCTION try_reserve(i bigint, q int, h interval DEFAULT NULL) RETURNS bigint
+	LANGUAGE plpgsql AS $$
+	BEGIN
+		RETURN ticket_reserve(i, q, 'matrix', h);
+	EXCEPTION WHEN object_not_in_prerequisite_state THEN
+		RETURN NULL;
+	END $$;
+});
+
+my $pick = "\\set i random(1, 4)\n\\set q random(1, 3)\n";
+my @mix = pgbench_scripts(
+	reserve => [ 25, "${pick}SELECT try_reserve(:i, :q);\n" ],
+	scarce => [ 15, "SELECT try_reserve(6, 1);\n" ],
+	confirm => [ 15, "${pick}SELECT ticket_confirm(try_reserve(:i, :q));\n" ],
+	release => [ 10, "${pick}SELECT ticket_release(try_reserve(:i, :q));\n" ],
+	short => [ 10, "${pick}SELECT try_reserve(:i, :q, '1 second');\n" ],
+	abort => [ 15, "${pick}BEGIN;\nSELECT try_reserve(:i, :q);\nROLLBACK;\n" ],
+	savepoint => [ 10, "${pick}BEGIN;\nSELECT try_reserve(:i, 1);\nSAVEPOINT s;\n"
+		  . "SELECT try_reserve(6, :q);\nROLLBACK TO s;\nSELECT try_reserve(:i, :q);\nCOMMIT;\n" ]);
+# half of all transactions abort, whole or to a savepoint
+my @aborty = pgbench_scripts(
+	commit => [ 50, "${pick}SELECT ticket_confirm(try_reserve(:i, :q));\n" ],
+	abort => [ 30, "${pick}BEGIN;\nSELECT try_reserve(:i, :q);\nSELECT try_reserve(6, 1);\nROLLBACK;\n" ],
+	savepoint => [ 20, "${pick}BEGIN;\nSAVEPOINT a;\nSELECT try_reserve(6, :q);\nROLLBACK TO a;\n"
+		  . "SELECT try_reserve(:i, 1);\nSAVEPOINT b;\nSELECT ticket_release(try_reserve(:i, 1));\n"
+		  . "RELEASE b;\nCOMMIT;\n" ]);
+
+my $tmp = $PostgreSQL::Test::Utils::tmp_check;
+
+# A client that records every reservation whose COMMIT it saw succeed.
+sub start_ack_client
+{
+	my ($file) = @_;
+	my $pid = fork();
+	return $pid if $pid;
+	open my $fh, '>>', $file or die $!;
+	$fh->autoflush(1);
+	while (1)
+	{
+		my $id = `psql -XAtq -h @{[$node->host]} -p @{[$node->port]} -d postgres -c "SELECT ticket_reserve(9, 1, 'ack')" 2>/dev/null`;
+		chomp $id;
+		print $fh "$id\n" if $? == 0 && $id =~ /^\d+$/;
+		usleep(20_000);
+	}
+}
+
+# pgbench in the background; returns (handle, output ref)
+sub load
+{
+	my ($secs, $clients, $tps, @scripts) = @_;
+	my $out = '';
+	my $h = IPC::Run::start(
+		[ 'pgbench', '-n', '-c', $clients, '-j', 2, '-T', $secs, '-R', $tps, @scripts,
+		  '-h', $node->host, '-p', $node->port, 'postgres' ],
+		'>&', \$out);
+	return ($h, \$out);
+}
+
+sub q1 { return $node->safe_psql('postgres', $_[0]); }
+
+# ---------------------------------------------------------------------------
+# Checks after a scenario, once quiet.  Returns the table row's counts.
+# what the sinks delivered so far: change -> times, Kinesis ids, read positions
+my (%redis_seen, %kin_seen, %kin_ids, %kin_after, $redis_last);
+my @rows;
+
+sub sinks_caught_up
+{
+	my $lsn = q1('SELECT pg_current_wal_lsn()');
+	return $node->poll_query_until('postgres', qq{
+		SELECT bool_and(slot_confirmed_lsn >= '$lsn' AND state = 'ok')
+		  FROM ticket_ext.stream_status WHERE sink IN ('redis', 'kinesis')});
+}
+
+sub check_scenario
+{
+	my ($name, $runs, $ackfile, $holds_before, $redis_before) = @_;
+	ok(wait_for_server($node), "$name: server accepts queries");
+	# quiet: the short holds have expired (no expiry commits while the
+	# streams are read), no transaction open on any item
+	$node->poll_query_until('postgres', q{
+		SELECT NOT EXISTS (SELECT 1 FROM ticket_ext.holds
+		                    WHERE status = 'held' AND expires_at < now() + interval '2 seconds')})
+	  or diag("$name: holds still due for expiry");
+	$node->poll_query_until('postgres', q{
+		SELECT bool_and(ok) FROM ticket_ext.verify()}) or diag(q1('SELECT * FROM ticket_ext.verify()'));
+	my $oversold = q1('SELECT count(*) FROM ticket_ext.verify() WHERE table_taken > capacity');
+	my $mismatch = q1('SELECT count(*) FROM ticket_ext.verify() WHERE NOT ok');
+	is($oversold, 0, "$name: no item oversold");
+	is($mismatch, 0, "$name: counters == tables for every item");
+
+	my $lost_acked = 0;
+	my @acked;
+	if ($ackfile && -e $ackfile)
+	{
+		@acked = grep { /^\d+$/ } split /\n/, slurp_file($ackfile);
+		$lost_acked = @acked - q1('SELECT count(*) FROM ticket_ext.holds WHERE hold_id = ANY (\'{'
+			  . join(',', @acked, 0) . '}\')');
+		is($lost_acked, 0, "$name: every acknowledged reservation (" . scalar(@acked) . ") is in the table");
+	}
+
+	ok(sinks_caught_up(), "$name: Redis and Kinesis caught up")
+	  or diag(q1('SELECT * FROM ticket_ext.stream_status'));
+	my $want = expected_hold_events($node);
+
+	# Redis: every committed change exactly once (XADD ids dedupe repeats);
+	# read what arrived since the last check
+	my $entries = $redis->entries('ticket_ext:events', $redis_last);
+	$redis_last = $entries->[-1]{id} if @$entries;
+	my $rdup = 0;
+	for my $e (@$entries)
+	{
+		next unless defined $e->{hold_id} && $e->{hold_id} ne '';
+		$rdup++ if $redis_seen{"$e->{type} $e->{hold_id}"}++;
+	}
+	my $rmissing = grep { !$redis_seen{$_} } keys %$want;
+	my $rextra = grep { !$want->{$_} } keys %redis_seen;
+
+	# Kinesis: every committed change under exactly one event id
+	my ($krepeats, $kdup, $kconflict) = (0, 0, 0);
+	for my $r (@{ $kin->records('matrix', \%kin_after) })
+	{
+		my $e = $r->{data};
+		$kin_after{ $r->{shard} } = $r->{seq};
+		my $change = "$e->{type} " . ($e->{hold_id} // '');
+		if (defined $kin_ids{ $e->{event_id} })
+		{
+			$krepeats++;
+			# a repeat must be the same change, never another one under its id
+			$kconflict++ if $kin_ids{ $e->{event_id} } ne $change;
+			next;
+		}
+		$kin_ids{ $e->{event_id} } = $change;
+		next unless defined $e->{hold_id};
+		$kdup++ if $kin_seen{"$e->{type} $e->{hold_id}"}++;
+	}
+	my $kmissing = grep { !$kin_seen{$_} } keys %$want;
+	my $kextra = grep { !$want->{$_} } keys %kin_seen;
+
+	is($rmissing + $kmissing, 0, "$name: no committed change missing (Redis $rmissing, Kinesis $kmissing)");
+	is($rextra + $kextra, 0, "$name: nothing streamed that was not committed (Redis $rextra, Kinesis $kextra)")
+	  or do {
+		my @x = (grep { !$want->{$_} } sort keys %kin_seen)[0 .. 4];
+		diag('extra in Kinesis: ' . join(', ', @x));
+		my @ids = map { /(\d+)$/ ? $1 : () } @x;
+		diag(q1('SELECT hold_id, status, holder, created_at, expires_at, ended_at, confirmed_at FROM ticket_ext.holds WHERE hold_id IN (' . join(',', @ids, 0) . ')'));
+		diag(join("\n", map { "redis has: $_" } grep { my $k = $_; grep { $k =~ / $_$/ } @ids } keys %redis_seen));
+		diag(join("\n", map { "kinesis has: $_ $kin_ids{$_}" } grep { my $k = $kin_ids{$_}; grep { $k =~ / $_$/ } @ids } keys %kin_ids));
+	  };
+	is($kconflict, 0, "$name: a repeated Kinesis record is always the same change");
+	is($rdup + $kdup, 0, "$name: no change twice (Redis $rdup, Kinesis under two ids $kdup)");
+
+	my $holds = q1('SELECT count(*) FROM ticket_ext.holds') - $holds_before;
+	my $events = ($redis->command('XLEN', 'ticket_ext:events') || 0) - $redis_before;
+	push @rows, [ $name, $runs, $holds, $events, $oversold + $mismatch,
+		$lost_acked + $rmissing + $kmissing, $rdup + $kdup, $krepeats ];
+}
+
+# Run one scenario: $body->($ackfile) injects the faults.
+sub scenario
+{
+	my ($name, $runs, $body) = @_;
+	# TICKET_MATRIX_ONLY=<regex>: run only the matching scenarios
+	return if $ENV{TICKET_MATRIX_ONLY} && $name !~ /$ENV{TICKET_MATRIX_ONLY}/;
+	my $holds_before = q1('SELECT count(*) FROM ticket_ext.holds');
+	my $redis_before = $redis->command('XLEN', 'ticket_ext:events') || 0;
+	my $ackfile = "$tmp/acked_" . ($name =~ s/\W+/_/gr);
+	my $t0 = time;
+	$body->($ackfile);
+	note(sprintf('%s: faults done in %.1f s', $name, time - $t0));
+	$t0 = time;
+	check_scenario($name, $runs, $ackfile, $holds_before, $redis_before);
+	note(sprintf('%s: checked in %.1f s', $name, time - $t0));
+}
+
+# A burst with an acknowledging client; $fault->() runs 2 s into it.
+sub burst_with
+{
+	my ($ackfile, $fault, %o) = @_;
+	my ($h) = load($o{secs} // 30, 16, $o{tps} // 400, @{ $o{scripts} // \@mix });
+	my $acker = start_ack_client($ackfile);
+	sleep 2;
+	$fault->();
+	kill 'KILL', $acker;
+	waitpid $acker, 0;
+	$h->kill_kill;
+	$h->finish;
+}
+
+sub busy_backend
+{
+	return q1(q{
+		SELECT pid FROM pg_stat_activity
+		 WHERE backend_type = 'client backend' AND query LIKE '%reserve%'
+		   AND pid <> pg_backend_pid() ORDER BY random() LIMIT 1});
+}
+
+# --- kill -9 of random backends during a burst ------------------------------
+scenario('kill -9 a backend', 10, sub {
+	my ($ack) = @_;
+	for my $run (1 .. 10)
+	{
+		burst_with($ack, sub {
+			my $victim = busy_backend();
+			kill 'KILL', $victim if $victim =~ /^\d+$/;
+			usleep(300_000);
+		});
+		wait_for_server($node) or die "server did not come back";
+	}
+});
+
+# --- pg_ctl stop -m immediate during a burst, then start --------------------
+scenario('immediate stop', 3, sub {
+	my ($ack) = @_;
+	for my $run (1 .. 3)
+	{
+		burst_with($ack, sub { $node->stop('immediate'); });
+		$node->start;
+	}
+});
+
+# --- SIGKILL of the streaming worker with batches in flight -----------------
+scenario('worker SIGKILL', 5, sub {
+	my ($ack) = @_;
+	for my $run (1 .. 5)
+	{
+		burst_with($ack, sub {
+			my $pid = stream_worker_pid($node);
+			kill 'KILL', $pid if $pid;
+			usleep(300_000);
+		}, tps => 1200);
+		wait_for_server($node) or die "server did not come back";
+	}
+});
+
+# --- sinks stopped for 10 s under load ---------------------------------------
+for my $down ([ 'Redis down 10 s', 1, 0 ], [ 'kinesalite down 10 s', 0, 1 ], [ 'both down 10 s', 1, 1 ])
+{
+	my ($name, $r, $k) = @$down;
+	scenario($name, 1, sub {
+		my ($ack) = @_;
+		burst_with($ack, sub {
+			$redis->kill9 if $r;
+			$kin->stop_kinesalite if $k;
+			sleep 10;
+			$redis->start if $r;
+			$kin->start if $k;
+			sleep 2;
+		});
+	});
+}
+
+# --- capacity lowered and raised, pause/resume, resync, all during load -----
+scenario('admin during load', 1, sub {
+	my ($ack) = @_;
+	burst_with($ack, sub {
+		for my $k (1 .. 6)
+		{
+			my $taken = q1('SELECT table_taken FROM ticket_ext.verify(1)');
+			q1("SELECT ticket_ext.set_capacity(1, $taken + 50)");    # almost sold out
+			q1('SELECT ticket_ext.pause(2)');
+			q1('SELECT ticket_ext.set_capacity(6, 1000)');             # below what is sold
+			usleep(300_000);
+			q1('SELECT ticket_ext.resync(3)');
+			q1('SELECT ticket_ext.resume(2)');
+			q1('SELECT ticket_ext.set_capacity(1, 200000)');
+			q1('SELECT ticket_ext.set_capacity(6, 1500)');
+			q1('SELECT * FROM ticket_ext.resync()');
+			usleep(300_000);
+		}
+	}, tps => 800);
+	is(q1('SELECT count(*) FROM ticket_ext.items WHERE paused'), 0, 'admin: nothing left paused');
+});
+
+# --- thousands of holds expiring at once while new reservations arrive ------
+scenario('4,000 holds expire at once', 1, sub {
+	my ($ack) = @_;
+	q1(q{SELECT ticket_reserve(5, 1, 'mass', '3 seconds') FROM generate_series(1, 4000)});
+	my @onto5 = pgbench_scripts(r5 => [ 1, "SELECT try_reserve(5, 1);\n" ]);
+	burst_with($ack, sub { sleep 6; }, scripts => \@onto5, tps => 400);
+	ok($node->poll_query_until('postgres',
+		q{SELECT count(*) = 4000 FROM ticket_ext.holds WHERE holder = 'mass' AND status = 'expired'}),
+		'mass expiry: all 4,000 expired');
+	cmp_ok(q1(q{SELECT count(*) FROM ticket_ext.holds WHERE item_id = 5 AND holder = 'matrix'}),
+		'>', 1000, 'mass expiry: the freed tickets were sold again');
+});
+
+# --- 50% aborts, savepoint-heavy, PREPARE TRANSACTION paths ------------------
+scenario('50% aborts, savepoints, PREPARE', 1, sub {
+	my ($ack) = @_;
+	my ($refused, $committed, $rolled) = (0, 0, 0);
+	burst_with($ack, sub {
+		for my $k (1 .. 40)
+		{
+			my ($ret, $out, $err) = $node->psql('postgres',
+				"BEGIN; SELECT try_reserve(1, 1); PREPARE TRANSACTION 'r$k';");
+			$refused++ if $err =~ /cannot PREPARE a transaction that changed ticket_ext counters/;
+			my $h = q1("SELECT ticket_reserve(2, 1, 'prep')");
+			q1("BEGIN; SELECT ticket_confirm($h); PREPARE TRANSACTION 'c$k';");
+			if ($k % 2)
+			{
+				q1("COMMIT PREPARED 'c$k'");
+				$committed++;
+			}
+			else
+			{
+				q1("ROLLBACK PREPARED 'c$k'");
+				$rolled++;
+			}
+		}
+	}, scripts => \@aborty, tps => 800);
+	is($refused, 40, 'PREPARE after a reservation refused each time');
+	is(q1(q{SELECT count(*) FILTER (WHERE status = 'sold') || '/' || count(*)
+	         FROM ticket_ext.holds WHERE holder = 'prep'}), "$committed/40",
+		'COMMIT PREPARED confirmed, ROLLBACK PREPARED left held');
+});
+
+# --- a slow sink: retained WAL grows, the warning fires, sales go on ---------
+scenario('slow sink (300 ms per call)', 1, sub {
+	my ($ack) = @_;
+	my $log_at = -s $node->logfile;
+	q1("ALTER SYSTEM SET ticket_ext.kinesis_endpoint = '" . $kin->slow_endpoint . "'");
+	q1("ALTER SYSTEM SET ticket_ext.stream_wal_warning = '1MB'");
+	q1('SELECT pg_reload_conf()');
+	my ($h, $out) = load(10, 16, 800, @mix);
+	$h->finish;
+	my ($done) = $$out =~ /number of transactions actually processed: (\d+)/;
+	cmp_ok($done // 0, '>=', 6000, "slow sink: sales went on (" . ($done // 0) . " of ~8,000 in 10 s)");
+	ok($node->wait_for_log(qr/retains \d+ MB of WAL/, $log_at),
+		'slow sink: the WARNING about retained WAL is in the log');
+	cmp_ok(q1(q{SELECT max(lag_bytes) FROM ticket_ext.stream_status WHERE sink = 'kinesis'}),
+		'>', 1024 * 1024, 'slow sink: stream_status shows the WAL held for Kinesis');
+	q1("ALTER SYSTEM RESET ticket_ext.kinesis_endpoint");
+	q1("ALTER SYSTEM RESET ticket_ext.stream_wal_warning");
+	q1('SELECT pg_reload_conf()');
+});
+
+# --- the matrix ----------------------------------------------------------
+my @head = ('scenario', 'runs', 'reservations', 'events', 'oversells', 'lost', 'duplicates', 'kinesis repeats');
+my $fmt = "%-34s %5s %13s %8s %10s %6s %11s %16s\n";
+my $table = sprintf($fmt, @head);
+my @total = (0) x 7;
+for my $r (@rows)
+{
+	$table .= sprintf($fmt, @$r);
+	$total[$_] += $r->[ $_ + 1 ] for 0 .. 6;
+}
+$table .= sprintf($fmt, 'total', @total);
+diag("fault matrix\n$table");
+is($total[3] + $total[4] + $total[5], 0, 'fault matrix: 0 oversells, 0 lost, 0 duplicates');
+
+$node->stop;
+done_testing();
