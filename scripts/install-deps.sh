@@ -9,7 +9,7 @@ PACKAGES=(
   postgresql-15-pgtap libtap-parser-sourcehandler-pgtap-perl
   libpq-dev libhiredis-dev libcurl4-openssl-dev
   redis-server pgbouncer libipc-run-perl
-  build-essential perl clang-14 libclang-rt-14-dev
+  build-essential perl clang-14 libclang-rt-14-dev valgrind
 )
 
 missing=()
