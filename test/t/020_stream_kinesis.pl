@@ -101,6 +101,25 @@ is_deeply([ sort keys %$one ],
 	[ sort grep { exists $one->{$_} } qw(event_id type item_id hold_id qty holder commit_time lsn xid capacity) ],
 	'a Kinesis record is one JSON object with the event fields');
 
+# --- hostile holder text: exact in Redis, valid JSON in Kinesis ------------
+{
+	# quotes, backslashes, every kind of control character PostgreSQL text
+	# allows (no NUL), U+2028, an emoji, markup
+	my $sql_holder = q{E'q"uo\'te \\\\ back\\\\slash \t tab \n nl \r cr '
+	  || chr(1) || chr(8) || chr(12) || chr(27) || chr(31) || chr(127)
+	  || ' ' || chr(8232) || ' ' || chr(128512) || ' </script>'};
+	my $want = $node->safe_psql('postgres', "SELECT encode(convert_to($sql_holder, 'UTF8'), 'hex')");
+	my $hold = $node->safe_psql('postgres', "SELECT ticket_reserve(3, 1, $sql_holder)");
+	wait_sinks_caught_up('hostile holder');
+	my ($r) = grep { $_->{hold_id} eq $hold } @{ $redis->entries('ticket_ext:events') };
+	is(unpack('H*', $r->{holder} // ''), $want, 'hostile holder arrives byte for byte in Redis');
+	my ($k) = grep { ($_->{data}{hold_id} // '') eq $hold } @{ $kin->records('tickets') };
+	ok($k, 'the Kinesis record with the hostile holder is valid JSON (parsed by the AWS SDK reader)');
+	my $kh = $k ? $k->{data}{holder} : '';
+	utf8::encode($kh);
+	is(unpack('H*', $kh), $want, '... and its holder decodes to the same bytes');
+}
+
 # --- a hot item, several of its records per call (kinesis_records_per_item)
 $node->safe_psql('postgres', "ALTER SYSTEM SET ticket_ext.kinesis_records_per_item = 100");
 $node->safe_psql('postgres', 'SELECT pg_reload_conf()');
