@@ -22,30 +22,20 @@
 #include "postgres.h"
 
 #include "common/pg_prng.h"
+#include "event_queue.h"
 #include "stream.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
-/* A queued event: the event (one allocation) and its transaction's end. */
-typedef struct QueuedEvent
-{
-	StreamEvent *event;
-	XLogRecPtr	txn_end;		/* set on the last event of its transaction */
-} QueuedEvent;
 
 static const SinkOps *const all_sinks[] = {&redis_sink_ops, &kinesis_sink_ops};
 #define NUM_SINKS lengthof(all_sinks)
 
 static Sink sinks[NUM_SINKS];
-static QueuedEvent *queue = NULL;	/* ring buffer */
-static int	queue_cap = 0;
-static int	queue_head = 0;
-static int	queue_len = 0;
-static MemoryContext queue_cxt = NULL;
 static MemoryContext send_cxt = NULL;	/* reset after every sink call */
 static bool replay_wanted = false;
 
-#define QUEUE_AT(i) (queue[(queue_head + (i)) % queue_cap])
+#define QUEUE_AT(i) (*event_queue_at(i))
 
 static void advance_sink(Sink *s, int n);
 
@@ -69,8 +59,7 @@ pipeline_init(void)
 {
 	int			i;
 
-	queue_cxt = AllocSetContextCreate(TopMemoryContext, "ticket_ext stream queue",
-									  ALLOCSET_DEFAULT_SIZES);
+	event_queue_init();
 	send_cxt = AllocSetContextCreate(TopMemoryContext, "ticket_ext sink call",
 									 ALLOCSET_DEFAULT_SIZES);
 	SpinLockAcquire(&stream_shared->mutex);
@@ -93,12 +82,6 @@ pipeline_reload(void)
 {
 	int			i;
 
-	if (queue == NULL)
-	{
-		queue_cap = 1024;		/* grows as needed, up to about stream_queue_max */
-		queue = MemoryContextAllocZero(TopMemoryContext, sizeof(QueuedEvent) * queue_cap);
-		queue_head = 0;
-	}
 	for (i = 0; i < (int) NUM_SINKS; i++)
 	{
 		Sink	   *s = &sinks[i];
@@ -113,7 +96,7 @@ pipeline_reload(void)
 		if (s->enabled && !was)
 		{
 			/* a newly enabled sink starts from now, or after its saved position */
-			s->acked = queue_len;
+			s->acked = event_queue_length();
 			s->confirmed = pipeline_confirmed();
 			s->detached = false;
 			if (s->ops->position_target &&
@@ -141,25 +124,7 @@ pipeline_any_enabled(void)
 bool
 pipeline_full(void)
 {
-	return queue_len >= stream_queue_max;
-}
-
-/* Make room for one more event: the ring grows past the soft limit. */
-static void
-ensure_queue_room(void)
-{
-	QueuedEvent *bigger;
-	int			i;
-
-	if (queue_len < queue_cap)
-		return;
-	bigger = MemoryContextAllocZero(TopMemoryContext, sizeof(QueuedEvent) * queue_cap * 2);
-	for (i = 0; i < queue_len; i++)
-		bigger[i] = QUEUE_AT(i);
-	pfree(queue);
-	queue = bigger;
-	queue_head = 0;
-	queue_cap *= 2;
+	return event_queue_length() >= stream_queue_max;
 }
 
 /* Forget queued events (the stream restarts from the slot's position). */
@@ -168,53 +133,15 @@ pipeline_reset(void)
 {
 	int			i;
 
-	for (i = 0; i < queue_len; i++)
-		pfree(QUEUE_AT(i).event);
-	queue_head = queue_len = 0;
-	MemoryContextReset(queue_cxt);
+	event_queue_clear();
 	for (i = 0; i < (int) NUM_SINKS; i++)
 		sinks[i].acked = 0;
-}
-
-/* Copy an event into a single allocation, so popping it frees it whole. */
-static StreamEvent *
-copy_event(const StreamEvent *src)
-{
-	Size		size = MAXALIGN(sizeof(StreamEvent)) + src->json_len + 1;
-	StreamEvent *dst;
-	char	   *p;
-	int			i;
-
-	for (i = 0; i < src->nfields; i++)
-		size += strlen(src->field_values[i]) + 1;
-	dst = MemoryContextAlloc(queue_cxt, size);
-	memcpy(dst, src, sizeof(StreamEvent));
-	p = (char *) dst + MAXALIGN(sizeof(StreamEvent));
-	memcpy(p, src->json, src->json_len);
-	p[src->json_len] = '\0';
-	dst->json = p;
-	p += src->json_len + 1;
-	for (i = 0; i < src->nfields; i++)
-	{
-		size_t		n = strlen(src->field_values[i]) + 1;
-
-		memcpy(p, src->field_values[i], n);
-		dst->field_values[i] = p;
-		p += n;
-	}
-	return dst;
 }
 
 void
 pipeline_add_event(const StreamEvent *event)
 {
-	QueuedEvent *q;
-
-	ensure_queue_room();
-	q = &QUEUE_AT(queue_len);
-	q->event = copy_event(event);
-	q->txn_end = InvalidXLogRecPtr;
-	queue_len++;
+	event_queue_push(event);
 }
 
 /* Sinks that have every queued event are complete up to lsn. */
@@ -227,7 +154,7 @@ advance_caught_up(XLogRecPtr lsn)
 	{
 		Sink	   *s = &sinks[i];
 
-		if (s->enabled && !s->detached && s->acked >= queue_len && lsn > s->confirmed)
+		if (s->enabled && !s->detached && s->acked >= event_queue_length() && lsn > s->confirmed)
 			s->confirmed = lsn;
 	}
 }
@@ -236,8 +163,8 @@ advance_caught_up(XLogRecPtr lsn)
 void
 pipeline_commit(XLogRecPtr end_lsn)
 {
-	if (queue_len > 0)
-		QUEUE_AT(queue_len - 1).txn_end = end_lsn;
+	if (event_queue_length() > 0)
+		QUEUE_AT(event_queue_length() - 1).txn_end = end_lsn;
 	advance_caught_up(end_lsn);	/* sinks that had its events already */
 }
 
@@ -245,7 +172,7 @@ pipeline_commit(XLogRecPtr end_lsn)
 void
 pipeline_idle_position(XLogRecPtr lsn)
 {
-	if (queue_len == 0)
+	if (event_queue_length() == 0)
 		advance_caught_up(lsn);
 }
 
@@ -253,7 +180,7 @@ pipeline_idle_position(XLogRecPtr lsn)
 bool
 pipeline_idle(void)
 {
-	return queue_len == 0;
+	return event_queue_length() == 0;
 }
 
 /* What every enabled sink has: the position the slot may confirm. */
@@ -287,7 +214,7 @@ pipeline_replay_wanted(void)
 static void
 pop_acknowledged(void)
 {
-	int			done = queue_len;
+	int			done = event_queue_length();
 	bool		any = false;
 	int			i;
 
@@ -299,19 +226,9 @@ pop_acknowledged(void)
 		}
 	if (!any)
 		done = 0;
-	for (i = 0; i < done; i++)
-	{
-		QueuedEvent *q = &QUEUE_AT(0);
-
-		pfree(q->event);
-		q->event = NULL;
-		queue_head = (queue_head + 1) % queue_cap;
-		queue_len--;
-	}
+	event_queue_pop(done);
 	for (i = 0; i < (int) NUM_SINKS; i++)
 		sinks[i].acked = Max(sinks[i].acked - done, 0);
-	if (queue_len == 0)
-		MemoryContextReset(queue_cxt);	/* keep the worker's memory flat */
 }
 
 static void
@@ -436,7 +353,7 @@ skip_known(Sink *s)
 {
 	int			n = 0;
 
-	while (s->acked + n < queue_len &&
+	while (s->acked + n < event_queue_length() &&
 		   !EVENT_ID_LT(s->last_id, QUEUE_AT(s->acked + n).event->id))
 		n++;
 	if (n > 0)
@@ -452,11 +369,11 @@ maybe_detach(Sink *s, TimestampTz now)
 {
 	int			i;
 
-	if (s->detached || !pipeline_full() || s->retry_at <= now || s->acked >= queue_len)
+	if (s->detached || !pipeline_full() || s->retry_at <= now || s->acked >= event_queue_length())
 		return;
 	for (i = 0; i < (int) NUM_SINKS; i++)
 		if (&sinks[i] != s && sinks[i].enabled && !sinks[i].detached &&
-			sinks[i].acked < queue_len)
+			sinks[i].acked < event_queue_length())
 			return;				/* another sink still has work here */
 	s->detached = true;
 	ereport(WARNING,
@@ -536,9 +453,9 @@ work_sink(Sink *s, TimestampTz now)
 		status_update(s, SINK_STATE_OK, NULL);
 	}
 	skip_known(s);
-	if (s->acked >= queue_len)
+	if (s->acked >= event_queue_length())
 		return;
-	n = Min(Min(queue_len - s->acked, stream_batch_size), (int) lengthof(batch));
+	n = Min(Min(event_queue_length() - s->acked, stream_batch_size), (int) lengthof(batch));
 	for (i = 0; i < n; i++)
 		batch[i] = QUEUE_AT(s->acked + i).event;
 	memset(&result, 0, sizeof(result));
@@ -584,7 +501,7 @@ pipeline_work(void)
 
 			wait = (wait < 0) ? ms : Min(wait, ms);
 		}
-		else if (s->enabled && !s->detached && s->acked < queue_len)
+		else if (s->enabled && !s->detached && s->acked < event_queue_length())
 		{
 			long		ms = 0;		/* more to send right away */
 
@@ -598,7 +515,7 @@ pipeline_work(void)
 		SpinLockRelease(&stream_shared->mutex);
 	}
 	SpinLockAcquire(&stream_shared->mutex);
-	stream_shared->queued = queue_len;
+	stream_shared->queued = event_queue_length();
 	SpinLockRelease(&stream_shared->mutex);
 	return wait;
 }
