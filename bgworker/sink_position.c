@@ -26,6 +26,8 @@
 #include "miscadmin.h"
 #include "stream.h"
 
+static bool save_failing = false;
+
 static void
 position_path(char *path, size_t len, const char *sink, bool tmp)
 {
@@ -41,6 +43,7 @@ sink_position_save(const char *sink, const char *target, const EventId *id)
 	char		buf[1024];
 	int			len;
 	int			fd;
+	bool		ok = false;
 
 	position_path(path, sizeof(path), sink, false);
 	position_path(tmp, sizeof(tmp), sink, true);
@@ -48,10 +51,23 @@ sink_position_save(const char *sink, const char *target, const EventId *id)
 	if (len >= (int) sizeof(buf))
 		return;
 	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | PG_BINARY, pg_file_create_mode);
-	if (fd < 0 || write(fd, buf, len) != len || close(fd) != 0 || rename(tmp, path) != 0)
-		ereport(LOG,
-				(errcode_for_file_access(),
-				 errmsg("ticket_ext: could not save the %s sink's position to \"%s\": %m", sink, path)));
+	if (fd >= 0)
+	{
+		ok = write(fd, buf, len) == len;
+		ok = close(fd) == 0 && ok;
+		ok = ok && rename(tmp, path) == 0;
+	}
+	if (!ok)
+	{
+		/* once, not once per call: it only costs repeats after a crash */
+		if (!save_failing)
+			ereport(LOG,
+					(errcode_for_file_access(),
+					 errmsg("ticket_ext: could not save the %s sink's position to \"%s\": %m", sink, path)));
+		save_failing = true;
+	}
+	else
+		save_failing = false;
 }
 
 /*
