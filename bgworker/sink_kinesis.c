@@ -41,6 +41,9 @@ static char userpwd[512];
 #define MAX_LANDED (MAX_RECORDS_PER_CALL * 2)
 static EventId landed[MAX_LANDED];
 static int	nlanded = 0;
+static char landed_for[1024];	/* the target they landed in */
+
+static const char *kinesis_position_target(void);
 
 bool
 kinesis_configured(void)
@@ -179,6 +182,12 @@ kinesis_connect(Sink *sink, char *err, int errlen)
 	const char *token = getenv("AWS_SESSION_TOKEN");
 
 	kinesis_disconnect(sink);
+	/* records landed in another stream say nothing about this one */
+	if (strcmp(landed_for, kinesis_position_target()) != 0)
+	{
+		nlanded = 0;
+		strlcpy(landed_for, kinesis_position_target(), sizeof(landed_for));
+	}
 	if (!region_valid(kinesis_region))
 	{
 		snprintf(err, errlen, "ticket_ext.kinesis_region \"%s\" is not a region name like us-east-1",
@@ -382,6 +391,30 @@ account(StreamEvent **events, int n, const int *idx, int nrec, const bool *faile
 	return prefix;
 }
 
+static int
+count_true(const bool *flags, int n)
+{
+	int			c = 0;
+	int			i;
+
+	for (i = 0; i < n; i++)
+		c += flags[i] ? 1 : 0;
+	return c;
+}
+
+/*
+ * A 200 answer counts only when it accounts for every record: a
+ * FailedRecordCount, one entry per record sent, and as many entries with
+ * an error as it says failed.  Anything less (a proxy or look-alike
+ * service) is retried whole rather than taken as stored.
+ */
+static bool
+answer_complete(const KinesisResponse *kr, const bool *failed, int nrec)
+{
+	return kr->failed_count >= 0 && kr->nrecords == nrec &&
+		count_true(failed, nrec) == kr->failed_count;
+}
+
 static void
 kinesis_send(Sink *sink, StreamEvent **events, int n, SinkResult *result)
 {
@@ -436,12 +469,13 @@ kinesis_send(Sink *sink, StreamEvent **events, int n, SinkResult *result)
 				 http, kr.error_type[0] ? kr.error_type : "error", kr.message);
 		return;
 	}
-	if (kr.failed_count > 0 && kr.nrecords != nrec)
+	if (!answer_complete(&kr, failed, nrec))
 	{
-		result->code = SINK_RETRY;	/* cannot tell which failed: resend all */
+		/* cannot tell what was stored: nothing counts, resend all later */
+		result->code = SINK_RETRY;
 		snprintf(result->error, sizeof(result->error),
-				 "PutRecords: %d failed but %d of %d records answered", kr.failed_count,
-				 kr.nrecords, nrec);
+				 "PutRecords: incomplete answer (FailedRecordCount %d, %d errors in %d of %d records)",
+				 kr.failed_count, count_true(failed, kr.nrecords), kr.nrecords, nrec);
 		return;
 	}
 	result->acked = account(events, n, idx, nrec, failed);

@@ -49,7 +49,13 @@ sink_position_save(const char *sink, const char *target, const EventId *id)
 	position_path(tmp, sizeof(tmp), sink, true);
 	len = snprintf(buf, sizeof(buf), "%s\n%lu %u\n", target, (unsigned long) id->lsn, id->seq);
 	if (len >= (int) sizeof(buf))
+	{
+		if (!save_failing)
+			ereport(LOG,
+					(errmsg("ticket_ext: not saving the %s sink's position: its target is too long", sink)));
+		save_failing = true;
 		return;
+	}
 	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | PG_BINARY, pg_file_create_mode);
 	if (fd >= 0)
 	{

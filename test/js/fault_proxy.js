@@ -2,6 +2,8 @@
 // and never fails part of a batch).  For PutRecords calls, by call number:
 //   every 10th: HTTP 400 ProvisionedThroughputExceededException (whole call)
 //   every 13th: HTTP 500 InternalFailure
+//   every 7th: HTTP 200 that answers for no record (no FailedRecordCount,
+//              empty Records), nothing stored: a sink must not take it as success
 //   every 5th: partial failure: records at odd positions fail with
 //              ProvisionedThroughputExceededException, the rest are stored
 // everything else is forwarded unchanged.
@@ -13,7 +15,7 @@ const http = require('http');
 const [listenPort, targetPort] = process.argv.slice(2, 4).map((x) => parseInt(x, 10));
 const slowMs = /^slow:(\d+)$/.test(process.argv[4] || '') ? parseInt(process.argv[4].slice(5), 10) : -1;
 let calls = 0;
-const stats = { forwarded: 0, throttled: 0, failed500: 0, partial: 0, failedRecords: 0 };
+const stats = { forwarded: 0, throttled: 0, failed500: 0, incomplete: 0, partial: 0, failedRecords: 0 };
 
 function forward(req, body, cb) {
   const headers = { ...req.headers, 'content-length': Buffer.byteLength(body) };
@@ -55,6 +57,10 @@ http.createServer((req, res) => {
     if (calls % 13 === 0) {
       stats.failed500++;
       return reply(res, 500, JSON.stringify({ __type: 'InternalFailure', message: 'injected' }));
+    }
+    if (calls % 7 === 0) {
+      stats.incomplete++;
+      return reply(res, 200, JSON.stringify({ Records: [] }));
     }
     if (calls % 5 !== 0) {
       stats.forwarded++;

@@ -168,6 +168,7 @@ $load->finish;
 my $stats = $kin->proxy_stats;
 cmp_ok($stats->{partial}, '>', 0, "the proxy failed part of $stats->{partial} calls ($stats->{failedRecords} records)");
 cmp_ok($stats->{throttled}, '>', 0, "... throttled $stats->{throttled} calls and failed $stats->{failed500} with HTTP 500");
+cmp_ok($stats->{incomplete}, '>', 0, "... and answered $stats->{incomplete} calls with an incomplete HTTP 200 (retried, nothing lost)");
 my $st = $node->safe_psql('postgres', "SELECT throttles > 0, retries > 0 FROM ticket_ext.stream_status WHERE sink = 'kinesis'");
 is($st, 't|t', 'stream_status counted throttles and retries');
 is_deeply([ sort keys %$ids ], [ sort keys %{ redis_ids() } ], 'still the same events as Redis');
