@@ -17,8 +17,8 @@
 #include "postgres.h"
 #endif
 
-#include "common/jsonapi.h"
 #include "event.h"
+#include "json_lex.h"
 #include "mb/pg_wchar.h"
 
 /* the fields an event carries, in the order sinks write them */
@@ -86,33 +86,31 @@ scalar(void *arg, char *token, JsonTokenType type)
 {
 	ParseState *st = arg;
 
-	if (st->depth != 1 || st->field < 0 ||
-		type == JSON_TOKEN_TRUE || type == JSON_TOKEN_FALSE || type == JSON_TOKEN_NULL)
+	if (st->depth != 1)
 	{
-		if (st->depth != 1)
-		{
-			st->bad = true;
-			st->why = "not an object";
-		}
-		else if (st->field >= 0 && type != JSON_TOKEN_NULL)
-		{
-			st->bad = true;
-			st->why = "boolean value";
-		}
-		else if (st->field >= 0)
-		{
-			/* null: forget a value an earlier duplicate key gave */
-			if (st->values[st->field])
-				pfree(st->values[st->field]);
-			st->values[st->field] = NULL;
-		}
-		if (token)
-			pfree(token);		/* fields we do not know are ignored */
-		return;
+		st->bad = true;
+		st->why = "not an object";
 	}
-	if (st->values[st->field])
-		pfree(st->values[st->field]);	/* duplicate key: the last wins */
-	st->values[st->field] = token;
+	else if (st->field < 0)
+		;						/* fields we do not know are ignored */
+	else if (type == JSON_TOKEN_TRUE || type == JSON_TOKEN_FALSE)
+	{
+		st->bad = true;
+		st->why = "boolean value";
+	}
+	else
+	{
+		char	  **value = &st->values[st->field];
+
+		/* a repeated key: the last wins, and null forgets an earlier value */
+		if (*value)
+			pfree(*value);
+		*value = (type == JSON_TOKEN_NULL) ? NULL : token;
+		if (*value)
+			return;				/* the value keeps the token */
+	}
+	if (token)
+		pfree(token);
 }
 
 /* "<lsn>-<seq>" with both parts decimal */
@@ -243,12 +241,7 @@ stream_parse_message(char *json, int len, StreamEvent *event,
 	if (rc != JSON_SUCCESS)
 		*error = psprintf("invalid JSON near byte %d (parse error %d)",
 						  (int) (lex->token_start - lex->input), (int) rc);
-	if (lex->strval)
-	{
-		pfree(lex->strval->data);
-		pfree(lex->strval);
-	}
-	pfree(lex);
+	free_json_lex(lex);
 	if (rc != JSON_SUCCESS)
 		return finish(&st, MSG_INVALID);
 	if (st.bad)

@@ -17,7 +17,7 @@
 #include "postgres.h"
 #endif
 
-#include "common/jsonapi.h"
+#include "json_lex.h"
 #include "kinesis.h"
 #include "mb/pg_wchar.h"
 
@@ -140,18 +140,6 @@ scalar(void *arg, char *token, JsonTokenType type)
 	pfree(token);				/* everything needed was copied */
 }
 
-/* PostgreSQL 15 has no freeJsonLexContext */
-static void
-free_lex(JsonLexContext *lex)
-{
-	if (lex->strval)
-	{
-		pfree(lex->strval->data);
-		pfree(lex->strval);
-	}
-	pfree(lex);
-}
-
 /*
  * Parse a response body.  record_failed must have room for max_records.
  * False (with err) if it is not JSON or has more records than expected.
@@ -193,7 +181,7 @@ kinesis_parse_response(const char *body, size_t len, KinesisResponse *out,
 	if (rc != JSON_SUCCESS)
 		snprintf(err, errlen, "response is not valid JSON (near byte %d, parse error %d)",
 				 (int) (lex->token_start - lex->input), (int) rc);
-	free_lex(lex);
+	free_json_lex(lex);
 	pfree(copy);
 	if (rc != JSON_SUCCESS)
 		return false;

@@ -180,13 +180,14 @@ kinesis_connect(Sink *sink, char *err, int errlen)
 	const char *secret = (aws_secret_access_key && aws_secret_access_key[0]) ? aws_secret_access_key
 		: getenv("AWS_SECRET_ACCESS_KEY");
 	const char *token = getenv("AWS_SESSION_TOKEN");
+	const char *target = kinesis_position_target();
 
 	kinesis_disconnect(sink);
 	/* records landed in another stream say nothing about this one */
-	if (strcmp(landed_for, kinesis_position_target()) != 0)
+	if (strcmp(landed_for, target) != 0)
 	{
 		nlanded = 0;
-		strlcpy(landed_for, kinesis_position_target(), sizeof(landed_for));
+		strlcpy(landed_for, target, sizeof(landed_for));
 	}
 	if (!region_valid(kinesis_region))
 	{
