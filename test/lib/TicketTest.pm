@@ -12,10 +12,11 @@ use IPC::Run;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use Time::HiRes qw(usleep);
 
 our @EXPORT = qw(new_ticket_node pgbench_scripts check_invariants
   sqlstate_of wait_for_server expected_hold_events check_stream
-  stream_worker_pid start_load);
+  stream_worker_pid start_load start_ack_client acked_holds);
 
 my $root = $ENV{TICKET_ROOT} or die "TICKET_ROOT not set";
 
@@ -171,6 +172,38 @@ sub start_load
 		  '-h', $node->host, '-p', $node->port, 'postgres' ],
 		'>', \$out, '2>', \$err);
 	return $h;
+}
+
+# A client that reserves one ticket of $item at a time, in a process of
+# its own, and appends to $file the hold id of every reservation whose
+# COMMIT it saw succeed (optionally pausing $pause_us between them).
+# Returns its pid; kill it with SIGKILL.
+sub start_ack_client
+{
+	my ($node, $file, $item, $pause_us) = @_;
+	my $pid = fork();
+	return $pid if $pid;
+	open my $fh, '>>', $file or die $!;
+	$fh->autoflush(1);
+	while (1)
+	{
+		my $id = `psql -XAtq -h @{[$node->host]} -p @{[$node->port]} -d postgres -c "SELECT ticket_reserve($item, 1, 'ack')" 2>/dev/null`;
+		chomp $id;
+		print $fh "$id\n" if $? == 0 && $id =~ /^\d+$/;
+		usleep($pause_us) if $pause_us;
+	}
+}
+
+# The reservations an ack client saw commit: (how many, how many of them
+# are missing from the table).
+sub acked_holds
+{
+	my ($node, $file) = @_;
+	return (0, 0) unless -e $file;
+	my @acked = grep { /^\d+$/ } split /\n/, slurp_file($file);
+	my $present = $node->safe_psql('postgres',
+		'SELECT count(*) FROM ticket_ext.holds WHERE hold_id = ANY (\'{' . join(',', @acked, 0) . '}\')');
+	return (scalar(@acked), scalar(@acked) - $present);
 }
 
 # The SQLSTATE of the error a statement raises ('' if none).

@@ -26,21 +26,6 @@ my @load = pgbench_scripts(
 		  . "SELECT ticket_release(:h) WHERE :h > 0;\n" ]);
 my $ackfile = "$PostgreSQL::Test::Utils::tmp_check/acked_holds";
 
-# A client that records every reservation whose COMMIT it saw succeed.
-sub start_ack_client
-{
-	my $pid = fork();
-	return $pid if $pid;
-	open my $fh, '>>', $ackfile or die $!;
-	$fh->autoflush(1);
-	while (1)
-	{
-		my $id = `psql -XAtq -h @{[$node->host]} -p @{[$node->port]} -d postgres -c "SELECT ticket_reserve(2, 1, 'ack')" 2>/dev/null`;
-		chomp $id;
-		print $fh "$id\n" if $? == 0 && $id =~ /^\d+$/;
-	}
-}
-
 sub burst_then
 {
 	my ($crash) = @_;
@@ -49,7 +34,7 @@ sub burst_then
 		[ 'pgbench', '-n', '-M', 'prepared', '-c', 32, '-j', 2, '-T', 60, @load,
 		  '-h', $node->host, '-p', $node->port, 'postgres' ],
 		'>', \$out, '2>', \$err);
-	my $acker = start_ack_client();
+	my $acker = start_ack_client($node, $ackfile, 2);
 	sleep 2;
 	$crash->();
 	kill 'KILL', $acker;
@@ -84,11 +69,9 @@ for my $round (1 .. 2)
 }
 
 # every acknowledged reservation survived all five crashes
-my @acked = grep { /^\d+$/ } split /\n/, slurp_file($ackfile);
-cmp_ok(scalar(@acked), '>', 20, scalar(@acked) . ' reservations were acknowledged to the client');
-my $present = $node->safe_psql('postgres',
-	'SELECT count(*) FROM ticket_ext.holds WHERE hold_id = ANY (\'{' . join(',', @acked) . '}\')');
-is($present, scalar(@acked), 'every acknowledged reservation is in the table after the crashes');
+my ($acked, $missing) = acked_holds($node, $ackfile);
+cmp_ok($acked, '>', 20, "$acked reservations were acknowledged to the client");
+is($missing, 0, 'every acknowledged reservation is in the table after the crashes');
 
 # counters were rebuilt by the worker after the last restart
 $node->poll_query_until('postgres',

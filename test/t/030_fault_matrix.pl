@@ -65,23 +65,6 @@ my @aborty = pgbench_scripts(
 
 my $tmp = $PostgreSQL::Test::Utils::tmp_check;
 
-# A client that records every reservation whose COMMIT it saw succeed.
-sub start_ack_client
-{
-	my ($file) = @_;
-	my $pid = fork();
-	return $pid if $pid;
-	open my $fh, '>>', $file or die $!;
-	$fh->autoflush(1);
-	while (1)
-	{
-		my $id = `psql -XAtq -h @{[$node->host]} -p @{[$node->port]} -d postgres -c "SELECT ticket_reserve(9, 1, 'ack')" 2>/dev/null`;
-		chomp $id;
-		print $fh "$id\n" if $? == 0 && $id =~ /^\d+$/;
-		usleep(20_000);
-	}
-}
-
 # pgbench in the background; returns (handle, output ref)
 sub load
 {
@@ -127,15 +110,8 @@ sub check_scenario
 	is($oversold, 0, "$name: no item oversold");
 	is($mismatch, 0, "$name: counters == tables for every item");
 
-	my $lost_acked = 0;
-	my @acked;
-	if ($ackfile && -e $ackfile)
-	{
-		@acked = grep { /^\d+$/ } split /\n/, slurp_file($ackfile);
-		$lost_acked = @acked - q1('SELECT count(*) FROM ticket_ext.holds WHERE hold_id = ANY (\'{'
-			  . join(',', @acked, 0) . '}\')');
-		is($lost_acked, 0, "$name: every acknowledged reservation (" . scalar(@acked) . ") is in the table");
-	}
+	my ($acked, $lost_acked) = acked_holds($node, $ackfile);
+	is($lost_acked, 0, "$name: every acknowledged reservation ($acked) is in the table") if -e $ackfile;
 
 	ok(sinks_caught_up(), "$name: Redis and Kinesis caught up")
 	  or diag(q1('SELECT * FROM ticket_ext.stream_status'));
@@ -220,7 +196,7 @@ sub burst_with
 {
 	my ($ackfile, $fault, %o) = @_;
 	my ($h) = load($o{secs} // 30, 16, $o{tps} // 400, @{ $o{scripts} // \@mix });
-	my $acker = start_ack_client($ackfile);
+	my $acker = start_ack_client($node, $ackfile, 9, 20_000);
 	sleep 2;
 	$fault->();
 	kill 'KILL', $acker;
