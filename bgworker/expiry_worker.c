@@ -23,21 +23,6 @@
 
 PGDLLEXPORT void ticket_expiry_worker_main(Datum main_arg);
 
-void
-ticket_register_expiry_worker(void)
-{
-	BackgroundWorker worker = {0};
-
-	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
-	worker.bgw_restart_time = 5;
-	snprintf(worker.bgw_library_name, BGW_MAXLEN, "ticket_ext");
-	snprintf(worker.bgw_function_name, BGW_MAXLEN, "ticket_expiry_worker_main");
-	snprintf(worker.bgw_name, BGW_MAXLEN, "ticket_ext expiry");
-	snprintf(worker.bgw_type, BGW_MAXLEN, "ticket_ext expiry");
-	RegisterBackgroundWorker(&worker);
-}
-
 typedef int64 (*TxnStep) (int64 arg);
 
 /*

@@ -55,21 +55,6 @@ static bool stream_failing = false;
 static int	repl_backoff_ms = 0;
 static TimestampTz repl_retry_at = 0;
 
-void
-ticket_register_stream_worker(void)
-{
-	BackgroundWorker worker = {0};
-
-	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
-	worker.bgw_restart_time = 1;
-	snprintf(worker.bgw_library_name, BGW_MAXLEN, "ticket_ext");
-	snprintf(worker.bgw_function_name, BGW_MAXLEN, "ticket_stream_worker_main");
-	snprintf(worker.bgw_name, BGW_MAXLEN, "ticket_ext stream");
-	snprintf(worker.bgw_type, BGW_MAXLEN, "ticket_ext stream");
-	RegisterBackgroundWorker(&worker);
-}
-
 /* Is the extension installed in our database?  (catalog lookup) */
 static bool
 extension_installed(void)

@@ -200,8 +200,5 @@ extern int64 *ticket_due_items(uint64 *count);
 extern int64 ticket_expire_item(int64 item_id, int batch);
 extern void ticket_refresh_expiry_hint(int64 item_id);
 
-/* bgworker/expiry_worker.c, bgworker/stream_worker.c */
-extern void ticket_register_expiry_worker(void);
-extern void ticket_register_stream_worker(void);
 
 #endif							/* TICKET_EXT_H */

@@ -9,6 +9,7 @@
 #include "stream.h"
 
 #include "miscadmin.h"
+#include "postmaster/bgworker.h"
 #include "storage/ipc.h"
 #include "storage/shmem.h"
 #include "utils/guc.h"
@@ -97,6 +98,22 @@ define_settings(void)
 	MarkGUCPrefixReserved("ticket_ext");
 }
 
+/* Our background workers: one per cluster, connected to ticket_ext.database. */
+static void
+register_worker(const char *type, const char *function, int restart_secs)
+{
+	BackgroundWorker worker = {0};
+
+	worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	worker.bgw_restart_time = restart_secs;
+	snprintf(worker.bgw_library_name, BGW_MAXLEN, "ticket_ext");
+	snprintf(worker.bgw_function_name, BGW_MAXLEN, "%s", function);
+	snprintf(worker.bgw_name, BGW_MAXLEN, "%s", type);
+	snprintf(worker.bgw_type, BGW_MAXLEN, "%s", type);
+	RegisterBackgroundWorker(&worker);
+}
+
 void
 _PG_init(void)
 {
@@ -115,6 +132,7 @@ _PG_init(void)
 	shmem_startup_hook = ticket_shmem_startup_hook;
 
 	ticket_xact_init();
-	ticket_register_expiry_worker();
-	ticket_register_stream_worker();
+	/* the stream worker comes back faster: writes may wait for its slot */
+	register_worker("ticket_ext expiry", "ticket_expiry_worker_main", 5);
+	register_worker("ticket_ext stream", "ticket_stream_worker_main", 1);
 }
