@@ -20,8 +20,11 @@
 #include "utils/guc.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
+#include "utils/timestamp.h"
 
 PGDLLEXPORT void ticket_expiry_worker_main(Datum main_arg);
+
+#define PRELOAD_INTERVAL_MS		10000
 
 typedef int64 (*TxnStep) (int64 arg);
 
@@ -139,6 +142,7 @@ ticket_expiry_worker_main(Datum main_arg)
 {
 	bool		preloaded = false;
 	bool		said_not_installed = false;
+	TimestampTz last_load = 0;
 
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, die);
@@ -177,6 +181,19 @@ ticket_expiry_worker_main(Datum main_arg)
 			}
 			else
 				preloaded = true;	/* loading failed (logged): expire anyway */
+			last_load = GetCurrentTimestamp();
+		}
+
+		/*
+		 * Holds expire only for items whose slot is loaded: now and then,
+		 * load what is missing (items whose slot was reclaimed while idle,
+		 * or that did not fit before).
+		 */
+		if (preloaded && TimestampDifferenceExceeds(last_load, GetCurrentTimestamp(),
+													PRELOAD_INTERVAL_MS))
+		{
+			(void) run_step("ticket_ext: loading counters", step_preload, 0, &n);
+			last_load = GetCurrentTimestamp();
 		}
 		if (preloaded)
 			expiry_round();

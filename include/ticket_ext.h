@@ -35,43 +35,56 @@
 #define TICKET_MAX_CAPACITY		INT64CONST(1000000000000)
 
 /*
- * Slot life cycle.  A slot's key (dboid, item_id) is written once, before
- * the slot leaves SLOT_EMPTY, and never changes afterwards, so lookups can
- * probe the table without a lock.
+ * Slot life cycle.  A slot's key (dboid, item_id) is written while the
+ * slot is SLOT_EMPTY or SLOT_DEAD (skipped by lookups), under shmem.c's
+ * insert lock; reusing a DEAD slot for another key also bumps the slot's
+ * incarnation, so a lock-free lookup that raced with the reuse notices
+ * and looks again, and a caller holding the slot can tell it is gone.
  */
 typedef enum TicketSlotState
 {
-	SLOT_EMPTY = 0,				/* never used */
+	SLOT_EMPTY = 0,				/* never used: ends a probe chain */
 	SLOT_UNLOADED,				/* key set, counters not yet read from tables */
 	SLOT_LOADING,				/* one backend is reading the tables */
-	SLOT_READY					/* counters valid */
+	SLOT_READY,					/* counters valid */
+	SLOT_DEAD					/* reclaimed (slot_reclaim.c): skipped by
+								 * lookups, reusable for another key */
 } TicketSlotState;
 
+/* state word: TicketSlotState in the low bits, incarnation above */
+#define SLOT_STATE_BITS			4
+#define SLOT_STATE(w)			((TicketSlotState) ((w) & ((1 << SLOT_STATE_BITS) - 1)))
+#define SLOT_INCARNATION(w)		((w) >> SLOT_STATE_BITS)
+
 /*
- * gate: the low bits count open transactions that have (or may have)
- * changed this item's counter and not yet applied their end-of-transaction
- * effects; GATE_FROZEN stops new transactions from joining.  resync()
- * freezes, waits for the count to drain to zero, recounts the tables and
- * thaws: that is how it sees no half-applied transaction.
+ * gate: bits 0-31 count open transactions that have (or may have) changed
+ * this item's counter and not yet applied their end-of-transaction
+ * effects; bits 32-61 count joins, so two equal readings of the word mean
+ * nobody joined or left in between; GATE_FROZEN stops new transactions
+ * from joining (reload after a reinstall, reclaiming).
  */
 #define GATE_FROZEN				(UINT64CONST(1) << 62)
-#define GATE_COUNT_MASK			(GATE_FROZEN - 1)
+#define GATE_JOIN_ONE			(UINT64CONST(1) << 32)
+#define GATE_COUNT_MASK			UINT64CONST(0xFFFFFFFF)
+
+/*
+ * pause word: bits 32-63 count pause versions handed out, bits 1-31 the
+ * version of the last write applied, bit 0 paused (see counter.c).
+ */
+#define PAUSE_PAUSED(w)			(((w) & 1) != 0)
 
 typedef struct TicketSlot
 {
-	pg_atomic_uint32 state;		/* TicketSlotState */
-	Oid			dboid;			/* key part 1 (immutable once set) */
-	int64		item_id;		/* key part 2 (immutable once set) */
-	pg_atomic_uint64 avail;		/* int64: capacity - taken; may be < 0 */
-	pg_atomic_uint64 capacity;	/* int64: capacity as the counter sees it */
-	pg_atomic_uint64 gate;		/* GATE_FROZEN | open transaction count */
-	pg_atomic_uint32 paused;	/* 1 = sales paused */
+	pg_atomic_uint32 state;		/* TicketSlotState | incarnation */
+	pg_atomic_uint32 expiry_epoch;	/* bumped by every expiry note (expiry.c) */
+	Oid			dboid;			/* key part 1 */
 	Oid			items_relid;	/* ticket_ext.items OID when loaded: detects
 								 * DROP/CREATE EXTENSION */
-	uint32		generation;		/* bumped at each load: effects recorded
-								 * against an older load are void */
-	pg_atomic_uint32 expiry_epoch;	/* bumped by every reservation's expiry
-									 * note (see expiry.c) */
+	int64		item_id;		/* key part 2 */
+	pg_atomic_uint64 avail;		/* int64: capacity - taken; may be < 0 */
+	pg_atomic_uint64 capacity;	/* int64: capacity as the counter sees it */
+	pg_atomic_uint64 gate;		/* GATE_FROZEN | join seq | open count */
+	pg_atomic_uint64 pause;		/* versioned paused flag */
 	pg_atomic_uint64 next_expiry;	/* TimestampTz: no held hold of this item
 									 * expires before this (a lower bound) */
 } TicketSlot;
@@ -79,10 +92,10 @@ typedef struct TicketSlot
 /* The whole shared state: a header and an open-addressing slot array. */
 typedef struct TicketShared
 {
-	LWLock	   *insert_lock;	/* serializes slot creation only */
+	LWLock	   *insert_lock;	/* serializes slot creation and reclaiming */
 	uint32		nslots;			/* array length (> max_items) */
 	uint32		max_items;		/* ticket_ext.max_items at startup */
-	pg_atomic_uint32 used;		/* slots in use */
+	pg_atomic_uint32 used;		/* slots in use (not EMPTY, not DEAD) */
 	/* the slot array follows, starting on the next cache line */
 } TicketShared;
 
@@ -102,10 +115,19 @@ extern Size ticket_shmem_size(void);
 extern void ticket_shmem_request(void);
 extern void ticket_shmem_startup(void);
 extern void ticket_require_shmem(void);
-extern TicketSlot *ticket_slot_find(Oid dboid, int64 item_id);
-extern TicketSlot *ticket_slot_find_or_create(Oid dboid, int64 item_id);
+extern TicketSlot *ticket_slot_find(Oid dboid, int64 item_id, uint32 *incarnation);
+extern TicketSlot *ticket_slot_find_or_create(Oid dboid, int64 item_id,
+											  uint32 *incarnation);
 extern bool ticket_slots_full(void);
-extern TicketSlot *ticket_slot_next(uint32 *cursor);
+extern TicketSlot *ticket_slot_next(uint32 *cursor, Oid *dboid, int64 *item_id);
+extern uint32 ticket_slot_index(TicketSlot *slot);
+extern TicketSlot *ticket_slot_at(uint32 index);
+extern bool ticket_slot_is(TicketSlot *slot, uint32 incarnation);
+extern bool ticket_slot_kill(TicketSlot *slot, Oid dboid, int64 item_id);
+
+/* slot_reclaim.c: giving slots of dropped items, databases, installations back */
+extern void ticket_reclaim_init(void);
+extern int	ticket_reclaim_dead_slots(void);
 
 /* counter.c: lock-free counter operations on one slot */
 extern bool counter_try_take(TicketSlot *slot, int64 qty);
@@ -113,10 +135,18 @@ extern void counter_add(TicketSlot *slot, int64 delta);
 extern void counter_add_capacity(TicketSlot *slot, int64 delta);
 extern int64 counter_available(TicketSlot *slot);
 extern int64 counter_capacity(TicketSlot *slot);
+extern bool counter_paused(TicketSlot *slot);
+extern uint64 counter_pause_word(TicketSlot *slot);
+extern uint32 counter_pause_reserve(TicketSlot *slot);
+extern void counter_pause_write(TicketSlot *slot, uint32 version, bool paused);
+extern void counter_pause_reset(TicketSlot *slot, bool paused);
+extern bool counter_pause_correct(TicketSlot *slot, uint64 seen, bool paused);
 extern bool counter_gate_enter(TicketSlot *slot);
 extern void counter_gate_leave(TicketSlot *slot);
+extern bool counter_freeze_idle(TicketSlot *slot);
 extern bool counter_freeze(TicketSlot *slot);
 extern void counter_thaw(TicketSlot *slot);
+extern uint64 counter_gate_word(TicketSlot *slot);
 extern uint64 counter_gate_open_count(TicketSlot *slot);
 extern void counter_note_expiry(TicketSlot *slot, TimestampTz expires_at);
 extern bool counter_set_next_expiry(TicketSlot *slot, TimestampTz seen,
@@ -130,6 +160,7 @@ typedef struct TicketSpiFrame
 } TicketSpiFrame;
 
 extern Oid	ticket_items_relid(bool missing_ok);
+extern bool ticket_is_items_table(Oid relid);
 extern Oid	ticket_holds_relid(void);
 extern Oid	ticket_hold_seq_relid(void);
 extern void ticket_spi_begin(TicketSpiFrame *frame);
@@ -139,7 +170,7 @@ extern SPIPlanPtr ticket_prepare(SPIPlanPtr *cache, const char *sql,
 
 /* hold_store.c: the hot-path INSERT */
 extern int64 ticket_insert_hold(int64 item_id, int32 qty, text *holder,
-								Datum hold_for, TimestampTz *expires_at);
+								TimestampTz created_at, TimestampTz expires_at);
 
 /* loader.c: reading the truth from the tables */
 typedef struct TicketItemTruth
@@ -152,9 +183,9 @@ typedef struct TicketItemTruth
 } TicketItemTruth;
 
 extern TicketItemTruth ticket_read_truth(int64 item_id, bool committed_only);
-extern TicketSlot *ticket_slot_ready(int64 item_id);
+extern TicketItemTruth ticket_read_truth_at(int64 item_id, Snapshot snapshot);
+extern TicketSlot *ticket_slot_ready(int64 item_id, uint32 *incarnation);
 extern int64 ticket_item_available(int64 item_id);
-extern void ticket_slot_store(TicketSlot *slot, const TicketItemTruth *truth);
 extern void ticket_error_unknown_item(int64 item_id) pg_attribute_noreturn();
 
 /* xact.c: effects of the current transaction on counters */
@@ -169,21 +200,73 @@ typedef enum TicketEffectKind
 } TicketEffectKind;
 
 extern void ticket_xact_init(void);
-extern void ticket_join_item(TicketSlot *slot);
+extern TicketSlot *ticket_join(int64 item_id);
+extern bool ticket_take(TicketSlot *slot, int64 qty, TimestampTz expires_at);
+extern void ticket_undo_last_take(TicketSlot *slot, int64 qty);
 extern void ticket_record_effect(TicketSlot *slot, TicketEffectKind kind,
 								 int64 amount);
-extern void ticket_undo_last_take(TicketSlot *slot, int64 qty);
-extern bool ticket_xact_joined(TicketSlot *slot);
+extern void ticket_record_pause(TicketSlot *slot, bool pause, bool row_was_paused);
 extern bool ticket_xact_joined_any(void);
 extern void ticket_xact_note_frozen(TicketSlot *slot);
 extern void ticket_xact_note_thawed(TicketSlot *slot);
 extern void ticket_xact_note_loading(TicketSlot *slot);
 extern void ticket_xact_note_loaded(void);
 
+/* inflight.c: what open transactions did to counters, readable by others */
+typedef struct TicketInflightItem
+{
+	uint32		slot_index;
+	uint32		pause_version;	/* 0: no pause/resume of the item */
+	bool		paused_now;		/* the counter's paused flag as we left it */
+	int64		avail_now;		/* applied already: takes, capacity lowered */
+	int64		capacity_now;
+	int64		avail_later;	/* applied at commit: returns, capacity raised */
+	int64		capacity_later;
+} TicketInflightItem;
+
+/* What a reader found for one slot (ticket_inflight_scan). */
+typedef struct TicketInflightSum
+{
+	bool		stable;			/* nobody was changing */
+	int			nmatched;		/* open transactions joined to the slot */
+	int		   *procnos;		/* their backends (palloc'd, MaxBackends) */
+	uint32	   *seqs;			/* ... change counters when read */
+	TransactionId *xids;		/* ... xid if committing, else invalid */
+	TicketInflightItem *items;	/* ... effects on the slot */
+} TicketInflightSum;
+
+/* What the counter must be, given the tables as seen by a snapshot. */
+typedef struct TicketInflightAdjust
+{
+	int64		avail;			/* counter avail - tables' avail */
+	int64		capacity;		/* counter capacity - tables' capacity */
+	bool		pause_known;	/* an open transaction set the paused flag: */
+	bool		paused;			/* ... to this */
+	bool		ok;				/* false: more than one did (try again) */
+} TicketInflightAdjust;
+
+extern Size ticket_inflight_shmem_size(void);
+extern void ticket_inflight_shmem_startup(void);
+extern void ticket_inflight_join(TicketSlot *slot);
+extern void ticket_inflight_committing(void);
+extern void ticket_inflight_change_begin(void);
+extern void ticket_inflight_change_end(void);
+extern void ticket_inflight_add(TicketSlot *slot, int64 avail_now, int64 capacity_now,
+								int64 avail_later, int64 capacity_later);
+extern void ticket_inflight_set_pause(TicketSlot *slot, uint32 version, bool paused_now);
+extern void ticket_inflight_reset(void);
+extern void ticket_inflight_scan(TicketSlot *slot, TicketInflightSum *sum);
+extern bool ticket_inflight_unchanged(const TicketInflightSum *sum);
+extern TicketInflightAdjust ticket_inflight_adjust(const TicketInflightSum *sum,
+												   Snapshot snapshot);
+extern void ticket_inflight_free(TicketInflightSum *sum);
+extern char *ticket_inflight_pids(TicketSlot *slot);
+
 /* stream_gate.c: no write before the event stream can see it */
 extern void ticket_stream_gate(void);
 
 /* guards.c: argument checks shared by the SQL functions */
+extern void ticket_check_entry(void);
 extern void ticket_check_writable(const char *what);
 extern int64 ticket_arg_int64(FunctionCallInfo fcinfo, int argno, const char *name);
 extern text *ticket_arg_text(FunctionCallInfo fcinfo, int argno, const char *name,

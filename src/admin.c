@@ -52,7 +52,7 @@ ticket_create_item(PG_FUNCTION_ARGS)
 	char		nulls[3] = {' ', ' ', name ? ' ' : 'n'};
 
 	ticket_check_capacity(capacity);
-	ticket_require_shmem();
+	ticket_check_entry();
 	ticket_check_writable("create items");
 
 	ticket_spi_begin(&frame);
@@ -78,14 +78,13 @@ static TicketSlot *
 update_item(int64 item_id, SPIPlanPtr *plan, const char *sql, Oid argtype,
 			Datum value, int64 *old_capacity, bool *was_paused)
 {
-	TicketSlot *slot = ticket_slot_ready(item_id);
+	TicketSlot *slot = ticket_join(item_id);
 	TicketSpiFrame frame;
 	Oid			lock_types[1] = {INT8OID};
 	Oid			update_types[2] = {INT8OID, argtype};
 	Datum		values[2] = {Int64GetDatum(item_id), value};
 	bool		isnull;
 
-	ticket_join_item(slot);
 	ticket_spi_begin(&frame);
 	SPI_execute_plan(ticket_prepare(&lock_item_plan, LOCK_ITEM_SQL, 1, lock_types),
 					 values, NULL, false, 0);
@@ -115,7 +114,7 @@ ticket_set_capacity(PG_FUNCTION_ARGS)
 	bool		paused;
 
 	ticket_check_capacity(capacity);
-	ticket_require_shmem();
+	ticket_check_entry();
 	ticket_check_writable("change capacity");
 
 	slot = update_item(item_id, &set_capacity_plan, SET_CAPACITY_SQL, INT8OID,
@@ -127,7 +126,11 @@ ticket_set_capacity(PG_FUNCTION_ARGS)
 	PG_RETURN_INT64(old_capacity);
 }
 
-/* pause (stop at once, undone on abort) or resume (at commit) */
+/*
+ * pause (stop at once, undone on abort) or resume (at commit); either may
+ * be applied after the end of this transaction is visible, so it is
+ * versioned: the counter ends equal to the last committed row.
+ */
 static void
 set_paused(FunctionCallInfo fcinfo, bool pause)
 {
@@ -136,16 +139,13 @@ set_paused(FunctionCallInfo fcinfo, bool pause)
 	int64		capacity;
 	bool		was_paused;
 
-	ticket_require_shmem();
+	ticket_check_entry();
 	ticket_check_writable(pause ? "pause sales" : "resume sales");
 
+	/* the pause version is taken under the row lock (see counter.c) */
 	slot = update_item(item_id, &set_paused_plan, SET_PAUSED_SQL, BOOLOID,
 					   BoolGetDatum(pause), &capacity, &was_paused);
-	if (pause)
-		ticket_record_effect(slot, EFFECT_PAUSED,
-							 pg_atomic_read_u32(&slot->paused));
-	else
-		ticket_record_effect(slot, EFFECT_RESUMED, 0);
+	ticket_record_pause(slot, pause, was_paused);
 }
 
 Datum

@@ -93,6 +93,16 @@ ticket_items_relid(bool missing_ok)
 	return cached_items_relid;
 }
 
+/* Is relid ticket_ext.items?  (Never fails: used while objects are dropped.) */
+bool
+ticket_is_items_table(Oid relid)
+{
+	char	   *name = get_rel_name(relid);
+
+	return name != NULL && strcmp(name, TICKET_ITEMS_TABLE) == 0 &&
+		get_rel_namespace(relid) == get_namespace_oid(TICKET_SCHEMA, true);
+}
+
 Oid
 ticket_holds_relid(void)
 {

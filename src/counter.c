@@ -8,7 +8,9 @@
  * zero, so no interleaving can take more than is there.  Capacity changes
  * move avail and capacity together with fetch-add; lowering capacity below
  * what is taken makes avail negative, which stops sales without touching
- * existing ones.
+ * existing ones.  Deltas commute, so effects applied late (after their
+ * transaction's end became visible) still add up right; the one absolute
+ * value, paused, is versioned instead (counter_pause_write).
  *
  * All pg_atomic read-modify-write operations are full barriers.
  *
@@ -62,8 +64,92 @@ counter_capacity(TicketSlot *slot)
 }
 
 /*
- * Join the item's gate: count this transaction as open on the item.
- * Fails (without joining) while a resync holds the gate frozen.
+ * Pause state.  Pause applies at once and resume at commit, and both may
+ * be applied after the transaction's end is already visible, when a second
+ * admin may have locked the items row and changed it again.  So every
+ * write carries a version handed out under the items row lock (in row-lock
+ * order), and a write only applies if no newer version was applied: the
+ * counter ends equal to the last committed row whatever the order in which
+ * the callbacks run.
+ */
+#define PAUSE_SEQ_ONE			(UINT64CONST(1) << 32)
+#define PAUSE_VERSION(w)		((uint32) (((w) & UINT64CONST(0xFFFFFFFF)) >> 1))
+
+bool
+counter_paused(TicketSlot *slot)
+{
+	return PAUSE_PAUSED(pg_atomic_read_u64(&slot->pause));
+}
+
+uint64
+counter_pause_word(TicketSlot *slot)
+{
+	return pg_atomic_read_u64(&slot->pause);
+}
+
+/*
+ * Hand out two versions, V and V + 1 (returns V): the caller's immediate
+ * write uses V, its commit or undo V + 1, so both sort before any version
+ * a later holder of the row lock gets.
+ */
+uint32
+counter_pause_reserve(TicketSlot *slot)
+{
+	uint64		old = pg_atomic_fetch_add_u64(&slot->pause, 2 * PAUSE_SEQ_ONE);
+
+	return (uint32) (old >> 32) + 1;
+}
+
+/* Apply (version, paused) unless a newer version was applied already. */
+void
+counter_pause_write(TicketSlot *slot, uint32 version, bool paused)
+{
+	uint64		cur = pg_atomic_read_u64(&slot->pause);
+
+	Assert(version < (UINT64CONST(1) << 31));
+	while (PAUSE_VERSION(cur) < version)
+	{
+		uint64		next = (cur & ~UINT64CONST(0xFFFFFFFF)) |
+			((uint64) version << 1) | (paused ? 1 : 0);
+
+		if (pg_atomic_compare_exchange_u64(&slot->pause, &cur, next))
+			break;
+	}
+}
+
+/*
+ * Set paused from the tables (load): newer than every version handed out,
+ * so a write still pending from before cannot undo it.
+ */
+void
+counter_pause_reset(TicketSlot *slot, bool paused)
+{
+	uint64		cur = pg_atomic_read_u64(&slot->pause);
+
+	for (;;)
+	{
+		uint64		seq = cur >> 32;
+		uint64		next = (cur & ~UINT64CONST(0xFFFFFFFF)) |
+			((seq & UINT64CONST(0x7FFFFFFF)) << 1) | (paused ? 1 : 0);
+
+		if (pg_atomic_compare_exchange_u64(&slot->pause, &cur, next))
+			break;
+	}
+}
+
+/* resync: set paused if the word is still exactly what it read. */
+bool
+counter_pause_correct(TicketSlot *slot, uint64 seen, bool paused)
+{
+	uint64		expected = seen;
+
+	return pg_atomic_compare_exchange_u64(&slot->pause, &expected,
+										  (seen & ~UINT64CONST(1)) | (paused ? 1 : 0));
+}
+
+/*
+ * Join the item's gate: count this transaction as open on the item (and
+ * bump the join sequence).  Fails (without joining) while frozen.
  */
 bool
 counter_gate_enter(TicketSlot *slot)
@@ -72,9 +158,14 @@ counter_gate_enter(TicketSlot *slot)
 
 	for (;;)
 	{
+		uint64		next;
+
 		if (cur & GATE_FROZEN)
 			return false;
-		if (pg_atomic_compare_exchange_u64(&slot->gate, &cur, cur + 1))
+		next = cur + 1 + GATE_JOIN_ONE;
+		if ((next & GATE_FROZEN) != 0)	/* join sequence wrapped */
+			next &= ~GATE_FROZEN;
+		if (pg_atomic_compare_exchange_u64(&slot->gate, &cur, next))
 			return true;
 	}
 }
@@ -86,6 +177,17 @@ counter_gate_leave(TicketSlot *slot)
 
 	old = pg_atomic_fetch_sub_u64(&slot->gate, 1);
 	Assert((old & GATE_COUNT_MASK) > 0);
+}
+
+/* Freeze a gate nobody has joined; false if someone has, or it is frozen. */
+bool
+counter_freeze_idle(TicketSlot *slot)
+{
+	uint64		cur = pg_atomic_read_u64(&slot->gate);
+
+	if ((cur & (GATE_FROZEN | GATE_COUNT_MASK)) != 0)
+		return false;
+	return pg_atomic_compare_exchange_u64(&slot->gate, &cur, cur | GATE_FROZEN);
 }
 
 /* Freeze the gate; false when another backend already froze it. */
@@ -101,6 +203,12 @@ void
 counter_thaw(TicketSlot *slot)
 {
 	pg_atomic_fetch_and_u64(&slot->gate, ~GATE_FROZEN);
+}
+
+uint64
+counter_gate_word(TicketSlot *slot)
+{
+	return pg_atomic_read_u64(&slot->gate);
 }
 
 uint64

@@ -8,11 +8,14 @@
  * after a sweep.  So the worker only visits items with something due, and
  * each visit is an index range scan on holds_item_idx, never a table scan.
  *
- * Raising the hint must not skip a hold that our snapshot cannot see yet:
- * if a transaction is open on the item when we start, the hint stays at
- * "now"; and if any reservation noted an expiry while we looked (the slot's
- * expiry_epoch moved), the hint goes back to "now" after our update.  Both
- * mean: look again on the next round.
+ * Raising the hint must not skip a hold that our snapshot cannot see yet.
+ * If a transaction is open on the item when we start, the hint rises no
+ * further than "now": its holds expire later, unless the transaction stays
+ * open past their expiry; such a hold, already due when its transaction
+ * commits, lowers the hint again right after the commit (xact.c).  And if
+ * any expiry note happened while we looked (the slot's expiry_epoch moved:
+ * a new hold, or such a commit), the hint goes back to what it was before
+ * our update, which was a valid lower bound for all of them.
  *
  *-------------------------------------------------------------------------
  */
@@ -54,14 +57,6 @@ static SPIPlanPtr next_expiry_plan = NULL;
 	"   AND expires_at OPERATOR(pg_catalog.>=) $2 " \
 	"   AND status OPERATOR(pg_catalog.=) 'held'"
 
-static bool
-slot_is_ours(TicketSlot *slot, Oid items_relid)
-{
-	return slot->dboid == MyDatabaseId &&
-		pg_atomic_read_u32(&slot->state) == SLOT_READY &&
-		slot->items_relid == items_relid;
-}
-
 /* Items of this database that may have a hold due now. */
 int64 *
 ticket_due_items(uint64 *count)
@@ -73,11 +68,15 @@ ticket_due_items(uint64 *count)
 	uint64		cap = 64;
 	int64	   *ids = palloc(sizeof(int64) * cap);
 	TicketSlot *slot;
+	Oid			dboid;
+	int64		item_id;
 
 	ticket_require_shmem();
-	while ((slot = ticket_slot_next(&cursor)) != NULL)
+	while ((slot = ticket_slot_next(&cursor, &dboid, &item_id)) != NULL)
 	{
-		if (!slot_is_ours(slot, relid) ||
+		if (dboid != MyDatabaseId ||
+			SLOT_STATE(pg_atomic_read_u32(&slot->state)) != SLOT_READY ||
+			slot->items_relid != relid ||
 			(int64) pg_atomic_read_u64(&slot->next_expiry) > now)
 			continue;
 		if (n == cap)
@@ -85,7 +84,7 @@ ticket_due_items(uint64 *count)
 			cap *= 2;
 			ids = repalloc(ids, sizeof(int64) * cap);
 		}
-		ids[n++] = slot->item_id;
+		ids[n++] = item_id;
 	}
 	*count = n;
 	return ids;
@@ -108,7 +107,8 @@ ticket_expire_item(int64 item_id, int batch)
 	bool		isnull;
 
 	ticket_stream_gate();
-	slot = ticket_slot_ready(item_id);
+	/* joined first: the slot cannot be reclaimed while we use its hint */
+	slot = ticket_join(item_id);
 	values[0] = Int64GetDatum(item_id);
 	values[1] = Int32GetDatum(batch);
 	values[2] = TimestampTzGetDatum((TimestampTz) pg_atomic_read_u64(&slot->next_expiry));
@@ -122,10 +122,7 @@ ticket_expire_item(int64 item_id, int batch)
 	ticket_spi_end(&frame);
 
 	if (n > 0)
-	{
-		ticket_join_item(slot);
 		ticket_record_effect(slot, EFFECT_RETURN_AT_COMMIT, qty);
-	}
 	return (int64) n;
 }
 
@@ -136,7 +133,7 @@ ticket_expire_item(int64 item_id, int batch)
 void
 ticket_refresh_expiry_hint(int64 item_id)
 {
-	TicketSlot *slot = ticket_slot_ready(item_id);
+	TicketSlot *slot = ticket_join(item_id);	/* not reclaimed under us */
 	TimestampTz seen;
 	TimestampTz next;
 	TimestampTz now = GetCurrentTimestamp();
@@ -150,7 +147,7 @@ ticket_refresh_expiry_hint(int64 item_id)
 	/* read hint, epoch and open count before our snapshot exists */
 	seen = (TimestampTz) pg_atomic_read_u64(&slot->next_expiry);
 	epoch = pg_atomic_read_u32(&slot->expiry_epoch);
-	open = counter_gate_open_count(slot);
+	open = counter_gate_open_count(slot) - 1;	/* but us */
 	pg_memory_barrier();
 
 	values[0] = Int64GetDatum(item_id);
@@ -169,7 +166,7 @@ ticket_refresh_expiry_hint(int64 item_id)
 		next = now;				/* an open transaction may add an earlier hold */
 	if (next != seen && counter_set_next_expiry(slot, seen, next) &&
 		pg_atomic_read_u32(&slot->expiry_epoch) != epoch)
-		counter_note_expiry(slot, now);	/* a reservation slipped in: recheck */
+		counter_note_expiry(slot, Min(seen, now));	/* a note slipped in: undo */
 }
 
 /*
@@ -189,7 +186,7 @@ ticket_expire_holds(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("batch must be positive, not %d", batch)));
-	ticket_require_shmem();
+	ticket_check_entry();
 	ticket_check_writable("expire holds");
 	ids = ticket_due_items(&n);
 	for (i = 0; i < n; i++)

@@ -12,6 +12,22 @@
 #include "access/xlog.h"
 #include "fmgr.h"
 
+/*
+ * Every SQL entry point starts here: preloaded, and not in parallel mode.
+ * A function marked PARALLEL SAFE by mistake (a wrapper) could otherwise
+ * run ours in a parallel worker, whose transaction state is not its own.
+ */
+void
+ticket_check_entry(void)
+{
+	ticket_require_shmem();
+	if (IsInParallelMode())
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_TRANSACTION_STATE),
+				 errmsg("ticket_ext functions cannot run in parallel mode"),
+				 errhint("Mark functions that call them PARALLEL UNSAFE.")));
+}
+
 /* Refuse writes before touching counters: on a standby or read-only txn. */
 void
 ticket_check_writable(const char *what)

@@ -70,10 +70,12 @@ lookup_columns(Oid relid)
 /*
  * Insert a 'held' row without idempotency key and return its hold_id.
  * Columns not set here are NULL (confirmed_at, ended_at, idempotency_key).
+ * created_at is the clock time the tickets were taken at, and expires_at
+ * counts from it, not from the start of the transaction.
  */
 int64
-ticket_insert_hold(int64 item_id, int32 qty, text *holder, Datum hold_for,
-				   TimestampTz *expires_at)
+ticket_insert_hold(int64 item_id, int32 qty, text *holder,
+				   TimestampTz created_at, TimestampTz expires_at)
 {
 	Oid			relid = ticket_holds_relid();
 	Relation	rel;
@@ -81,7 +83,6 @@ ticket_insert_hold(int64 item_id, int32 qty, text *holder, Datum hold_for,
 	RangeTblEntry *rte;
 	ResultRelInfo *rri;
 	TupleTableSlot *slot;
-	TimestampTz now = GetCurrentTransactionStartTimestamp();
 	int64		hold_id;
 	int			i;
 
@@ -119,11 +120,8 @@ ticket_insert_hold(int64 item_id, int32 qty, text *holder, Datum hold_for,
 	SET(cols.status, CStringGetTextDatum("held"));
 	if (holder != NULL)
 		SET(cols.holder, PointerGetDatum(holder));
-	SET(cols.created_at, TimestampTzGetDatum(now));
-	*expires_at = DatumGetTimestampTz(DirectFunctionCall2(timestamptz_pl_interval,
-														  TimestampTzGetDatum(now),
-														  hold_for));
-	SET(cols.expires_at, TimestampTzGetDatum(*expires_at));
+	SET(cols.created_at, TimestampTzGetDatum(created_at));
+	SET(cols.expires_at, TimestampTzGetDatum(expires_at));
 #undef SET
 	ExecStoreVirtualTuple(slot);
 

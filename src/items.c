@@ -50,11 +50,13 @@ ticket_item_ids(bool all, int64 item_id, uint64 *count)
 /*
  * Load the counters of every item in this database, as far as the slot
  * table has room (items beyond it load on first use, if room appears);
- * returns how many were loaded.
+ * returns how many were loaded.  The expiry worker calls it at its start
+ * and now and then (an item only expires holds while its slot is loaded).
  */
 int64
 ticket_preload_items(void)
 {
+	static bool warned = false;
 	uint64		n;
 	uint64		i;
 	int64	   *ids;
@@ -63,15 +65,20 @@ ticket_preload_items(void)
 	ids = ticket_item_ids(true, 0, &n);
 	for (i = 0; i < n; i++)
 	{
-		if (ticket_slot_find(MyDatabaseId, ids[i]) == NULL && ticket_slots_full())
+		uint32		incarnation;
+
+		if (ticket_slot_find(MyDatabaseId, ids[i], &incarnation) == NULL &&
+			ticket_slots_full() && ticket_reclaim_dead_slots() == 0)
 		{
-			ereport(WARNING,
-					(errmsg("ticket_ext: only " UINT64_FORMAT " of " UINT64_FORMAT
-							" items fit in shared memory", i, n),
-					 errhint("Raise ticket_ext.max_items and restart the server.")));
+			if (!warned)
+				ereport(WARNING,
+						(errmsg("ticket_ext: only " UINT64_FORMAT " of " UINT64_FORMAT
+								" items fit in shared memory", i, n),
+						 errhint("Raise ticket_ext.max_items and restart the server.")));
+			warned = true;
 			break;
 		}
-		(void) ticket_slot_ready(ids[i]);
+		(void) ticket_slot_ready(ids[i], &incarnation);
 	}
 	pfree(ids);
 	return (int64) i;

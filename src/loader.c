@@ -16,6 +16,7 @@
 #include "catalog/pg_type.h"
 #include "miscadmin.h"
 #include "storage/latch.h"
+#include "utils/inval.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 #include "utils/wait_event.h"
@@ -36,32 +37,22 @@ static SPIPlanPtr truth_plan = NULL;
 	"           AND h.status OPERATOR(pg_catalog.=) 'held') " \
 	"  FROM ticket_ext.items i WHERE i.item_id OPERATOR(pg_catalog.=) $1"
 
-/*
- * The truth about one item, read with the latest snapshot.  committed_only
- * hides the calling transaction's own changes (curcid 0): a counter must
- * start from what is committed, since this transaction's changes reach it
- * through their effects (xact.c), never through the load.
- */
+/* The truth about one item as seen by snapshot. */
 TicketItemTruth
-ticket_read_truth(int64 item_id, bool committed_only)
+ticket_read_truth_at(int64 item_id, Snapshot snapshot)
 {
 	TicketItemTruth truth = {0};
 	TicketSpiFrame frame;
 	Oid			argtypes[1] = {INT8OID};
 	Datum		values[1];
 	SPIPlanPtr	plan;
-	Snapshot	snapshot;
 	int			rc;
 
 	ticket_spi_begin(&frame);
 	plan = ticket_prepare(&truth_plan, TRUTH_SQL, 1, argtypes);
 	values[0] = Int64GetDatum(item_id);
-	snapshot = RegisterSnapshot(GetLatestSnapshot());
-	if (committed_only)
-		snapshot->curcid = FirstCommandId;
 	rc = SPI_execute_snapshot(plan, values, NULL, snapshot,
 							  InvalidSnapshot, true, false, 1);
-	UnregisterSnapshot(snapshot);
 	if (rc != SPI_OK_SELECT)
 		elog(ERROR, "ticket_ext: reading item " INT64_FORMAT " failed: %s",
 			 item_id, SPI_result_code_string(rc));
@@ -80,6 +71,25 @@ ticket_read_truth(int64 item_id, bool committed_only)
 			truth.next_expiry = DT_NOEND;
 	}
 	ticket_spi_end(&frame);
+	return truth;
+}
+
+/*
+ * The truth about one item, read with the latest snapshot.  committed_only
+ * hides the calling transaction's own changes (curcid 0): a counter must
+ * start from what is committed, since this transaction's changes reach it
+ * through their effects (xact.c), never through the load.
+ */
+TicketItemTruth
+ticket_read_truth(int64 item_id, bool committed_only)
+{
+	Snapshot	snapshot = RegisterSnapshot(GetLatestSnapshot());
+	TicketItemTruth truth;
+
+	if (committed_only)
+		snapshot->curcid = FirstCommandId;
+	truth = ticket_read_truth_at(item_id, snapshot);
+	UnregisterSnapshot(snapshot);
 	return truth;
 }
 
@@ -104,17 +114,29 @@ ticket_error_unknown_item(int64 item_id)
 			 errhint("Create it with ticket_ext.create_item().")));
 }
 
-/* Publish truth into a slot nobody else is changing (loading or frozen). */
-void
-ticket_slot_store(TicketSlot *slot, const TicketItemTruth *truth)
+static void
+set_state(TicketSlot *slot, TicketSlotState state)
+{
+	uint32		word = pg_atomic_read_u32(&slot->state);
+
+	pg_write_barrier();			/* counters and relid before the state */
+	pg_atomic_write_u32(&slot->state,
+						(word & ~((1u << SLOT_STATE_BITS) - 1)) | state);
+}
+
+/* Publish truth into a slot nobody else is changing (we are loading it). */
+static void
+store_truth(TicketSlot *slot, const TicketItemTruth *truth, Oid items_relid)
 {
 	pg_atomic_write_u64(&slot->capacity, (uint64) truth->capacity);
 	pg_atomic_write_u64(&slot->avail, (uint64) (truth->capacity - truth->taken));
-	pg_atomic_write_u32(&slot->paused, truth->paused ? 1 : 0);
+	counter_pause_reset(slot, truth->paused);
 	pg_atomic_write_u64(&slot->next_expiry, (uint64) truth->next_expiry);
-	pg_write_barrier();
+	slot->items_relid = items_relid;
+	set_state(slot, SLOT_READY);
 }
 
+/* Load an UNLOADED slot (now LOADING, nobody joined) from the tables. */
 static void
 load_slot(TicketSlot *slot, Oid items_relid)
 {
@@ -125,25 +147,73 @@ load_slot(TicketSlot *slot, Oid items_relid)
 	if (!truth.found)
 	{
 		/* deleted behind our back, or not committed: leave it unloaded */
-		pg_atomic_write_u32(&slot->state, SLOT_UNLOADED);
+		set_state(slot, SLOT_UNLOADED);
 		ticket_xact_note_loaded();
 		error_not_committed(slot->item_id);
 	}
-	ticket_slot_store(slot, &truth);
-	slot->items_relid = items_relid;
-	/* transactions still holding effects of an older load must not apply them */
-	slot->generation++;
-	pg_write_barrier();
-	pg_atomic_write_u32(&slot->state, SLOT_READY);
+	store_truth(slot, &truth, items_relid);
 	ticket_xact_note_loaded();
 }
 
 /*
- * The slot of an existing item with valid counters, loading it if needed.
- * Unknown items raise an error and use no shared memory.
+ * Reload a slot that counted the item of another installation (DROP and
+ * CREATE EXTENSION): freeze its gate and wait until the transactions still
+ * open on it have ended, so no effect of theirs can land on the new
+ * counters.  They belong to the dropped installation, and DROP EXTENSION
+ * waited for every one holding a lock on its tables, so this is short;
+ * after ticket_ext.resync_timeout the slot is left as it was, with an
+ * error naming them.
+ */
+static void
+reload_slot(TicketSlot *slot, Oid items_relid)
+{
+	TimestampTz start = GetCurrentTimestamp();
+
+	while (!counter_freeze(slot))
+	{
+		/* a reclaimer's momentary freeze: it gives up on a LOADING slot */
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 1L, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+	}
+	ticket_xact_note_frozen(slot);
+	while (counter_gate_open_count(slot) > 0)
+	{
+		if (TimestampDifferenceExceeds(start, GetCurrentTimestamp(),
+									   ticket_resync_timeout_ms))
+		{
+			char	   *pids = ticket_inflight_pids(slot);
+			uint64		open = counter_gate_open_count(slot);
+
+			set_state(slot, SLOT_READY);
+			ticket_xact_note_thawed(slot);
+			ticket_xact_note_loaded();
+			ereport(ERROR,
+					(errcode(ERRCODE_LOCK_NOT_AVAILABLE),
+					 errmsg_plural("could not load the counters of item " INT64_FORMAT
+								   ": " UINT64_FORMAT " transaction of the dropped installation is still open on it",
+								   "could not load the counters of item " INT64_FORMAT
+								   ": " UINT64_FORMAT " transactions of the dropped installation are still open on them",
+								   open, slot->item_id, open),
+					 errdetail("Backends: %s.", pids),
+					 errhint("End those transactions (pg_terminate_backend), then retry.")));
+		}
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 1L, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+	}
+	load_slot(slot, items_relid);
+	ticket_xact_note_thawed(slot);
+}
+
+/*
+ * The slot of an existing item with valid counters, loading it if needed;
+ * *incarnation identifies it (ticket_slot_is).  Unknown items raise an
+ * error and use no shared memory.
  */
 TicketSlot *
-ticket_slot_ready(int64 item_id)
+ticket_slot_ready(int64 item_id, uint32 *incarnation)
 {
 	Oid			relid;
 	TicketSlot *slot;
@@ -157,35 +227,59 @@ ticket_slot_ready(int64 item_id)
 				 errmsg("ticket_ext keeps no counters during recovery"),
 				 errhint("Run this on the primary server.")));
 
-	slot = ticket_slot_find(MyDatabaseId, item_id);
-	if (slot != NULL && pg_atomic_read_u32(&slot->state) == SLOT_READY)
+	slot = ticket_slot_find(MyDatabaseId, item_id, incarnation);
+	if (slot != NULL &&
+		SLOT_STATE(pg_atomic_read_u32(&slot->state)) == SLOT_READY)
 	{
 		pg_read_barrier();		/* relid and counters were written before state */
 		if (slot->items_relid == relid)
 			return slot;		/* fast path */
 	}
 
-	if (slot == NULL)
-	{
-		if (!ticket_read_truth(item_id, true).found)
-			error_not_committed(item_id);
-		slot = ticket_slot_find_or_create(MyDatabaseId, item_id);
-	}
+	/*
+	 * Before loading, be sure which installation is current: a session that
+	 * processed no invalidation since DROP/CREATE EXTENSION still has the
+	 * old table's OID cached, and must not reload over the new one.
+	 */
+	AcceptInvalidationMessages();
+	relid = ticket_items_relid(false);
 
 	for (;;)
 	{
-		uint32		state = pg_atomic_read_u32(&slot->state);
+		uint32		word;
 
+		if (slot == NULL || !ticket_slot_is(slot, *incarnation))
+		{
+			slot = ticket_slot_find(MyDatabaseId, item_id, incarnation);
+			if (slot == NULL)
+			{
+				if (!ticket_read_truth(item_id, true).found)
+					error_not_committed(item_id);
+				slot = ticket_slot_find_or_create(MyDatabaseId, item_id, incarnation);
+			}
+		}
+		word = pg_atomic_read_u32(&slot->state);
 		pg_read_barrier();
-		if (state == SLOT_READY && slot->items_relid == relid)
+		if (SLOT_INCARNATION(word) != *incarnation || SLOT_STATE(word) == SLOT_DEAD)
+			continue;			/* reclaimed meanwhile */
+		if (SLOT_STATE(word) == SLOT_READY && slot->items_relid == relid)
 			return slot;
 
 		/* unloaded, or loaded by a dropped installation of the extension */
-		if (state == SLOT_UNLOADED || state == SLOT_READY)
+		if (SLOT_STATE(word) == SLOT_UNLOADED || SLOT_STATE(word) == SLOT_READY)
 		{
-			if (pg_atomic_compare_exchange_u32(&slot->state, &state, SLOT_LOADING))
+			uint32		loading = (word & ~((1u << SLOT_STATE_BITS) - 1)) | SLOT_LOADING;
+			bool		reload = SLOT_STATE(word) == SLOT_READY;
+
+			if (pg_atomic_compare_exchange_u32(&slot->state, &word, loading))
 			{
-				load_slot(slot, relid);
+				if (reload)
+				{
+					ticket_xact_note_loading(slot);
+					reload_slot(slot, relid);
+				}
+				else
+					load_slot(slot, relid);
 				return slot;
 			}
 			continue;
@@ -195,7 +289,7 @@ ticket_slot_ready(int64 item_id)
 		if (start == 0)
 			start = GetCurrentTimestamp();
 		else if (TimestampDifferenceExceeds(start, GetCurrentTimestamp(),
-											ticket_resync_timeout_ms))
+											ticket_resync_timeout_ms + 1000))
 			ereport(ERROR,
 					(errcode(ERRCODE_LOCK_NOT_AVAILABLE),
 					 errmsg("counters of item " INT64_FORMAT " are being loaded by another session",
@@ -223,5 +317,15 @@ ticket_item_available(int64 item_id)
 			ticket_error_unknown_item(item_id);
 		return Max(truth.capacity - truth.taken, 0);
 	}
-	return Max(counter_available(ticket_slot_ready(item_id)), 0);
+	for (;;)
+	{
+		uint32		incarnation;
+		TicketSlot *slot = ticket_slot_ready(item_id, &incarnation);
+		int64		avail = counter_available(slot);
+
+		pg_read_barrier();
+		if (ticket_slot_is(slot, incarnation))
+			return Max(avail, 0);
+		/* reclaimed and reused while we read: ask again */
+	}
 }

@@ -12,9 +12,14 @@
  */
 #include "ticket_ext.h"
 
+#include "access/xact.h"
 #include "catalog/pg_type.h"
+#include "common/hashfn.h"
 #include "fmgr.h"
+#include "miscadmin.h"
+#include "storage/lock.h"
 #include "utils/builtins.h"
+#include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
 PG_FUNCTION_INFO_V1(ticket_reserve);
@@ -28,12 +33,17 @@ static SPIPlanPtr confirm_plan = NULL;
 static SPIPlanPtr release_plan = NULL;
 static SPIPlanPtr hold_state_plan = NULL;
 
-#define INSERT_COLUMNS \
-	"INSERT INTO ticket_ext.holds (item_id, qty, holder, idempotency_key, expires_at) " \
-	"VALUES ($1, $2, $3, $4, pg_catalog.now() OPERATOR(pg_catalog.+) $5) "
-#define INSERT_IDEM_SQL INSERT_COLUMNS \
+/*
+ * pg_locks shows the idempotency-key locks as advisory locks with this
+ * objsubid (PostgreSQL's own advisory locks use 1 and 2).
+ */
+#define TICKET_IDEMPOTENCY_LOCK_CLASS	7458
+
+#define INSERT_IDEM_SQL \
+	"INSERT INTO ticket_ext.holds (item_id, qty, holder, idempotency_key, created_at, expires_at) " \
+	"VALUES ($1, $2, $3, $4, $5, $6) " \
 	"ON CONFLICT (item_id, idempotency_key) WHERE idempotency_key IS NOT NULL " \
-	"DO NOTHING RETURNING hold_id, expires_at"
+	"DO NOTHING RETURNING hold_id"
 #define FIND_IDEM_SQL \
 	"SELECT hold_id, qty FROM ticket_ext.holds " \
 	" WHERE item_id OPERATOR(pg_catalog.=) $1 " \
@@ -51,6 +61,9 @@ static SPIPlanPtr hold_state_plan = NULL;
 #define HOLD_STATE_SQL \
 	"SELECT status, expires_at OPERATOR(pg_catalog.<=) pg_catalog.clock_timestamp() " \
 	"  FROM ticket_ext.holds WHERE hold_id OPERATOR(pg_catalog.=) $1"
+
+/* A confirm/release whose hold keeps changing under it gives up after this. */
+#define HOLD_UPDATE_TRIES		3
 
 /* The hold's duration: hold_for, or ticket_ext.hold_ttl when NULL. */
 static Datum
@@ -80,17 +93,22 @@ hold_interval(FunctionCallInfo fcinfo, int argno)
 	return IntervalPGetDatum(itv);
 }
 
-/* An existing hold for (item, idempotency key), or 0. */
+/* An existing hold for (item, idempotency key) seen by snapshot (NULL:
+ * the statement's own), or 0. */
 static int64
-find_idempotent_hold(int64 item_id, text *key, int32 qty)
+find_idempotent_hold(int64 item_id, text *key, int32 qty, Snapshot snapshot)
 {
 	Oid			argtypes[2] = {INT8OID, TEXTOID};
 	Datum		values[2] = {Int64GetDatum(item_id), PointerGetDatum(key)};
+	SPIPlanPtr	plan = ticket_prepare(&find_idem_plan, FIND_IDEM_SQL, 2, argtypes);
 	int64		hold_id = 0;
 	bool		isnull;
 
-	SPI_execute_plan(ticket_prepare(&find_idem_plan, FIND_IDEM_SQL, 2, argtypes),
-					 values, NULL, false, 1);
+	if (snapshot != NULL)
+		SPI_execute_snapshot(plan, values, NULL, snapshot, InvalidSnapshot,
+							 true, false, 1);
+	else
+		SPI_execute_plan(plan, values, NULL, false, 1);
 	if (SPI_processed == 1)
 	{
 		int32		held_qty;
@@ -110,18 +128,46 @@ find_idempotent_hold(int64 item_id, text *key, int32 qty)
 }
 
 /*
- * Insert a hold with an idempotency key (inside an SPI frame).  If a
- * concurrent call with the same key committed first, give the tickets
- * back and return that call's hold.
+ * Calls with the same (item, idempotency key) run one at a time: this lock
+ * (held to the end of the transaction) makes a retry wait for a first call
+ * that has not committed yet, instead of finding no hold and answering
+ * "sold out" or "paused" for an order that did get its tickets.  Then the
+ * hold of a call that committed meanwhile: a REPEATABLE READ snapshot
+ * cannot see it, which is a serialization failure (retry the transaction).
  */
 static int64
-insert_idempotent_hold(TicketSlot *slot, int64 item_id, int32 qty, text *holder,
-					   text *key, Datum hold_for, TimestampTz *expires_at)
+serialize_idempotent_call(int64 item_id, text *key, int32 qty)
 {
-	Oid			argtypes[5] = {INT8OID, INT4OID, TEXTOID, TEXTOID, INTERVALOID};
-	Datum		values[5];
-	char		nulls[5] = {' ', ' ', ' ', ' ', ' '};
+	LOCKTAG		tag;
+	uint64		h = hash_bytes_extended((const unsigned char *) VARDATA_ANY(key),
+										VARSIZE_ANY_EXHDR(key), (uint64) item_id);
 	int64		hold_id;
+
+	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, (uint32) (h >> 32), (uint32) h,
+						 TICKET_IDEMPOTENCY_LOCK_CLASS);
+	(void) LockAcquire(&tag, ExclusiveLock, false, false);
+
+	hold_id = find_idempotent_hold(item_id, key, qty, NULL);
+	if (hold_id == 0 && IsolationUsesXactSnapshot() &&
+		find_idempotent_hold(item_id, key, qty, GetLatestSnapshot()) != 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+				 errmsg("could not serialize access due to a concurrent reservation with the same idempotency key"),
+				 errhint("Retry the transaction: it will return that reservation.")));
+	return hold_id;
+}
+
+/*
+ * Insert a hold with an idempotency key (inside an SPI frame; the key's
+ * lock is held, so no other call can have inserted it meanwhile).
+ */
+static int64
+insert_idempotent_hold(int64 item_id, int32 qty, text *holder, text *key,
+					   TimestampTz created_at, TimestampTz expires_at)
+{
+	Oid			argtypes[6] = {INT8OID, INT4OID, TEXTOID, TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID};
+	Datum		values[6];
+	char		nulls[6] = {' ', ' ', ' ', ' ', ' ', ' '};
 	bool		isnull;
 
 	values[0] = Int64GetDatum(item_id);
@@ -129,22 +175,17 @@ insert_idempotent_hold(TicketSlot *slot, int64 item_id, int32 qty, text *holder,
 	values[2] = PointerGetDatum(holder);
 	nulls[2] = holder ? ' ' : 'n';
 	values[3] = PointerGetDatum(key);
-	values[4] = hold_for;
-	SPI_execute_plan(ticket_prepare(&insert_idem_plan, INSERT_IDEM_SQL, 5, argtypes),
+	values[4] = TimestampTzGetDatum(created_at);
+	values[5] = TimestampTzGetDatum(expires_at);
+	SPI_execute_plan(ticket_prepare(&insert_idem_plan, INSERT_IDEM_SQL, 6, argtypes),
 					 values, nulls, false, 1);
-	if (SPI_processed == 1)
-	{
-		*expires_at = DatumGetTimestampTz(SPI_getbinval(SPI_tuptable->vals[0],
-														SPI_tuptable->tupdesc, 2, &isnull));
-		return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
-										   SPI_tuptable->tupdesc, 1, &isnull));
-	}
-
-	ticket_undo_last_take(slot, qty);
-	hold_id = find_idempotent_hold(item_id, key, qty);
-	if (hold_id == 0)
-		elog(ERROR, "ticket_ext: idempotency key conflict without a visible hold");
-	return hold_id;
+	if (SPI_processed != 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+				 errmsg("could not serialize access due to a concurrent reservation with the same idempotency key"),
+				 errhint("Retry the transaction.")));
+	return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+									   SPI_tuptable->tupdesc, 1, &isnull));
 }
 
 /*
@@ -163,7 +204,9 @@ ticket_reserve(PG_FUNCTION_ARGS)
 	TicketSlot *slot;
 	TicketSpiFrame frame;
 	int64		hold_id = 0;
-	TimestampTz expires_at = DT_NOEND;
+	TimestampTz created_at;
+	TimestampTz expires_at;
+	uint32		incarnation;
 
 	if (PG_ARGISNULL(1))
 		ereport(ERROR,
@@ -176,40 +219,44 @@ ticket_reserve(PG_FUNCTION_ARGS)
 				 errmsg("qty must be between 1 and %d, not %d", ticket_max_per_order, qty),
 				 errhint("The upper limit is ticket_ext.max_per_order.")));
 	hold_for = hold_interval(fcinfo, 3);
-	ticket_require_shmem();
+	ticket_check_entry();
 	ticket_check_writable("reserve tickets");
 
-	slot = ticket_slot_ready(item_id);
+	slot = ticket_slot_ready(item_id, &incarnation);
 
 	/* a retried call with the same key gets the same hold back */
 	if (key != NULL)
 	{
 		ticket_spi_begin(&frame);
-		hold_id = find_idempotent_hold(item_id, key, qty);
+		hold_id = serialize_idempotent_call(item_id, key, qty);
 	}
 
 	if (hold_id == 0)
 	{
-		if (pg_atomic_read_u32(&slot->paused))
+		if (counter_paused(slot))
 			ereport(ERROR,
 					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 					 errmsg("sales of item " INT64_FORMAT " are paused", item_id),
 					 errhint("An administrator can resume them with ticket_ext.resume().")));
 
-		ticket_join_item(slot);
-		if (!counter_try_take(slot, qty))
+		/* a hold lasts hold_for from the moment its tickets are taken */
+		created_at = GetCurrentTimestamp();
+		expires_at = DatumGetTimestampTz(DirectFunctionCall2(timestamptz_pl_interval,
+															 TimestampTzGetDatum(created_at),
+															 hold_for));
+		slot = ticket_join(item_id);
+		if (!ticket_take(slot, qty, expires_at))
 		{
 			if (key != NULL)
 				ticket_spi_end(&frame);
 			PG_RETURN_NULL();	/* sold out: the normal answer under load */
 		}
-		ticket_record_effect(slot, EFFECT_TAKEN, qty);
 
 		if (key == NULL)
-			hold_id = ticket_insert_hold(item_id, qty, holder, hold_for, &expires_at);
+			hold_id = ticket_insert_hold(item_id, qty, holder, created_at, expires_at);
 		else
-			hold_id = insert_idempotent_hold(slot, item_id, qty, holder, key,
-											 hold_for, &expires_at);
+			hold_id = insert_idempotent_hold(item_id, qty, holder, key,
+											 created_at, expires_at);
 		/* tell the expiry worker; row first, so it cannot miss the hold */
 		counter_note_expiry(slot, expires_at);
 	}
@@ -229,38 +276,76 @@ exec_on_hold(SPIPlanPtr *plan, const char *sql, int64 hold_id)
 	return SPI_processed;
 }
 
-/* Why a hold could not be confirmed or released: raise the right error. */
-static void
-explain_hold_state(int64 hold_id, const char *action, bool *already_sold)
+typedef enum HoldState
 {
+	HOLD_MISSING,
+	HOLD_HELD,					/* and not past its expiry */
+	HOLD_TIMED_OUT,				/* held, past its expiry */
+	HOLD_SOLD,
+	HOLD_RELEASED,
+	HOLD_EXPIRED
+} HoldState;
+
+/*
+ * A hold's state as committed now (the latest snapshot, not the one the
+ * failed UPDATE used: the reserving transaction may have committed since).
+ */
+static HoldState
+hold_state(int64 hold_id)
+{
+	Oid			argtypes[1] = {INT8OID};
+	Datum		values[1] = {Int64GetDatum(hold_id)};
 	bool		isnull;
 	char	   *status;
-	bool		timed_out;
 
-	*already_sold = false;
-	if (exec_on_hold(&hold_state_plan, HOLD_STATE_SQL, hold_id) == 0)
+	SPI_execute_snapshot(ticket_prepare(&hold_state_plan, HOLD_STATE_SQL, 1, argtypes),
+						 values, NULL, GetLatestSnapshot(), InvalidSnapshot,
+						 true, false, 1);
+	if (SPI_processed == 0)
+		return HOLD_MISSING;
+	status = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+	if (strcmp(status, "sold") == 0)
+		return HOLD_SOLD;
+	if (strcmp(status, "released") == 0)
+		return HOLD_RELEASED;
+	if (strcmp(status, "expired") == 0)
+		return HOLD_EXPIRED;
+	return DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2,
+									  &isnull)) ? HOLD_TIMED_OUT : HOLD_HELD;
+}
+
+/*
+ * The UPDATE of a confirm/release found no row although the hold is in a
+ * state it accepts: its transaction committed after the UPDATE's snapshot
+ * was taken.  READ COMMITTED retries with a new snapshot; a transaction
+ * snapshot never sees it, which is a serialization failure.
+ */
+static void
+retry_or_fail(int64 hold_id, const char *action, int attempt)
+{
+	if (IsolationUsesXactSnapshot() || attempt + 1 >= HOLD_UPDATE_TRIES)
+		ereport(ERROR,
+				(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+				 errmsg("could not %s hold " INT64_FORMAT ": it was reserved or changed by a concurrent transaction",
+						action, hold_id),
+				 errhint("Retry the transaction.")));
+}
+
+static void pg_attribute_noreturn()
+error_hold_state(int64 hold_id, const char *action, HoldState state)
+{
+	if (state == HOLD_MISSING)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("hold " INT64_FORMAT " does not exist", hold_id)));
-	status = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
-	timed_out = DatumGetBool(SPI_getbinval(SPI_tuptable->vals[0],
-										   SPI_tuptable->tupdesc, 2, &isnull));
-	if (strcmp(status, "sold") == 0)
-	{
-		*already_sold = true;
-		return;
-	}
-	if (strcmp(status, "released") == 0)
+	if (state == HOLD_RELEASED)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("cannot %s hold " INT64_FORMAT ": it was released", action, hold_id)));
-	if (strcmp(status, "expired") == 0 || timed_out)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("cannot %s hold " INT64_FORMAT ": it has expired", action, hold_id),
-				 errhint("Reserve again with ticket_reserve().")));
-	elog(ERROR, "ticket_ext: hold " INT64_FORMAT " is in unexpected state \"%s\"",
-		 hold_id, status);
+	ereport(ERROR,
+			(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+			 errmsg("cannot %s hold " INT64_FORMAT ": it has expired", action, hold_id),
+			 errhint("Reserve again with ticket_reserve().")));
 }
 
 /*
@@ -272,17 +357,27 @@ ticket_confirm(PG_FUNCTION_ARGS)
 {
 	int64		hold_id = ticket_arg_hold_id(fcinfo, 0);
 	TicketSpiFrame frame;
-	bool		confirmed;
+	bool		confirmed = false;
+	int			attempt;
 
-	ticket_require_shmem();
+	ticket_check_entry();
 	ticket_check_writable("confirm tickets");
 	ticket_spi_begin(&frame);
-	confirmed = exec_on_hold(&confirm_plan, CONFIRM_SQL, hold_id) == 1;
-	if (!confirmed)
+	for (attempt = 0;; attempt++)
 	{
-		bool		already_sold;
+		HoldState	state;
 
-		explain_hold_state(hold_id, "confirm", &already_sold);
+		if (exec_on_hold(&confirm_plan, CONFIRM_SQL, hold_id) == 1)
+		{
+			confirmed = true;
+			break;
+		}
+		state = hold_state(hold_id);
+		if (state == HOLD_SOLD)
+			break;
+		if (state != HOLD_HELD)
+			error_hold_state(hold_id, "confirm", state);
+		retry_or_fail(hold_id, "confirm", attempt);
 	}
 	ticket_spi_end(&frame);
 	PG_RETURN_BOOL(confirmed);
@@ -300,17 +395,18 @@ ticket_release(PG_FUNCTION_ARGS)
 	bool		isnull;
 	int64		item_id;
 	int32		qty;
-	TicketSlot *slot;
+	int			attempt;
 
-	ticket_require_shmem();
+	ticket_check_entry();
 	ticket_check_writable("release tickets");
 	ticket_spi_begin(&frame);
-	if (exec_on_hold(&release_plan, RELEASE_SQL, hold_id) != 1)
+	for (attempt = 0; exec_on_hold(&release_plan, RELEASE_SQL, hold_id) != 1; attempt++)
 	{
-		bool		already_sold;
+		HoldState	state = hold_state(hold_id);
 
-		explain_hold_state(hold_id, "release", &already_sold);
-		elog(ERROR, "ticket_ext: hold " INT64_FORMAT " could not be released", hold_id);
+		if (state != HOLD_HELD && state != HOLD_TIMED_OUT && state != HOLD_SOLD)
+			error_hold_state(hold_id, "release", state);
+		retry_or_fail(hold_id, "release", attempt);
 	}
 	item_id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
 										  SPI_tuptable->tupdesc, 1, &isnull));
@@ -318,9 +414,7 @@ ticket_release(PG_FUNCTION_ARGS)
 									  SPI_tuptable->tupdesc, 2, &isnull));
 	ticket_spi_end(&frame);
 
-	slot = ticket_slot_ready(item_id);
-	ticket_join_item(slot);
-	ticket_record_effect(slot, EFFECT_RETURN_AT_COMMIT, qty);
+	ticket_record_effect(ticket_join(item_id), EFFECT_RETURN_AT_COMMIT, qty);
 	PG_RETURN_VOID();
 }
 
@@ -330,6 +424,6 @@ ticket_available(PG_FUNCTION_ARGS)
 {
 	int64		item_id = ticket_arg_int64(fcinfo, 0, "item_id");
 
-	ticket_require_shmem();
+	ticket_check_entry();
 	PG_RETURN_INT64(ticket_item_available(item_id));
 }

@@ -4,11 +4,14 @@
  *	  The shared slot table: one cache-line sized TicketSlot per
  *	  (database, item), found by lock-free linear probing.
  *
- * Slots are created under an LWLock and never removed while the server
- * runs, so a reader that sees a slot's state != SLOT_EMPTY (after a read
- * barrier) also sees its immutable key.  A crash restart gives the
- * postmaster fresh shared memory: every slot is SLOT_EMPTY again and is
- * reloaded from the tables on first use (loader.c).
+ * Slots are created under an LWLock.  A slot nobody has joined can be
+ * reclaimed (slot_reclaim.c): it becomes SLOT_DEAD, which lookups skip
+ * without ending the probe chain, and a later creation may reuse it for
+ * another key, bumping its incarnation; lookups read the key between two
+ * readings of the state word and start over if the incarnation moved.
+ * A crash restart gives the postmaster fresh shared memory: every slot is
+ * SLOT_EMPTY again and is reloaded from the tables on first use
+ * (loader.c).
  *
  *-------------------------------------------------------------------------
  */
@@ -81,11 +84,11 @@ ticket_shmem_startup(void)
 			TicketSlot *slot = SLOT_AT(i);
 
 			pg_atomic_init_u32(&slot->state, SLOT_EMPTY);
+			pg_atomic_init_u32(&slot->expiry_epoch, 0);
 			pg_atomic_init_u64(&slot->avail, 0);
 			pg_atomic_init_u64(&slot->capacity, 0);
 			pg_atomic_init_u64(&slot->gate, 0);
-			pg_atomic_init_u32(&slot->paused, 0);
-			pg_atomic_init_u32(&slot->expiry_epoch, 0);
+			pg_atomic_init_u64(&slot->pause, 0);
 			pg_atomic_init_u64(&slot->next_expiry, (uint64) DT_NOEND);
 		}
 	}
@@ -113,15 +116,31 @@ slot_hash(Oid dboid, int64 item_id)
 	return (uint32) (h % ticket_shared->nslots);
 }
 
-static inline bool
-slot_matches(TicketSlot *slot, Oid dboid, int64 item_id)
+/*
+ * Read a slot's state word and key consistently: false when the slot was
+ * being reused for another key meanwhile (try again).
+ */
+static bool
+read_slot_key(TicketSlot *slot, uint32 *word, Oid *dboid, int64 *item_id)
 {
-	return slot->dboid == dboid && slot->item_id == item_id;
+	uint32		before = pg_atomic_read_u32(&slot->state);
+	uint32		after;
+
+	pg_read_barrier();			/* key was written before the state word */
+	*dboid = slot->dboid;
+	*item_id = slot->item_id;
+	pg_read_barrier();
+	after = pg_atomic_read_u32(&slot->state);
+	*word = before;
+	return SLOT_INCARNATION(before) == SLOT_INCARNATION(after);
 }
 
-/* Lock-free lookup; NULL when no slot exists for the key. */
+/*
+ * Lock-free lookup; NULL when no slot exists for the key.  *incarnation
+ * identifies this use of the slot (see ticket_slot_is).
+ */
 TicketSlot *
-ticket_slot_find(Oid dboid, int64 item_id)
+ticket_slot_find(Oid dboid, int64 item_id, uint32 *incarnation)
 {
 	uint32		i = slot_hash(dboid, item_id);
 	uint32		probes;
@@ -129,67 +148,152 @@ ticket_slot_find(Oid dboid, int64 item_id)
 	for (probes = 0; probes < ticket_shared->nslots; probes++)
 	{
 		TicketSlot *slot = SLOT_AT(i);
+		uint32		word;
+		Oid			db;
+		int64		item;
 
-		if (pg_atomic_read_u32(&slot->state) == SLOT_EMPTY)
+		while (!read_slot_key(slot, &word, &db, &item))
+			;					/* reused right now: read again */
+		if (SLOT_STATE(word) == SLOT_EMPTY)
 			return NULL;
-		pg_read_barrier();		/* key was written before state */
-		if (slot_matches(slot, dboid, item_id))
+		if (SLOT_STATE(word) != SLOT_DEAD && db == dboid && item == item_id)
+		{
+			*incarnation = SLOT_INCARNATION(word);
 			return slot;
+		}
 		if (++i == ticket_shared->nslots)
 			i = 0;
 	}
 	return NULL;
 }
 
-/*
- * Lookup, creating an SLOT_UNLOADED slot when missing.  Callers have
- * already checked that the item exists in the tables, so unknown ids sent
- * by clients never use up slots.
- */
-TicketSlot *
-ticket_slot_find_or_create(Oid dboid, int64 item_id)
+/* Is the slot still the one found with this incarnation, and alive? */
+bool
+ticket_slot_is(TicketSlot *slot, uint32 incarnation)
 {
-	TicketSlot *slot = ticket_slot_find(dboid, item_id);
-	uint32		i;
+	uint32		word = pg_atomic_read_u32(&slot->state);
 
-	if (slot != NULL)
-		return slot;
+	return SLOT_INCARNATION(word) == incarnation && SLOT_STATE(word) != SLOT_DEAD;
+}
 
-	LWLockAcquire(ticket_shared->insert_lock, LW_EXCLUSIVE);
-	i = slot_hash(dboid, item_id);
-	for (;;)
-	{
-		slot = SLOT_AT(i);
-		if (pg_atomic_read_u32(&slot->state) == SLOT_EMPTY)
-			break;
-		if (slot_matches(slot, dboid, item_id))
-		{
-			LWLockRelease(ticket_shared->insert_lock);
-			return slot;		/* created meanwhile by another backend */
-		}
-		if (++i == ticket_shared->nslots)
-			i = 0;
-	}
-
-	if (pg_atomic_read_u32(&ticket_shared->used) >= ticket_shared->max_items)
-	{
-		LWLockRelease(ticket_shared->insert_lock);
-		ereport(ERROR,
-				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
-				 errmsg("ticket_ext shared memory is full (%u items)",
-						ticket_shared->max_items),
-				 errhint("Raise ticket_ext.max_items and restart the server.")));
-	}
+/* Claim slot for a new key (insert lock held; slot EMPTY or DEAD). */
+static void
+claim_slot(TicketSlot *slot, Oid dboid, int64 item_id)
+{
+	uint32		word = pg_atomic_read_u32(&slot->state);
+	uint32		incarnation = SLOT_INCARNATION(word) + (SLOT_STATE(word) == SLOT_DEAD ? 1 : 0);
 
 	slot->dboid = dboid;
 	slot->item_id = item_id;
 	slot->items_relid = InvalidOid;
-	pg_atomic_write_u64(&slot->gate, 0);
-	pg_write_barrier();			/* key before state: see ticket_slot_find */
-	pg_atomic_write_u32(&slot->state, SLOT_UNLOADED);
+	pg_atomic_write_u64(&slot->avail, 0);
+	pg_atomic_write_u64(&slot->capacity, 0);
+	pg_atomic_write_u64(&slot->pause, 0);
+	pg_atomic_write_u64(&slot->next_expiry, (uint64) DT_NOEND);
+	/* keep the join sequence (readers compare it), unfreeze, count 0 */
+	pg_atomic_write_u64(&slot->gate,
+						pg_atomic_read_u64(&slot->gate) & ~(GATE_FROZEN | GATE_COUNT_MASK));
+	pg_write_barrier();			/* key before state: see read_slot_key */
+	pg_atomic_write_u32(&slot->state,
+						(incarnation << SLOT_STATE_BITS) | SLOT_UNLOADED);
 	pg_atomic_fetch_add_u32(&ticket_shared->used, 1);
-	LWLockRelease(ticket_shared->insert_lock);
+}
+
+static void
+error_full(void)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+			 errmsg("ticket_ext shared memory is full (%u items)",
+					ticket_shared->max_items),
+			 errhint("Raise ticket_ext.max_items and restart the server.")));
+}
+
+/*
+ * Lookup, creating an SLOT_UNLOADED slot when missing.  Callers have
+ * already checked that the item exists in the tables, so unknown ids sent
+ * by clients never use up slots.  When the table is full, slots of
+ * dropped items, installations and databases are reclaimed first.
+ */
+TicketSlot *
+ticket_slot_find_or_create(Oid dboid, int64 item_id, uint32 *incarnation)
+{
+	TicketSlot *slot = ticket_slot_find(dboid, item_id, incarnation);
+	int			attempt;
+
+	for (attempt = 0; slot == NULL; attempt++)
+	{
+		TicketSlot *reuse = NULL;
+		uint32		i = slot_hash(dboid, item_id);
+		uint32		probes;
+
+		LWLockAcquire(ticket_shared->insert_lock, LW_EXCLUSIVE);
+		for (probes = 0; probes < ticket_shared->nslots; probes++)
+		{
+			TicketSlot *cand = SLOT_AT(i);
+			uint32		word = pg_atomic_read_u32(&cand->state);
+
+			if (SLOT_STATE(word) == SLOT_EMPTY || SLOT_STATE(word) == SLOT_DEAD)
+			{
+				if (reuse == NULL)
+					reuse = cand;
+				if (SLOT_STATE(word) == SLOT_EMPTY)
+					break;		/* the key is not further down the chain */
+			}
+			else if (cand->dboid == dboid && cand->item_id == item_id)
+			{
+				/* created meanwhile by another backend */
+				*incarnation = SLOT_INCARNATION(word);
+				slot = cand;
+				break;
+			}
+			if (++i == ticket_shared->nslots)
+				i = 0;
+		}
+		if (slot == NULL && reuse != NULL && !ticket_slots_full())
+		{
+			claim_slot(reuse, dboid, item_id);
+			*incarnation = SLOT_INCARNATION(pg_atomic_read_u32(&reuse->state));
+			slot = reuse;
+		}
+		LWLockRelease(ticket_shared->insert_lock);
+
+		/* full: give back what dropped items and databases hold, once */
+		if (slot == NULL && (attempt > 0 || ticket_reclaim_dead_slots() == 0))
+			error_full();
+	}
 	return slot;
+}
+
+/*
+ * Make an idle slot of (dboid, item_id) DEAD: only if nobody has joined
+ * its gate (it stays frozen while dead, so nobody can) and it is not being
+ * loaded.  Returns whether it did.
+ */
+bool
+ticket_slot_kill(TicketSlot *slot, Oid dboid, int64 item_id)
+{
+	bool		killed = false;
+	uint32		word;
+
+	LWLockAcquire(ticket_shared->insert_lock, LW_EXCLUSIVE);
+	word = pg_atomic_read_u32(&slot->state);
+	if ((SLOT_STATE(word) == SLOT_READY || SLOT_STATE(word) == SLOT_UNLOADED) &&
+		slot->dboid == dboid && slot->item_id == item_id &&
+		counter_freeze_idle(slot))
+	{
+		uint32		dead = (word & ~((1u << SLOT_STATE_BITS) - 1)) | SLOT_DEAD;
+
+		if (pg_atomic_compare_exchange_u32(&slot->state, &word, dead))
+		{
+			pg_atomic_fetch_sub_u32(&ticket_shared->used, 1);
+			killed = true;
+		}
+		else
+			counter_thaw(slot); /* a load started: leave it */
+	}
+	LWLockRelease(ticket_shared->insert_lock);
+	return killed;
 }
 
 bool
@@ -199,22 +303,35 @@ ticket_slots_full(void)
 }
 
 /*
- * Iterate over used slots: start with *cursor = 0; returns NULL at the end.
- * Slots appear as they are created; the caller checks what it needs.
+ * Iterate over live slots: start with *cursor = 0; returns NULL at the
+ * end.  *dboid and *item_id are the slot's key as read consistently.
  */
 TicketSlot *
-ticket_slot_next(uint32 *cursor)
+ticket_slot_next(uint32 *cursor, Oid *dboid, int64 *item_id)
 {
 	while (*cursor < ticket_shared->nslots)
 	{
 		TicketSlot *slot = SLOT_AT(*cursor);
+		uint32		word;
 
+		if (!read_slot_key(slot, &word, dboid, item_id))
+			continue;			/* being reused: read it again */
 		(*cursor)++;
-		if (pg_atomic_read_u32(&slot->state) != SLOT_EMPTY)
-		{
-			pg_read_barrier();
+		if (SLOT_STATE(word) != SLOT_EMPTY && SLOT_STATE(word) != SLOT_DEAD)
 			return slot;
-		}
 	}
 	return NULL;
+}
+
+uint32
+ticket_slot_index(TicketSlot *slot)
+{
+	return (uint32) (((char *) slot - ((char *) ticket_shared + SLOTS_OFFSET)) / SLOT_STRIDE);
+}
+
+TicketSlot *
+ticket_slot_at(uint32 index)
+{
+	Assert(index < ticket_shared->nslots);
+	return SLOT_AT(index);
 }

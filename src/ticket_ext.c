@@ -36,6 +36,7 @@ ticket_shmem_request_hook(void)
 	if (prev_shmem_request_hook)
 		prev_shmem_request_hook();
 	ticket_shmem_request();
+	RequestAddinShmemSpace(ticket_inflight_shmem_size());
 	RequestAddinShmemSpace(stream_shmem_size());
 }
 
@@ -46,6 +47,7 @@ ticket_shmem_startup_hook(void)
 		prev_shmem_startup_hook();
 	ticket_shmem_startup();
 	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
+	ticket_inflight_shmem_startup();
 	stream_shmem_startup();
 	LWLockRelease(AddinShmemInitLock);
 }
@@ -132,6 +134,7 @@ _PG_init(void)
 	shmem_startup_hook = ticket_shmem_startup_hook;
 
 	ticket_xact_init();
+	ticket_reclaim_init();
 	/* the stream worker comes back faster: writes may wait for its slot */
 	register_worker("ticket_ext expiry", "ticket_expiry_worker_main", 5);
 	register_worker("ticket_ext stream", "ticket_stream_worker_main", 1);

@@ -1,7 +1,14 @@
 /*-------------------------------------------------------------------------
  *
  * verify.c
- *	  Checking and repairing counters against the tables: verify, resync.
+ *	  Checking and repairing counters against the tables while sales go
+ *	  on: verify, resync.
+ *
+ * Both take a consistent reading of one item (read_item): the counters,
+ * the open transactions' effects on them (inflight.c) and a snapshot of
+ * the tables, at a moment when nothing moved.  What the counter must be
+ * then follows exactly, whatever is open.  Nothing waits for this: a
+ * reading that caught something moving is simply taken again.
  *
  *-------------------------------------------------------------------------
  */
@@ -14,11 +21,105 @@
 #include "miscadmin.h"
 #include "storage/latch.h"
 #include "utils/builtins.h"
+#include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 #include "utils/wait_event.h"
 
 PG_FUNCTION_INFO_V1(ticket_verify);
 PG_FUNCTION_INFO_V1(ticket_resync);
+
+/* How long verify() keeps trying to get a consistent reading of one item. */
+#define VERIFY_BUDGET_MS		500
+
+typedef struct ItemReading
+{
+	TicketSlot *slot;
+	bool		consistent;		/* false: nothing below but the raw values */
+	int64		capacity;		/* raw counter values */
+	int64		avail;
+	uint64		pause_word;
+	uint64		open;			/* transactions open on the item */
+	TicketItemTruth truth;		/* the tables */
+	int64		want_capacity;	/* what the counter must be */
+	int64		want_avail;
+	bool		want_paused;
+} ItemReading;
+
+/* One attempt at a consistent reading; false if something moved. */
+static bool
+try_read_item(int64 item_id, ItemReading *r)
+{
+	uint32		incarnation;
+	TicketSlot *slot = ticket_slot_ready(item_id, &incarnation);
+	TicketInflightSum sum;
+	TicketInflightAdjust adj = {0};
+	uint64		gate;
+	Snapshot	snapshot;
+	bool		steady;
+
+	r->slot = slot;
+	gate = counter_gate_word(slot);
+	pg_memory_barrier();
+	ticket_inflight_scan(slot, &sum);
+	pg_read_barrier();
+	r->capacity = counter_capacity(slot);
+	r->avail = counter_available(slot);
+	r->pause_word = counter_pause_word(slot);
+	r->open = gate & GATE_COUNT_MASK;
+
+	/* the tables as committed (our own changes reach counters as effects) */
+	snapshot = RegisterSnapshot(GetLatestSnapshot());
+	snapshot->curcid = FirstCommandId;
+
+	pg_memory_barrier();
+	steady = sum.stable && sum.nmatched == (int) r->open &&
+		counter_capacity(slot) == r->capacity &&
+		counter_available(slot) == r->avail &&
+		counter_pause_word(slot) == r->pause_word &&
+		ticket_inflight_unchanged(&sum) &&
+		counter_gate_word(slot) == gate &&
+		ticket_slot_is(slot, incarnation);
+	if (steady)
+	{
+		adj = ticket_inflight_adjust(&sum, snapshot);
+		steady = adj.ok;
+	}
+	if (steady)
+	{
+		r->truth = ticket_read_truth_at(item_id, snapshot);
+		r->want_capacity = r->truth.capacity + adj.capacity;
+		r->want_avail = r->truth.capacity - r->truth.taken + adj.avail;
+		r->want_paused = adj.pause_known ? adj.paused : r->truth.paused;
+	}
+	UnregisterSnapshot(snapshot);
+	ticket_inflight_free(&sum);
+	r->consistent = steady;
+	return steady;
+}
+
+/* Consistent reading of an item, trying for up to budget_ms. */
+static bool
+read_item(int64 item_id, ItemReading *r, int budget_ms)
+{
+	TimestampTz start = GetCurrentTimestamp();
+	int			attempt;
+
+	for (attempt = 0;; attempt++)
+	{
+		if (try_read_item(item_id, r))
+			return true;
+		if (TimestampDifferenceExceeds(start, GetCurrentTimestamp(), budget_ms))
+			return false;
+		/* spin a little first: a change lasts microseconds */
+		if (attempt >= 20)
+		{
+			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+							 1L, PG_WAIT_EXTENSION);
+			ResetLatch(MyLatch);
+		}
+		CHECK_FOR_INTERRUPTS();
+	}
+}
 
 /* One item (argument 0) or all of them (NULL). */
 static int64 *
@@ -30,7 +131,9 @@ items_of_call(FunctionCallInfo fcinfo, uint64 *count)
 
 /*
  * ticket_ext.verify(item_id DEFAULT NULL): counters against the tables.
- * Exact when no transaction is changing the item (in_flight = 0).
+ * counter_capacity and counter_taken are the counters without what open
+ * transactions did to them, so when ok they equal capacity and
+ * table_taken; ok is NULL when no consistent reading could be had.
  */
 Datum
 ticket_verify(PG_FUNCTION_ARGS)
@@ -40,94 +143,90 @@ ticket_verify(PG_FUNCTION_ARGS)
 	uint64		n;
 	uint64		i;
 
-	ticket_require_shmem();
+	ticket_check_entry();
 	InitMaterializedSRF(fcinfo, 0);
 	ids = items_of_call(fcinfo, &n);
 	for (i = 0; i < n; i++)
 	{
-		TicketSlot *slot = ticket_slot_ready(ids[i]);
-		TicketItemTruth truth = ticket_read_truth(ids[i], false);
-		int64		counter_cap = counter_capacity(slot);
-		int64		counter_taken = counter_cap - counter_available(slot);
-		bool		counter_paused = pg_atomic_read_u32(&slot->paused) != 0;
+		ItemReading r;
 		Datum		values[8];
 		bool		nulls[8] = {0};
 
 		values[0] = Int64GetDatum(ids[i]);
-		values[1] = Int64GetDatum(truth.capacity);
-		values[2] = Int64GetDatum(counter_cap);
-		values[3] = Int64GetDatum(counter_taken);
-		values[4] = Int64GetDatum(truth.taken);
-		values[5] = Int64GetDatum((int64) counter_gate_open_count(slot));
-		values[6] = BoolGetDatum(truth.paused);
-		values[7] = BoolGetDatum(truth.found &&
-								 counter_cap == truth.capacity &&
-								 counter_taken == truth.taken &&
-								 counter_paused == truth.paused);
+		values[5] = Int64GetDatum((int64) 0);
+		if (read_item(ids[i], &r, VERIFY_BUDGET_MS))
+		{
+			int64		counter_cap = r.capacity - (r.want_capacity - r.truth.capacity);
+			int64		counter_avail = r.avail -
+				(r.want_avail - (r.truth.capacity - r.truth.taken));
+
+			values[1] = Int64GetDatum(r.truth.capacity);
+			values[2] = Int64GetDatum(counter_cap);
+			values[3] = Int64GetDatum(counter_cap - counter_avail);
+			values[4] = Int64GetDatum(r.truth.taken);
+			values[6] = BoolGetDatum(r.truth.paused);
+			values[7] = BoolGetDatum(r.truth.found &&
+									 r.capacity == r.want_capacity &&
+									 r.avail == r.want_avail &&
+									 PAUSE_PAUSED(r.pause_word) == r.want_paused);
+		}
+		else
+		{
+			/* raw counters; the tables' side and ok unknown */
+			values[2] = Int64GetDatum(r.capacity);
+			values[3] = Int64GetDatum(r.capacity - r.avail);
+			nulls[1] = nulls[4] = nulls[6] = nulls[7] = true;
+		}
+		values[5] = Int64GetDatum((int64) r.open);
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 	PG_RETURN_NULL();
 }
 
-/* Wait until no transaction is open on the frozen slot, or time out. */
-static void
-wait_for_drain(TicketSlot *slot)
-{
-	TimestampTz start = GetCurrentTimestamp();
-
-	while (counter_gate_open_count(slot) > 0)
-	{
-		if (TimestampDifferenceExceeds(start, GetCurrentTimestamp(),
-									   ticket_resync_timeout_ms))
-			ereport(ERROR,
-					(errcode(ERRCODE_LOCK_NOT_AVAILABLE),
-					 errmsg("could not resync item " INT64_FORMAT ": " UINT64_FORMAT
-							" transactions still open on it after %d ms",
-							slot->item_id, counter_gate_open_count(slot),
-							ticket_resync_timeout_ms),
-					 errhint("Find long transactions in pg_stat_activity, or raise ticket_ext.resync_timeout.")));
-		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 1L, PG_WAIT_EXTENSION);
-		ResetLatch(MyLatch);
-		CHECK_FOR_INTERRUPTS();
-	}
-}
-
 /*
- * Rebuild one slot from the tables while sales go on: freeze the gate
- * (new transactions wait briefly), let open transactions finish, count
- * with a fresh snapshot, store, thaw.  Returns the old counter_taken.
+ * Bring one slot to what the tables say, while sales go on: from a
+ * consistent reading, add the difference (deltas commute with whatever
+ * happened since) and set paused if nobody changed it since.  Returns
+ * whether anything was corrected; *before is counter_taken as read.
  */
-static int64
-resync_slot(TicketSlot *slot, TicketItemTruth *truth)
+static bool
+resync_item(int64 item_id, int64 *before, int64 *table_taken)
 {
-	int64		before;
-	TimestampTz start = GetCurrentTimestamp();
+	ItemReading r;
+	int64		fix_capacity;
+	int64		fix_avail;
+	bool		corrected;
 
-	while (!counter_freeze(slot))
+	if (!read_item(item_id, &r, ticket_resync_timeout_ms))
 	{
-		/* another resync of this item is running */
-		if (TimestampDifferenceExceeds(start, GetCurrentTimestamp(),
-									   ticket_resync_timeout_ms))
-			ereport(ERROR,
-					(errcode(ERRCODE_LOCK_NOT_AVAILABLE),
-					 errmsg("item " INT64_FORMAT " is being resynchronized by another session",
-							slot->item_id)));
-		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 1L, PG_WAIT_EXTENSION);
-		ResetLatch(MyLatch);
-		CHECK_FOR_INTERRUPTS();
+		char	   *pids = ticket_inflight_pids(r.slot);
+
+		ereport(ERROR,
+				(errcode(ERRCODE_LOCK_NOT_AVAILABLE),
+				 errmsg("could not resync item " INT64_FORMAT ": its open transactions kept changing for %d ms",
+						item_id, ticket_resync_timeout_ms),
+				 errdetail("Backends with transactions open on it: %s.", pids),
+				 errhint("Retry, or raise ticket_ext.resync_timeout.")));
 	}
-	ticket_xact_note_frozen(slot);
+	if (!r.truth.found)
+		ticket_error_unknown_item(item_id);
 
-	wait_for_drain(slot);
-	before = counter_capacity(slot) - counter_available(slot);
-	*truth = ticket_read_truth(slot->item_id, true);
-	if (truth->found)
-		ticket_slot_store(slot, truth);
-
-	ticket_xact_note_thawed(slot);
-	return before;
+	fix_capacity = r.want_capacity - r.capacity;
+	fix_avail = r.want_avail - r.avail;
+	*before = (r.capacity - (r.want_capacity - r.truth.capacity)) -
+		(r.avail - (r.want_avail - (r.truth.capacity - r.truth.taken)));
+	*table_taken = r.truth.taken;
+	corrected = fix_capacity != 0 || fix_avail != 0;
+	if (fix_capacity != 0)
+		counter_add_capacity(r.slot, fix_capacity);
+	if (fix_avail != fix_capacity)
+		counter_add(r.slot, fix_avail - fix_capacity);
+	if (PAUSE_PAUSED(r.pause_word) != r.want_paused &&
+		counter_pause_correct(r.slot, r.pause_word, r.want_paused))
+		corrected = true;
+	if (r.truth.next_expiry < (TimestampTz) pg_atomic_read_u64(&r.slot->next_expiry))
+		counter_note_expiry(r.slot, r.truth.next_expiry);
+	return corrected;
 }
 
 /* ticket_ext.resync(item_id DEFAULT NULL) */
@@ -139,7 +238,7 @@ ticket_resync(PG_FUNCTION_ARGS)
 	uint64		n;
 	uint64		i;
 
-	ticket_require_shmem();
+	ticket_check_entry();
 	if (ticket_xact_joined_any())
 		ereport(ERROR,
 				(errcode(ERRCODE_ACTIVE_SQL_TRANSACTION),
@@ -149,19 +248,17 @@ ticket_resync(PG_FUNCTION_ARGS)
 	ids = items_of_call(fcinfo, &n);
 	for (i = 0; i < n; i++)
 	{
-		TicketSlot *slot = ticket_slot_ready(ids[i]);
-		TicketItemTruth truth;
-		int64		before = resync_slot(slot, &truth);
+		int64		before;
+		int64		table_taken;
+		bool		corrected = resync_item(ids[i], &before, &table_taken);
 		Datum		values[4];
 		bool		nulls[4] = {0};
 
 		values[0] = Int64GetDatum(ids[i]);
 		values[1] = Int64GetDatum(before);
-		values[2] = Int64GetDatum(truth.taken);
-		values[3] = BoolGetDatum(before != truth.taken);
+		values[2] = Int64GetDatum(table_taken);
+		values[3] = BoolGetDatum(corrected);
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 	PG_RETURN_NULL();
 }
-
-

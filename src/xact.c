@@ -8,11 +8,14 @@
  * allow: anything that lowers availability happens at once (and is undone
  * on abort or rollback to savepoint); anything that raises it (release,
  * expiry, capacity raise, resume) waits for COMMIT, which PostgreSQL
- * signals after the commit is durable and visible.
+ * signals after the commit is durable and visible.  Those callbacks may
+ * run after another session has already seen our end and acted: deltas
+ * commute, and pause writes are versioned (counter.c), so the result does
+ * not depend on that order.
  *
  * A transaction "joins" every item it touches (counter.c gate) before its
- * first effect and leaves after applying its end-of-transaction effects,
- * which is what lets resync() wait for a quiet moment.
+ * first effect and leaves after applying its end-of-transaction effects;
+ * inflight.c publishes what it did meanwhile, for verify() and resync().
  *
  * Abort callbacks run inside AbortTransaction and must not fail: they use
  * only atomics and memory that was allocated before the effect happened.
@@ -34,7 +37,9 @@ typedef struct TicketEffect
 	TicketEffectKind kind;
 	int64		amount;
 	SubTransactionId subid;
-	uint32		generation;		/* the slot's load it applies to */
+	TimestampTz expires_at;		/* EFFECT_TAKEN: the new hold's expiry */
+	uint32		version;		/* EFFECT_PAUSED/RESUMED: versions V, V + 1 */
+	bool		row_was_paused; /* EFFECT_PAUSED/RESUMED: items row before */
 } TicketEffect;
 
 static TicketSlot **joined = NULL;
@@ -45,10 +50,11 @@ static TicketEffect *effects = NULL;
 static int	neffects = 0;
 static int	effects_cap = 0;
 
-/* A slot this backend froze (resync) or is loading: undone on abort. */
+/* A slot this backend froze (reload) or is loading: undone on abort. */
 static TicketSlot *frozen_slot = NULL;
 static TicketSlot *loading_slot = NULL;
 
+/* Room for one more join and one more effect: after this nothing fails. */
 static void
 ensure_room(void)
 {
@@ -73,8 +79,8 @@ ensure_room(void)
 	}
 }
 
-bool
-ticket_xact_joined(TicketSlot *slot)
+static bool
+xact_joined(TicketSlot *slot)
 {
 	int			i;
 
@@ -91,151 +97,261 @@ ticket_xact_joined_any(void)
 }
 
 /*
- * Count this transaction as open on the item, waiting while a resync has
- * the item frozen (resync is bounded by ticket_ext.resync_timeout).  Also
- * guarantees room for one more effect, so recording it cannot fail.
+ * The item's slot, joined by this transaction: counted as open on the
+ * item, so it cannot be reclaimed or reloaded under us.  Waits while the
+ * gate is frozen (a reload, bounded by ticket_ext.resync_timeout), and
+ * looks the slot up again if it was reclaimed meanwhile.
  */
-void
-ticket_join_item(TicketSlot *slot)
+TicketSlot *
+ticket_join(int64 item_id)
 {
 	TimestampTz start = 0;
 
-	ensure_room();
-	if (ticket_xact_joined(slot))
-		return;
-
-	while (!counter_gate_enter(slot))
+	for (;;)
 	{
-		if (start == 0)
-			start = GetCurrentTimestamp();
-		else if (TimestampDifferenceExceeds(start, GetCurrentTimestamp(),
-											2 * ticket_resync_timeout_ms + 1000))
-			ereport(ERROR,
-					(errcode(ERRCODE_LOCK_NOT_AVAILABLE),
-					 errmsg("item " INT64_FORMAT " is being resynchronized", slot->item_id),
-					 errhint("Retry the statement.")));
-		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 1L, PG_WAIT_EXTENSION);
-		ResetLatch(MyLatch);
-		CHECK_FOR_INTERRUPTS();
+		uint32		incarnation;
+		TicketSlot *slot = ticket_slot_ready(item_id, &incarnation);
+		Oid			relid = ticket_items_relid(false);
+		bool		entered;
+
+		if (xact_joined(slot))
+			return slot;
+		ensure_room();
+		while (!(entered = counter_gate_enter(slot)) && ticket_slot_is(slot, incarnation))
+		{
+			if (start == 0)
+				start = GetCurrentTimestamp();
+			else if (TimestampDifferenceExceeds(start, GetCurrentTimestamp(),
+												ticket_resync_timeout_ms + 1000))
+				ereport(ERROR,
+						(errcode(ERRCODE_LOCK_NOT_AVAILABLE),
+						 errmsg("counters of item " INT64_FORMAT " are being reloaded", item_id),
+						 errhint("Retry the statement.")));
+			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+							 1L, PG_WAIT_EXTENSION);
+			ResetLatch(MyLatch);
+			CHECK_FOR_INTERRUPTS();
+		}
+		if (!entered)
+			continue;			/* reclaimed while we waited: look again */
+		/* still the same, loaded slot? (reload or reclaim before we got in) */
+		if (ticket_slot_is(slot, incarnation) &&
+			SLOT_STATE(pg_atomic_read_u32(&slot->state)) == SLOT_READY &&
+			slot->items_relid == relid)
+		{
+			ticket_inflight_join(slot);
+			joined[njoined++] = slot;
+			return slot;
+		}
+		counter_gate_leave(slot);
 	}
-	joined[njoined++] = slot;
 }
 
-/* Record an effect; apply it now if it lowers availability. */
-void
-ticket_record_effect(TicketSlot *slot, TicketEffectKind kind, int64 amount)
+static TicketEffect *
+add_effect(TicketSlot *slot, TicketEffectKind kind, int64 amount)
 {
-	TicketEffect *e;
+	TicketEffect *e = &effects[neffects++];
 
-	Assert(ticket_xact_joined(slot));
-	Assert(neffects < effects_cap);
-
-	switch (kind)
-	{
-		case EFFECT_TAKEN:
-			/* the caller already took the tickets with counter_try_take */
-			break;
-		case EFFECT_CAPACITY_LOWERED:
-			counter_add_capacity(slot, -amount);
-			break;
-		case EFFECT_PAUSED:
-			pg_atomic_write_u32(&slot->paused, 1);
-			break;
-		case EFFECT_RETURN_AT_COMMIT:
-		case EFFECT_CAPACITY_RAISED:
-		case EFFECT_RESUMED:
-			break;
-	}
-	e = &effects[neffects++];
+	Assert(xact_joined(slot));
+	Assert(neffects <= effects_cap);
+	memset(e, 0, sizeof(*e));
 	e->slot = slot;
 	e->kind = kind;
 	e->amount = amount;
 	e->subid = GetCurrentSubTransactionId();
-	e->generation = slot->generation;
+	return e;
 }
 
-/* Undo the effect (of this statement) that was recorded last. */
+/*
+ * Take qty tickets from a joined slot (false: not enough left).  expires_at
+ * is the new hold's expiry, re-noted at commit if it is already past.
+ */
+bool
+ticket_take(TicketSlot *slot, int64 qty, TimestampTz expires_at)
+{
+	bool		taken;
+
+	ensure_room();
+	ticket_inflight_change_begin();
+	taken = counter_try_take(slot, qty);
+	if (taken)
+	{
+		ticket_inflight_add(slot, -qty, 0, 0, 0);
+		add_effect(slot, EFFECT_TAKEN, qty)->expires_at = expires_at;
+	}
+	ticket_inflight_change_end();
+	return taken;
+}
+
+/* Undo the take (of this statement) that was recorded last. */
 void
 ticket_undo_last_take(TicketSlot *slot, int64 qty)
 {
 	Assert(neffects > 0);
 	Assert(effects[neffects - 1].slot == slot &&
 		   effects[neffects - 1].kind == EFFECT_TAKEN);
+	ticket_inflight_change_begin();
 	neffects--;
 	counter_add(slot, qty);
+	ticket_inflight_add(slot, qty, 0, 0, 0);
+	ticket_inflight_change_end();
+}
+
+/* Record a capacity change or a return of tickets (at commit). */
+void
+ticket_record_effect(TicketSlot *slot, TicketEffectKind kind, int64 amount)
+{
+	Assert(kind == EFFECT_RETURN_AT_COMMIT || kind == EFFECT_CAPACITY_LOWERED ||
+		   kind == EFFECT_CAPACITY_RAISED);
+	ensure_room();
+	ticket_inflight_change_begin();
+	if (kind == EFFECT_CAPACITY_LOWERED)
+	{
+		counter_add_capacity(slot, -amount);
+		ticket_inflight_add(slot, -amount, -amount, 0, 0);
+	}
+	else if (kind == EFFECT_RETURN_AT_COMMIT)
+		ticket_inflight_add(slot, 0, 0, amount, 0);
+	else
+		ticket_inflight_add(slot, 0, 0, amount, amount);
+	add_effect(slot, kind, amount);
+	ticket_inflight_change_end();
+}
+
+static inline bool
+is_pause_call(TicketEffect *e)
+{
+	return e->kind == EFFECT_PAUSED || e->kind == EFFECT_RESUMED;
 }
 
 /*
- * A slot reloaded since the effect was recorded (DROP/CREATE EXTENSION
- * while this transaction waited) counts from new tables: leave it alone.
+ * Publish (between change_begin and change_end) the paused flag our pause
+ * calls on slot leave on the counter: paused if one is in force, else the
+ * row's value before the first.
  */
-static inline bool
-effect_current(TicketEffect *e)
+static void
+publish_pause(TicketSlot *slot)
 {
-	return e->slot->generation == e->generation;
+	TicketEffect *first = NULL;
+	uint32		version = 0;
+	bool		in_force = false;
+	int			i;
+
+	for (i = 0; i < neffects; i++)
+	{
+		TicketEffect *e = &effects[i];
+
+		if (e->slot != slot || !is_pause_call(e))
+			continue;
+		if (first == NULL)
+			first = e;
+		version = e->version;
+		in_force |= e->kind == EFFECT_PAUSED;
+	}
+	ticket_inflight_set_pause(slot, version,
+							  first != NULL && (in_force || first->row_was_paused));
+}
+
+/*
+ * pause (applied now) or resume (applied at commit), called with the items
+ * row locked; row_was_paused is that row's value before this call.
+ */
+void
+ticket_record_pause(TicketSlot *slot, bool pause, bool row_was_paused)
+{
+	TicketEffect *e;
+
+	ensure_room();
+	ticket_inflight_change_begin();
+	e = add_effect(slot, pause ? EFFECT_PAUSED : EFFECT_RESUMED, 0);
+	e->version = counter_pause_reserve(slot);
+	e->row_was_paused = row_was_paused;
+	if (pause)
+		counter_pause_write(slot, e->version, true);
+	publish_pause(slot);
+	ticket_inflight_change_end();
+}
+
+/*
+ * Final pause writes: at commit the last call's value, at abort the row's
+ * value before the first call, each with the last call's second version.
+ */
+static void
+finish_pauses(bool commit)
+{
+	int			i;
+	int			j;
+
+	for (i = 0; i < neffects; i++)
+	{
+		TicketEffect *first = &effects[i];
+		TicketEffect *last = first;
+		bool		seen_before = false;
+
+		if (!is_pause_call(first))
+			continue;
+		for (j = 0; j < i && !seen_before; j++)
+			seen_before = effects[j].slot == first->slot && is_pause_call(&effects[j]);
+		if (seen_before)
+			continue;
+		for (j = i + 1; j < neffects; j++)
+			if (effects[j].slot == first->slot && is_pause_call(&effects[j]))
+				last = &effects[j];
+		counter_pause_write(first->slot, last->version + 1,
+							commit ? last->kind == EFFECT_PAUSED : first->row_was_paused);
+	}
+}
+
+static void
+apply_at_commit(TicketEffect *e, TimestampTz now)
+{
+	switch (e->kind)
+	{
+		case EFFECT_RETURN_AT_COMMIT:
+			counter_add(e->slot, e->amount);
+			break;
+		case EFFECT_CAPACITY_RAISED:
+			counter_add_capacity(e->slot, e->amount);
+			break;
+		case EFFECT_TAKEN:
+
+			/*
+			 * A hold already due when it becomes visible: the expiry worker
+			 * may have raised the item's hint past it while it was not, so
+			 * lower the hint again (expiry.c explains the protocol).
+			 */
+			if (e->expires_at <= now)
+				counter_note_expiry(e->slot, e->expires_at);
+			break;
+		case EFFECT_CAPACITY_LOWERED:
+		case EFFECT_PAUSED:
+		case EFFECT_RESUMED:
+			break;
+	}
 }
 
 /* Undo an immediate effect (abort); deferred ones are simply dropped. */
 static void
 undo_effect(TicketEffect *e)
 {
-	if (!effect_current(e))
-		return;
 	switch (e->kind)
 	{
 		case EFFECT_TAKEN:
 			counter_add(e->slot, e->amount);
+			ticket_inflight_add(e->slot, e->amount, 0, 0, 0);
 			break;
 		case EFFECT_CAPACITY_LOWERED:
 			counter_add_capacity(e->slot, e->amount);
-			break;
-		case EFFECT_PAUSED:
-			pg_atomic_write_u32(&e->slot->paused, (uint32) e->amount);
+			ticket_inflight_add(e->slot, e->amount, e->amount, 0, 0);
 			break;
 		case EFFECT_RETURN_AT_COMMIT:
-		case EFFECT_CAPACITY_RAISED:
-		case EFFECT_RESUMED:
-			break;
-	}
-}
-
-/* Was the item paused again later in this transaction? */
-static bool
-paused_later(int i)
-{
-	int			j;
-
-	for (j = i + 1; j < neffects; j++)
-		if (effects[j].slot == effects[i].slot && effects[j].kind == EFFECT_PAUSED)
-			return true;
-	return false;
-}
-
-/* Apply the deferred effect effects[i] after commit. */
-static void
-apply_at_commit(int i)
-{
-	TicketEffect *e = &effects[i];
-
-	if (!effect_current(e))
-		return;
-	switch (e->kind)
-	{
-		case EFFECT_RETURN_AT_COMMIT:
-			counter_add(e->slot, e->amount);
+			ticket_inflight_add(e->slot, 0, 0, -e->amount, 0);
 			break;
 		case EFFECT_CAPACITY_RAISED:
-			counter_add_capacity(e->slot, e->amount);
+			ticket_inflight_add(e->slot, 0, 0, -e->amount, -e->amount);
 			break;
-		case EFFECT_RESUMED:
-			/* the last pause/resume of the transaction wins */
-			if (!paused_later(i))
-				pg_atomic_write_u32(&e->slot->paused, 0);
-			break;
-		case EFFECT_TAKEN:
-		case EFFECT_CAPACITY_LOWERED:
 		case EFFECT_PAUSED:
+		case EFFECT_RESUMED:
 			break;
 	}
 }
@@ -260,7 +376,7 @@ leave_all(void)
 	}
 }
 
-/* resync()/load bookkeeping, so an error or FATAL cannot leave them stuck */
+/* reload/load bookkeeping, so an error or FATAL cannot leave them stuck */
 void
 ticket_xact_note_frozen(TicketSlot *slot)
 {
@@ -290,23 +406,51 @@ ticket_xact_note_loaded(void)
 static void
 release_private_states(void)
 {
+	if (loading_slot != NULL)
+	{
+		uint32		word = pg_atomic_read_u32(&loading_slot->state);
+
+		pg_atomic_write_u32(&loading_slot->state,
+							(word & ~((1u << SLOT_STATE_BITS) - 1)) | SLOT_UNLOADED);
+		loading_slot = NULL;
+	}
 	if (frozen_slot != NULL)
 	{
 		counter_thaw(frozen_slot);
 		frozen_slot = NULL;
 	}
-	if (loading_slot != NULL)
+}
+
+static void
+end_of_xact(bool commit)
+{
+	TimestampTz now = commit ? GetCurrentTimestamp() : 0;
+	int			i;
+
+	if (njoined > 0 || neffects > 0)
 	{
-		pg_atomic_write_u32(&loading_slot->state, SLOT_UNLOADED);
-		loading_slot = NULL;
+		ticket_inflight_change_begin();
+		if (commit)
+		{
+			for (i = 0; i < neffects; i++)
+				apply_at_commit(&effects[i], now);
+		}
+		else
+		{
+			for (i = neffects - 1; i >= 0; i--)
+				undo_effect(&effects[i]);
+		}
+		finish_pauses(commit);
+		ticket_inflight_reset();
+		ticket_inflight_change_end();
 	}
+	leave_all();
+	release_private_states();
 }
 
 static void
 ticket_xact_callback(XactEvent event, void *arg)
 {
-	int			i;
-
 	switch (event)
 	{
 		case XACT_EVENT_PRE_PREPARE:
@@ -317,32 +461,91 @@ ticket_xact_callback(XactEvent event, void *arg)
 						 errdetail("Reservations, releases, expiries and capacity changes must commit or abort in the session that made them."),
 						 errhint("Call ticket_ext functions outside two-phase transactions.")));
 			break;
-		case XACT_EVENT_COMMIT:
-			for (i = 0; i < neffects; i++)
-				apply_at_commit(i);
-			leave_all();
-			release_private_states();
+		case XACT_EVENT_PRE_COMMIT:
+		case XACT_EVENT_PARALLEL_PRE_COMMIT:
+			if (njoined > 0)
+				ticket_inflight_committing();
 			break;
+		case XACT_EVENT_COMMIT:
 		case XACT_EVENT_PARALLEL_COMMIT:
-			/* parallel workers cannot call the functions that record effects */
-			Assert(neffects == 0 && njoined == 0);
+			end_of_xact(true);
 			break;
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PARALLEL_ABORT:
-			for (i = neffects - 1; i >= 0; i--)
-				undo_effect(&effects[i]);
-			leave_all();
-			release_private_states();
-			break;
-		case XACT_EVENT_PREPARE:
-			/* PRE_PREPARE refused any effect; only joins are left */
-			leave_all();
-			release_private_states();
-			break;
-		case XACT_EVENT_PRE_COMMIT:
-		case XACT_EVENT_PARALLEL_PRE_COMMIT:
+		case XACT_EVENT_PREPARE:	/* PRE_PREPARE refused any effect */
+			end_of_xact(false);
 			break;
 	}
+}
+
+/*
+ * The pause write a rollback to savepoint owes slot, if the rolled-back
+ * subtransaction paused or resumed it: with the last undone call's second
+ * version, the flag the remaining calls imply (or the row's value before
+ * the first undone one).
+ */
+static bool
+pause_after_rollback(TicketSlot *slot, SubTransactionId subid,
+					 uint32 *version, bool *target)
+{
+	TicketEffect *first_undone = NULL;
+	TicketEffect *first_left = NULL;
+	bool		left_pause = false;
+	int			i;
+
+	for (i = 0; i < neffects; i++)
+	{
+		TicketEffect *e = &effects[i];
+
+		if (e->slot != slot || !is_pause_call(e))
+			continue;
+		if (e->subid == subid)
+		{
+			if (first_undone == NULL)
+				first_undone = e;
+			*version = e->version;	/* calls come in version order */
+		}
+		else
+		{
+			if (first_left == NULL)
+				first_left = e;
+			left_pause |= e->kind == EFFECT_PAUSED;
+		}
+	}
+	if (first_undone == NULL)
+		return false;
+	*target = first_left != NULL ? (first_left->row_was_paused || left_pause) :
+		first_undone->row_was_paused;
+	return true;
+}
+
+/* Rollback to savepoint: undo the subtransaction's effects. */
+static void
+abort_subxact(SubTransactionId mySubid)
+{
+	int			i;
+	int			keep = 0;
+
+	ticket_inflight_change_begin();
+	for (i = neffects - 1; i >= 0; i--)
+		if (effects[i].subid == mySubid)
+			undo_effect(&effects[i]);
+	for (i = 0; i < njoined; i++)
+	{
+		uint32		version;
+		bool		target;
+
+		if (pause_after_rollback(joined[i], mySubid, &version, &target))
+			counter_pause_write(joined[i], version + 1, target);
+	}
+	for (i = 0; i < neffects; i++)
+		if (effects[i].subid != mySubid)
+			effects[keep++] = effects[i];
+	neffects = keep;
+	for (i = 0; i < njoined; i++)
+		publish_pause(joined[i]);
+	ticket_inflight_change_end();
+	release_private_states();
 }
 
 static void
@@ -350,21 +553,11 @@ ticket_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 						SubTransactionId parentSubid, void *arg)
 {
 	int			i;
-	int			keep;
 
 	switch (event)
 	{
 		case SUBXACT_EVENT_ABORT_SUB:
-			/* undo this subtransaction's effects (children were folded in) */
-			for (i = neffects - 1; i >= 0; i--)
-				if (effects[i].subid == mySubid)
-					undo_effect(&effects[i]);
-			keep = 0;
-			for (i = 0; i < neffects; i++)
-				if (effects[i].subid != mySubid)
-					effects[keep++] = effects[i];
-			neffects = keep;
-			release_private_states();
+			abort_subxact(mySubid);
 			break;
 		case SUBXACT_EVENT_COMMIT_SUB:
 			for (i = 0; i < neffects; i++)

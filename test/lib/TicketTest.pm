@@ -16,7 +16,8 @@ use Time::HiRes qw(usleep);
 
 our @EXPORT = qw(new_ticket_node pgbench_scripts check_invariants
   sqlstate_of wait_for_server expected_hold_events check_stream
-  stream_worker_pid start_load start_ack_client acked_holds);
+  stream_worker_pid start_load start_ack_client acked_holds
+  test_hooks_path check_no_overdue);
 
 my $root = $ENV{TICKET_ROOT} or die "TICKET_ROOT not set";
 
@@ -75,7 +76,22 @@ sub check_invariants
 	is($ok, 't', "$label: verify() ok (counter $ctaken, table $taken, in flight $inflight)");
 	is($avail, ($cap - $taken > 0 ? $cap - $taken : 0),
 		"$label: available = capacity - taken");
+	check_no_overdue($node, $label, $item);
 	return $taken;
+}
+
+# No held hold (of $item, or of any item) stays past its expiry: the
+# expiry worker (ticket_ext.expiry_interval = 200ms in the tests) must
+# have expired every hold that ran out more than a second ago.
+sub check_no_overdue
+{
+	my ($node, $label, $item) = @_;
+	my $where = "status = 'held' AND expires_at < now() - interval '1 second'"
+	  . (defined $item ? " AND item_id = $item" : '');
+	$node->poll_query_until('postgres',
+		"SELECT NOT EXISTS (SELECT 1 FROM ticket_ext.holds WHERE $where)");
+	is($node->safe_psql('postgres', "SELECT count(*) FROM ticket_ext.holds WHERE $where"),
+		'0', "$label: no held hold past its expiry");
 }
 
 # Every committed state change of the holds, from the tables:
@@ -214,6 +230,14 @@ sub sqlstate_of
 	$node->psql('postgres', "\\set VERBOSITY verbose\n$sql",
 		stdout => \$stdout, stderr => \$stderr);
 	return $stderr =~ /ERROR:\s+([0-9A-Z]{5}):/ ? $1 : '';
+}
+
+# The test-only hooks module (test/modules; run_all.sh builds it in place).
+sub test_hooks_path
+{
+	my $so = "$root/test/modules/ticket_test_hooks.so";
+	die "$so is missing: build it with make -C test/modules" unless -e $so;
+	return $so;
 }
 
 # After a crash restart: wait until the server accepts queries again.

@@ -5,7 +5,7 @@
 \set QUIET 1
 SET client_min_messages = warning;
 -- autocommit on purpose: releases and capacity raises apply at commit
-SELECT plan(50);
+SELECT plan(56);
 
 CREATE ROLE tk_app LOGIN;
 CREATE ROLE tk_admin LOGIN;
@@ -116,7 +116,35 @@ SELECT lives_ok('SELECT ticket_ext.pause(500)', 'admin can pause');
 SELECT lives_ok('SELECT ticket_ext.resume(500)', 'admin can resume');
 SELECT is((SELECT bool_and(ok) FROM ticket_ext.verify(500)), true, 'admin can verify');
 SELECT lives_ok('SELECT * FROM ticket_ext.resync(500)', 'admin can resync');
+-- an admin cannot hand out privileges it cannot grant: refused, not a
+-- warning and a silent no-op
+SELECT throws_ok($$SELECT ticket_ext.grant_app('tk_nobody')$$, '42501', NULL,
+                 'a non-superuser admin cannot run grant_app');
+SELECT throws_ok($$SELECT ticket_ext.grant_admin('tk_nobody')$$, '42501', NULL,
+                 'a non-superuser admin cannot run grant_admin');
 RESET ROLE;
+SELECT ok(NOT has_function_privilege('tk_nobody', 'ticket_reserve(bigint, integer, text, interval, text)', 'EXECUTE'),
+          'the refused grant_app granted nothing');
+SELECT ok(NOT has_function_privilege('tk_nobody', 'ticket_ext.set_capacity(bigint, bigint)', 'EXECUTE'),
+          'the refused grant_admin granted nothing');
+-- a role that does hold the privileges WITH GRANT OPTION may pass them on
+CREATE ROLE tk_delegate LOGIN;
+GRANT USAGE ON SCHEMA ticket_ext TO tk_delegate WITH GRANT OPTION;
+GRANT EXECUTE ON FUNCTION ticket_reserve(bigint, integer, text, interval, text), ticket_confirm(bigint),
+      ticket_release(bigint), ticket_available(bigint), ticket_ext.grant_app(regrole)
+   TO tk_delegate WITH GRANT OPTION;
+GRANT SELECT ON ticket_ext.availability TO tk_delegate WITH GRANT OPTION;
+SET ROLE tk_delegate;
+SELECT lives_ok($$SELECT ticket_ext.grant_app('tk_nobody')$$, 'a role with GRANT OPTION can run grant_app');
+RESET ROLE;
+SELECT ok(has_function_privilege('tk_nobody', 'ticket_reserve(bigint, integer, text, interval, text)', 'EXECUTE'),
+          'and the grant took effect');
+-- (what tk_delegate granted goes with its own grant option)
+REVOKE ALL ON FUNCTION ticket_reserve(bigint, integer, text, interval, text), ticket_confirm(bigint),
+      ticket_release(bigint), ticket_available(bigint), ticket_ext.grant_app(regrole)
+  FROM tk_delegate CASCADE;
+REVOKE ALL ON ticket_ext.availability FROM tk_delegate CASCADE;
+REVOKE ALL ON SCHEMA ticket_ext FROM tk_delegate CASCADE;
 
 -- every SECURITY DEFINER function of the extension pins search_path
 SELECT is((SELECT count(*) FROM pg_proc p JOIN pg_depend d ON d.objid = p.oid
@@ -134,5 +162,5 @@ SELECT * FROM finish();
 
 DROP SCHEMA tk_evil CASCADE;
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA ticket_ext FROM tk_app, tk_admin;
-DROP OWNED BY tk_app, tk_admin, tk_nobody;
-DROP ROLE tk_app, tk_admin, tk_nobody;
+DROP OWNED BY tk_app, tk_admin, tk_nobody, tk_delegate;
+DROP ROLE tk_app, tk_admin, tk_nobody, tk_delegate;

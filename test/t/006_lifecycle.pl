@@ -54,5 +54,34 @@ $node->psql('other', 'SELECT ticket_ext.create_item(1, 7)');
 $node->psql('other', 'SELECT ticket_available(1)', stdout => \$out, stderr => \$err);
 like($err, qr/shared memory is full/, 'another database shares the same slot table (full here)');
 
+# Slots are reclaimed: a reinstall frees the old installation's slots ...
+$node->safe_psql('postgres', 'DROP EXTENSION ticket_ext CASCADE');
+is($node->safe_psql('other', 'SELECT ticket_available(1)'), '7',
+	'after DROP EXTENSION elsewhere, its slots are free for this database');
+$node->safe_psql('postgres', 'CREATE EXTENSION ticket_ext');
+$node->safe_psql('postgres', 'SELECT ticket_ext.create_item(i, 10) FROM generate_series(1, 4) i');
+is($node->safe_psql('postgres', 'SELECT ticket_available(1) + ticket_available(2)'), '20',
+	'the new installation gets slots');
+is(sqlstate_of($node, 'SELECT ticket_available(3)'), '53400', 'full again (3 slots in use)');
+# ... an item deleted from the table gives its slot back ...
+$node->safe_psql('postgres', 'DELETE FROM ticket_ext.items WHERE item_id = 2');
+is($node->safe_psql('postgres', 'SELECT ticket_available(3)'), '10',
+	'a deleted item\'s slot is reclaimed when the table is full');
+# ... and so does a dropped database
+$node->safe_psql('postgres', 'DROP EXTENSION ticket_ext CASCADE');
+$node->safe_psql('postgres', 'CREATE EXTENSION ticket_ext');
+$node->safe_psql('postgres', 'SELECT ticket_ext.create_item(i, 10) FROM generate_series(1, 4) i');
+$node->safe_psql('postgres', 'SELECT ticket_available(1) + ticket_available(2)');
+is(sqlstate_of($node, 'SELECT ticket_available(3)'), '53400', 'full: two here, one in "other"');
+$node->safe_psql('postgres', 'DROP DATABASE other');
+is($node->safe_psql('postgres', 'SELECT ticket_available(3)'), '10',
+	'a dropped database\'s slots are reclaimed');
+# reclaimed slots never take a slot that is in use
+$node->safe_psql('postgres', 'BEGIN; SELECT ticket_reserve(1, 2); SELECT ticket_reserve(3, 1); COMMIT');
+is($node->safe_psql('postgres', 'SELECT ticket_available(1) || \' \' || ticket_available(3)'), '8 9',
+	'slots in use kept their counters');
+check_invariants($node, 1, 'after reclaiming');
+check_invariants($node, 3, 'after reclaiming');
+
 $node->stop;
 done_testing();

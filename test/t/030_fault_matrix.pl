@@ -103,6 +103,7 @@ sub check_scenario
 		SELECT NOT EXISTS (SELECT 1 FROM ticket_ext.holds
 		                    WHERE status = 'held' AND expires_at < now() + interval '2 seconds')})
 	  or diag("$name: holds still due for expiry");
+	check_no_overdue($node, $name);
 	$node->poll_query_until('postgres', q{
 		SELECT bool_and(ok) FROM ticket_ext.verify()}) or diag(q1('SELECT * FROM ticket_ext.verify()'));
 	my $oversold = q1('SELECT count(*) FROM ticket_ext.verify() WHERE table_taken > capacity');
