@@ -206,7 +206,6 @@ ticket_reserve(PG_FUNCTION_ARGS)
 	int64		hold_id = 0;
 	TimestampTz created_at;
 	TimestampTz expires_at;
-	uint32		incarnation;
 
 	if (PG_ARGISNULL(1))
 		ereport(ERROR,
@@ -222,8 +221,6 @@ ticket_reserve(PG_FUNCTION_ARGS)
 	ticket_check_entry();
 	ticket_check_writable("reserve tickets");
 
-	slot = ticket_slot_ready(item_id, &incarnation);
-
 	/* a retried call with the same key gets the same hold back */
 	if (key != NULL)
 	{
@@ -233,6 +230,7 @@ ticket_reserve(PG_FUNCTION_ARGS)
 
 	if (hold_id == 0)
 	{
+		slot = ticket_join(item_id);
 		if (counter_paused(slot))
 			ereport(ERROR,
 					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
@@ -244,7 +242,6 @@ ticket_reserve(PG_FUNCTION_ARGS)
 		expires_at = DatumGetTimestampTz(DirectFunctionCall2(timestamptz_pl_interval,
 															 TimestampTzGetDatum(created_at),
 															 hold_for));
-		slot = ticket_join(item_id);
 		if (!ticket_take(slot, qty, expires_at))
 		{
 			if (key != NULL)

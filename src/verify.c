@@ -197,6 +197,8 @@ resync_item(int64 item_id, int64 *before, int64 *table_taken)
 	int64		fix_avail;
 	bool		corrected;
 
+	/* joined (with no effect): the slot cannot be reclaimed under us */
+	(void) ticket_join(item_id);
 	if (!read_item(item_id, &r, ticket_resync_timeout_ms))
 	{
 		char	   *pids = ticket_inflight_pids(r.slot);

@@ -526,6 +526,11 @@ abort_subxact(SubTransactionId mySubid)
 	int			i;
 	int			keep = 0;
 
+	if (njoined == 0)
+	{
+		release_private_states();
+		return;
+	}
 	ticket_inflight_change_begin();
 	for (i = neffects - 1; i >= 0; i--)
 		if (effects[i].subid == mySubid)
@@ -557,7 +562,8 @@ ticket_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 	switch (event)
 	{
 		case SUBXACT_EVENT_ABORT_SUB:
-			abort_subxact(mySubid);
+			if (njoined > 0 || frozen_slot != NULL || loading_slot != NULL)
+				abort_subxact(mySubid);
 			break;
 		case SUBXACT_EVENT_COMMIT_SUB:
 			for (i = 0; i < neffects; i++)

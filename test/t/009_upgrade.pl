@@ -1,0 +1,71 @@
+# Extension versions: 1.0 with data in it, then ALTER EXTENSION UPDATE,
+# equals a fresh install (every member object, as pg_dump --binary-upgrade
+# writes them out), keeps its data and counters, and the new shared
+# library works with a database still at 1.0.
+use strict;
+use warnings;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use TicketTest;
+
+my $node = new_ticket_node('upgrade', no_extension => 1);
+$node->safe_psql('postgres', 'CREATE DATABASE fresh');
+
+$node->safe_psql('postgres', q{CREATE EXTENSION ticket_ext VERSION '1.0'});
+is($node->safe_psql('postgres', q{SELECT extversion FROM pg_extension WHERE extname = 'ticket_ext'}),
+	'1.0', 'installed at 1.0');
+
+# the new library with a database still at 1.0
+$node->safe_psql('postgres', q{
+	SELECT ticket_ext.create_item(1, 10, 'old');
+	SELECT ticket_confirm(ticket_reserve(1, 3, 'sold'));
+	SELECT ticket_reserve(1, 2, 'held', idempotency_key => 'k1');
+});
+is($node->safe_psql('postgres', 'SELECT ticket_available(1)'), '5', 'sales work at 1.0');
+check_invariants($node, 1, 'at 1.0');
+
+$node->safe_psql('postgres', 'ALTER EXTENSION ticket_ext UPDATE');
+is($node->safe_psql('postgres', q{SELECT extversion FROM pg_extension WHERE extname = 'ticket_ext'}),
+	'1.1', 'updated to 1.1');
+is($node->safe_psql('postgres',
+	q{SELECT string_agg(status || ' ' || qty, ', ' ORDER BY hold_id) FROM ticket_ext.holds}),
+	'sold 3, held 2', 'the holds are intact');
+is($node->safe_psql('postgres', 'SELECT ticket_available(1)'), '5', 'the counters are intact');
+is($node->safe_psql('postgres', q{SELECT ticket_reserve(1, 2, 'held', idempotency_key => 'k1')
+	= (SELECT hold_id FROM ticket_ext.holds WHERE idempotency_key = 'k1')}),
+	't', 'an idempotency key from before the update returns its hold');
+check_invariants($node, 1, 'after the update');
+
+$node->safe_psql('fresh', 'CREATE EXTENSION ticket_ext');
+
+# every member object of the extension, with its definition and privileges
+sub members
+{
+	my ($db) = @_;
+	my $dump = `pg_dump --schema-only --binary-upgrade --no-comments -h @{[$node->host]} -p @{[$node->port]} $db`;
+	die "pg_dump failed" if $?;
+	# OIDs, xids, LSNs and sequence positions differ, nothing else may
+	my @lines = grep { !/binary_upgrade_set_|relfrozenxid|WHERE oid = |pg_catalog\.setval|^--|^\s*$|^\\(un)?restrict/ }
+	  split /\n/, $dump;
+	return join "\n", map { s/'\{[0-9,]+\}'/'{OIDS}'/gr } @lines;
+}
+my ($up, $fresh) = (members('postgres'), members('fresh'));
+like($up, qr/CREATE FUNCTION ticket_ext\.grant_app/, 'the dump lists the extension\'s members');
+ok($up eq $fresh, '1.0 + ALTER EXTENSION UPDATE has exactly the objects of a fresh 1.1 install') or do
+{
+	my $dir = $node->basedir;
+	PostgreSQL::Test::Utils::append_to_file("$dir/updated.sql", $up);
+	PostgreSQL::Test::Utils::append_to_file("$dir/fresh.sql", $fresh);
+	diag(`diff $dir/updated.sql $dir/fresh.sql`);
+};
+
+# and behaves like one: 1.1's grant_app refuses a caller without GRANT OPTION
+$node->safe_psql('postgres', q{
+	CREATE ROLE admin1 LOGIN; CREATE ROLE app1 LOGIN;
+	SELECT ticket_ext.grant_admin('admin1');
+});
+is(sqlstate_of($node, q{SET ROLE admin1; SELECT ticket_ext.grant_app('app1')}), '42501',
+	'the updated grant_app refuses a non-superuser admin');
+
+$node->stop;
+done_testing();
