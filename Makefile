@@ -30,7 +30,7 @@ endif
 # PGXS tracks no header dependencies: rebuild everything when one changes
 $(OBJS): $(wildcard include/*.h)
 
-.PHONY: deps test demo bench bench-stream fuzz
+.PHONY: deps test demo bench bench-stream fuzz soak
 deps:
 	./scripts/install-deps.sh
 
@@ -52,6 +52,13 @@ bench: build-install
 
 bench-stream: build-install
 	PATH="$$($(PG_CONFIG) --bindir):$$PATH" ./bench/stream_bench.sh
+
+# the randomized interleaving soak (test/t/040_soak.pl), longer than the
+# 60 s it runs in `make test`; SOAK_SEED=N repeats a run
+SOAK_SECONDS ?= 600
+soak: build-install
+	PATH="$$($(PG_CONFIG) --bindir):$$PATH" SOAK_SECONDS=$(SOAK_SECONDS) \
+	  TICKET_TAP_TESTS=test/t/040_soak.pl ./test/run_all.sh tap
 
 # libFuzzer + ASan/UBSan over the parsers of outside input, longer than in `make test`
 FUZZ_SECONDS ?= 300

@@ -19,7 +19,7 @@ reexec_unprivileged() {
   chown -R "$user" "$work"
   cd "$work" || exit 1
   runuser -u "$user" -- env PATH="$PATH" TICKET_KEEP_LOGS="${TICKET_KEEP_LOGS:-}" TICKET_TAP_TESTS="${TICKET_TAP_TESTS:-}" \
-    TICKET_MATRIX_ONLY="${TICKET_MATRIX_ONLY:-}" \
+    TICKET_MATRIX_ONLY="${TICKET_MATRIX_ONLY:-}" SOAK_SECONDS="${SOAK_SECONDS:-}" SOAK_SEED="${SOAK_SEED:-}" \
     TICKET_LOGS_SHOWN_AS="$root/test/logs" TERM="${TERM:-dumb}" bash "$work/$script" "$@"
   rc=$?
   if { [ $rc -ne 0 ] || [ -n "${TICKET_KEEP_LOGS:-}" ]; } && [ -d "$work/test/logs" ]; then

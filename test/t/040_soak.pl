@@ -23,7 +23,7 @@ use TicketTest;
 my $total = $ENV{SOAK_SECONDS} || 60;
 my $phases = 4;
 my $phase_secs = int($total / $phases) || 1;
-my $seed = $ENV{SOAK_SEED} // int(rand(1_000_000));
+my $seed = ($ENV{SOAK_SEED} // '') ne '' ? $ENV{SOAK_SEED} : int(rand(1_000_000));
 note("soak: $phases phases of $phase_secs s, seed $seed");
 srand($seed);
 
