@@ -209,7 +209,7 @@ extern void ticket_record_pause(TicketSlot *slot, bool pause, bool row_was_pause
 extern bool ticket_xact_joined_any(void);
 extern void ticket_xact_note_frozen(TicketSlot *slot);
 extern void ticket_xact_note_thawed(TicketSlot *slot);
-extern void ticket_xact_note_loading(TicketSlot *slot);
+extern void ticket_xact_note_loading(TicketSlot *slot, TicketSlotState from);
 extern void ticket_xact_note_loaded(void);
 
 /* inflight.c: what open transactions did to counters, readable by others */
@@ -267,6 +267,7 @@ extern void ticket_stream_gate(void);
 
 /* guards.c: argument checks shared by the SQL functions */
 extern void ticket_check_entry(void);
+extern void ticket_wait_tick(void);
 extern void ticket_check_writable(const char *what);
 extern int64 ticket_arg_int64(FunctionCallInfo fcinfo, int argno, const char *name);
 extern text *ticket_arg_text(FunctionCallInfo fcinfo, int argno, const char *name,

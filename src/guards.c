@@ -11,6 +11,9 @@
 #include "access/xact.h"
 #include "access/xlog.h"
 #include "fmgr.h"
+#include "miscadmin.h"
+#include "storage/latch.h"
+#include "utils/wait_event.h"
 
 /*
  * Every SQL entry point starts here: preloaded, and not in parallel mode.
@@ -92,4 +95,14 @@ ticket_arg_hold_id(FunctionCallInfo fcinfo, int argno)
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("hold " INT64_FORMAT " does not exist", hold_id)));
 	return hold_id;
+}
+
+/* Wait a millisecond (on our latch) in a retry loop, interruptibly. */
+void
+ticket_wait_tick(void)
+{
+	(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+					 1L, PG_WAIT_EXTENSION);
+	ResetLatch(MyLatch);
+	CHECK_FOR_INTERRUPTS();
 }

@@ -142,7 +142,6 @@ load_slot(TicketSlot *slot, Oid items_relid)
 {
 	TicketItemTruth truth;
 
-	ticket_xact_note_loading(slot);
 	truth = ticket_read_truth(slot->item_id, true);
 	if (!truth.found)
 	{
@@ -172,9 +171,7 @@ reload_slot(TicketSlot *slot, Oid items_relid)
 	while (!counter_freeze(slot))
 	{
 		/* a reclaimer's momentary freeze: it gives up on a LOADING slot */
-		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 1L, PG_WAIT_EXTENSION);
-		ResetLatch(MyLatch);
+		ticket_wait_tick();
 	}
 	ticket_xact_note_frozen(slot);
 	while (counter_gate_open_count(slot) > 0)
@@ -198,10 +195,7 @@ reload_slot(TicketSlot *slot, Oid items_relid)
 					 errdetail("Backends: %s.", pids),
 					 errhint("End those transactions (pg_terminate_backend), then retry.")));
 		}
-		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 1L, PG_WAIT_EXTENSION);
-		ResetLatch(MyLatch);
-		CHECK_FOR_INTERRUPTS();
+		ticket_wait_tick();
 	}
 	load_slot(slot, items_relid);
 	ticket_xact_note_thawed(slot);
@@ -273,11 +267,9 @@ ticket_slot_ready(int64 item_id, uint32 *incarnation)
 
 			if (pg_atomic_compare_exchange_u32(&slot->state, &word, loading))
 			{
+				ticket_xact_note_loading(slot, reload ? SLOT_READY : SLOT_UNLOADED);
 				if (reload)
-				{
-					ticket_xact_note_loading(slot);
 					reload_slot(slot, relid);
-				}
 				else
 					load_slot(slot, relid);
 				return slot;
@@ -295,10 +287,7 @@ ticket_slot_ready(int64 item_id, uint32 *incarnation)
 					 errmsg("counters of item " INT64_FORMAT " are being loaded by another session",
 							item_id),
 					 errhint("Retry the statement.")));
-		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-						 1L, PG_WAIT_EXTENSION);
-		ResetLatch(MyLatch);
-		CHECK_FOR_INTERRUPTS();
+		ticket_wait_tick();
 	}
 }
 

@@ -113,9 +113,7 @@ read_item(int64 item_id, ItemReading *r, int budget_ms)
 		/* spin a little first: a change lasts microseconds */
 		if (attempt >= 20)
 		{
-			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-							 1L, PG_WAIT_EXTENSION);
-			ResetLatch(MyLatch);
+			ticket_wait_tick();
 		}
 		CHECK_FOR_INTERRUPTS();
 	}

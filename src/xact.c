@@ -53,6 +53,7 @@ static int	effects_cap = 0;
 /* A slot this backend froze (reload) or is loading: undone on abort. */
 static TicketSlot *frozen_slot = NULL;
 static TicketSlot *loading_slot = NULL;
+static TicketSlotState loading_from;	/* the state to go back to */
 
 /* Room for one more join and one more effect: after this nothing fails. */
 static void
@@ -127,10 +128,7 @@ ticket_join(int64 item_id)
 						(errcode(ERRCODE_LOCK_NOT_AVAILABLE),
 						 errmsg("counters of item " INT64_FORMAT " are being reloaded", item_id),
 						 errhint("Retry the statement.")));
-			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-							 1L, PG_WAIT_EXTENSION);
-			ResetLatch(MyLatch);
-			CHECK_FOR_INTERRUPTS();
+			ticket_wait_tick();
 		}
 		if (!entered)
 			continue;			/* reclaimed while we waited: look again */
@@ -391,10 +389,16 @@ ticket_xact_note_thawed(TicketSlot *slot)
 	frozen_slot = NULL;
 }
 
+/*
+ * An error while loading puts the slot back where it was: UNLOADED, or
+ * READY with the dropped installation's counters (a reload), so the next
+ * user tries the reload again, draining first, instead of a plain load.
+ */
 void
-ticket_xact_note_loading(TicketSlot *slot)
+ticket_xact_note_loading(TicketSlot *slot, TicketSlotState from)
 {
 	loading_slot = slot;
+	loading_from = from;
 }
 
 void
@@ -411,7 +415,7 @@ release_private_states(void)
 		uint32		word = pg_atomic_read_u32(&loading_slot->state);
 
 		pg_atomic_write_u32(&loading_slot->state,
-							(word & ~((1u << SLOT_STATE_BITS) - 1)) | SLOT_UNLOADED);
+							(word & ~((1u << SLOT_STATE_BITS) - 1)) | loading_from);
 		loading_slot = NULL;
 	}
 	if (frozen_slot != NULL)
