@@ -88,14 +88,15 @@ counter_pause_word(TicketSlot *slot)
 }
 
 /*
- * Hand out two versions, V and V + 1 (returns V): the caller's immediate
- * write uses V, its commit or undo V + 1, so both sort before any version
- * a later holder of the row lock gets.
+ * Hand out three versions, V, V + 1 and V + 2 (returns V): the caller's
+ * immediate write uses V, a rollback to savepoint V + 1, the end of its
+ * transaction V + 2 of its last call, so all sort before any version a
+ * later holder of the row lock gets, and the end after all its others.
  */
 uint32
 counter_pause_reserve(TicketSlot *slot)
 {
-	uint64		old = pg_atomic_fetch_add_u64(&slot->pause, 2 * PAUSE_SEQ_ONE);
+	uint64		old = pg_atomic_fetch_add_u64(&slot->pause, 3 * PAUSE_SEQ_ONE);
 
 	return (uint32) (old >> 32) + 1;
 }

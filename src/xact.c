@@ -38,11 +38,12 @@ typedef struct TicketEffect
 	int64		amount;
 	SubTransactionId subid;
 	TimestampTz expires_at;		/* EFFECT_TAKEN: the new hold's expiry */
-	uint32		version;		/* EFFECT_PAUSED/RESUMED: versions V, V + 1 */
+	uint32		version;		/* EFFECT_PAUSED/RESUMED: versions V .. V + 2 */
 	bool		row_was_paused; /* EFFECT_PAUSED/RESUMED: items row before */
 } TicketEffect;
 
 static TicketSlot **joined = NULL;
+static uint32 *joined_pause_version = NULL;	/* last pause call's V, or 0 */
 static int	njoined = 0;
 static int	joined_cap = 0;
 
@@ -65,6 +66,8 @@ ensure_room(void)
 		effects_cap = 16;
 		joined = MemoryContextAlloc(TopMemoryContext,
 									joined_cap * sizeof(TicketSlot *));
+		joined_pause_version = MemoryContextAlloc(TopMemoryContext,
+												  joined_cap * sizeof(uint32));
 		effects = MemoryContextAlloc(TopMemoryContext,
 									 effects_cap * sizeof(TicketEffect));
 	}
@@ -72,6 +75,7 @@ ensure_room(void)
 	{
 		joined_cap *= 2;
 		joined = repalloc(joined, joined_cap * sizeof(TicketSlot *));
+		joined_pause_version = repalloc(joined_pause_version, joined_cap * sizeof(uint32));
 	}
 	if (neffects + 1 >= effects_cap)
 	{
@@ -138,6 +142,7 @@ ticket_join(int64 item_id)
 			slot->items_relid == relid)
 		{
 			ticket_inflight_join(slot);
+			joined_pause_version[njoined] = 0;
 			joined[njoined++] = slot;
 			return slot;
 		}
@@ -258,12 +263,16 @@ void
 ticket_record_pause(TicketSlot *slot, bool pause, bool row_was_paused)
 {
 	TicketEffect *e;
+	int			i;
 
 	ensure_room();
 	ticket_inflight_change_begin();
 	e = add_effect(slot, pause ? EFFECT_PAUSED : EFFECT_RESUMED, 0);
 	e->version = counter_pause_reserve(slot);
 	e->row_was_paused = row_was_paused;
+	for (i = 0; i < njoined; i++)
+		if (joined[i] == slot)
+			joined_pause_version[i] = e->version;
 	if (pause)
 		counter_pause_write(slot, e->version, true);
 	publish_pause(slot);
@@ -272,7 +281,9 @@ ticket_record_pause(TicketSlot *slot, bool pause, bool row_was_paused)
 
 /*
  * Final pause writes: at commit the last call's value, at abort the row's
- * value before the first call, each with the last call's second version.
+ * value before the first call, with the third version of the last call
+ * (rolled-back ones included), which sorts after all of ours.  A slot
+ * whose calls were all rolled back was restored by the rollback.
  */
 static void
 finish_pauses(bool commit)
@@ -280,23 +291,23 @@ finish_pauses(bool commit)
 	int			i;
 	int			j;
 
-	for (i = 0; i < neffects; i++)
+	for (i = 0; i < njoined; i++)
 	{
-		TicketEffect *first = &effects[i];
-		TicketEffect *last = first;
-		bool		seen_before = false;
+		TicketEffect *first = NULL;
+		TicketEffect *last = NULL;
 
-		if (!is_pause_call(first))
+		if (joined_pause_version[i] == 0)
 			continue;
-		for (j = 0; j < i && !seen_before; j++)
-			seen_before = effects[j].slot == first->slot && is_pause_call(&effects[j]);
-		if (seen_before)
-			continue;
-		for (j = i + 1; j < neffects; j++)
-			if (effects[j].slot == first->slot && is_pause_call(&effects[j]))
+		for (j = 0; j < neffects; j++)
+			if (effects[j].slot == joined[i] && is_pause_call(&effects[j]))
+			{
+				if (first == NULL)
+					first = &effects[j];
 				last = &effects[j];
-		counter_pause_write(first->slot, last->version + 1,
-							commit ? last->kind == EFFECT_PAUSED : first->row_was_paused);
+			}
+		if (first != NULL)
+			counter_pause_write(joined[i], joined_pause_version[i] + 2,
+								commit ? last->kind == EFFECT_PAUSED : first->row_was_paused);
 	}
 }
 
@@ -368,8 +379,10 @@ leave_all(void)
 	{
 		pfree(effects);
 		pfree(joined);
+		pfree(joined_pause_version);
 		effects = NULL;
 		joined = NULL;
+		joined_pause_version = NULL;
 		effects_cap = joined_cap = 0;
 	}
 }
