@@ -161,6 +161,11 @@ typedef struct TicketSpiFrame
 
 extern Oid	ticket_items_relid(bool missing_ok);
 extern bool ticket_is_items_table(Oid relid);
+extern void ticket_lock_key(uint16 lock_class, uint64 key);
+
+/* lock classes of ticket_lock_key (pg_locks.objsubid) */
+#define TICKET_LOCK_IDEMPOTENCY_KEY	7458	/* hash of (item, key) */
+#define TICKET_LOCK_RESYNC			7459	/* item id */
 extern Oid	ticket_holds_relid(void);
 extern Oid	ticket_hold_seq_relid(void);
 extern void ticket_spi_begin(TicketSpiFrame *frame);

@@ -32,6 +32,17 @@ SELECT pg_sleep(1.2);
 SELECT ticket_confirm(ticket_reserve(701, 1, 'late-key', '1 second', 'k-701')) AS confirmed_in_time;
 COMMIT;
 
+-- hold_for is a duration (a day is 24 hours, a month 30 days): the limit
+-- ticket_ext.max_hold_ttl (1 day here) is checked on what the hold lasts,
+-- so months offset by days cannot make a hold of years
+SELECT ticket_reserve(701, 1, 'months', '1200 months -35999 days') IS NOT NULL AS one_day_in_months;
+SELECT ticket_reserve(701, 1, 'huge', '3000000 months -89999999 days') IS NOT NULL AS one_day_again;
+SELECT holder, expires_at - created_at AS lasts FROM ticket_ext.holds
+ WHERE holder IN ('months', 'huge') ORDER BY holder;
+SELECT ticket_reserve(701, 1, 'too long', '2 months -59 days 00:00:01');
+SELECT ticket_reserve(701, 1, 'too long', '1 month -30 days 00:00:01') IS NOT NULL AS one_second;
+SELECT ticket_reserve(701, 1, 'negative', '1 month -31 days');
+
 -- a transaction that stays open longer than its hold: the hold is overdue
 -- when it commits, and the worker (ticket_ext.expiry_interval = 200ms here)
 -- expires it soon after

@@ -18,6 +18,7 @@
 #include "catalog/namespace.h"
 #include "catalog/pg_class.h"
 #include "miscadmin.h"
+#include "storage/lock.h"
 #include "utils/inval.h"
 #include "utils/lsyscache.h"
 #include "utils/syscache.h"
@@ -157,4 +158,20 @@ ticket_prepare(SPIPlanPtr *cache, const char *sql, int nargs, Oid *argtypes)
 		*cache = plan;
 	}
 	return *cache;
+}
+
+/*
+ * A transaction-level lock of ours on key, waited for like any heavyweight
+ * lock (deadlock detector, lock_timeout).  pg_locks shows it as an
+ * advisory lock with objsubid lock_class (PostgreSQL's own advisory locks
+ * use 1 and 2, so they never collide).
+ */
+void
+ticket_lock_key(uint16 lock_class, uint64 key)
+{
+	LOCKTAG		tag;
+
+	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, (uint32) (key >> 32), (uint32) key,
+						 lock_class);
+	(void) LockAcquire(&tag, ExclusiveLock, false, false);
 }

@@ -36,7 +36,7 @@
 #include "utils/snapmgr.h"
 
 /* A transaction rarely touches more items; more makes it unaccountable. */
-#define INFLIGHT_MAX_ITEMS		8
+#define INFLIGHT_MAX_ITEMS		32
 
 typedef struct BackendInflight
 {
@@ -230,8 +230,7 @@ ticket_inflight_scan(TicketSlot *slot, TicketInflightSum *sum)
 			found = true;
 		}
 		xid = e->xid;
-		if (!found && e->overflow)
-			sum->stable = false;	/* may be joined to slot: cannot tell */
+		/* (an overflowed entry joined to slot shows as one open too many) */
 		pg_read_barrier();
 		if ((seq & 1) != 0 || pg_atomic_read_u32(&e->seq) != seq)
 		{
@@ -329,7 +328,7 @@ ticket_inflight_pids(TicketSlot *slot)
 		BackendInflight *e = ENTRY(i);
 		int			pid;
 
-		if (!e->active || (find_item(e, index) == NULL && !e->overflow))
+		if (!e->active || e == me || (find_item(e, index) == NULL && !e->overflow))
 			continue;
 		pid = ProcGlobal->allProcs[i].pid;
 		if (pid == 0)

@@ -15,9 +15,9 @@
 #include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "common/hashfn.h"
+#include "common/int.h"
 #include "fmgr.h"
 #include "miscadmin.h"
-#include "storage/lock.h"
 #include "utils/builtins.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
@@ -32,12 +32,6 @@ static SPIPlanPtr find_idem_plan = NULL;
 static SPIPlanPtr confirm_plan = NULL;
 static SPIPlanPtr release_plan = NULL;
 static SPIPlanPtr hold_state_plan = NULL;
-
-/*
- * pg_locks shows the idempotency-key locks as advisory locks with this
- * objsubid (PostgreSQL's own advisory locks use 1 and 2).
- */
-#define TICKET_IDEMPOTENCY_LOCK_CLASS	7458
 
 #define INSERT_IDEM_SQL \
 	"INSERT INTO ticket_ext.holds (item_id, qty, holder, idempotency_key, created_at, expires_at) " \
@@ -65,32 +59,34 @@ static SPIPlanPtr hold_state_plan = NULL;
 /* A confirm/release whose hold keeps changing under it gives up after this. */
 #define HOLD_UPDATE_TRIES		3
 
-/* The hold's duration: hold_for, or ticket_ext.hold_ttl when NULL. */
-static Datum
-hold_interval(FunctionCallInfo fcinfo, int argno)
+/*
+ * The hold's duration in microseconds: hold_for, or ticket_ext.hold_ttl
+ * when NULL.  A duration, not calendar arithmetic: a day is 24 hours and
+ * a month 30 days (as interval comparison counts them), so the limit that
+ * is checked is the time the hold lasts, whatever the months, days and
+ * time zone ('1200 months -35999 days' is one day).
+ */
+static int64
+hold_duration(FunctionCallInfo fcinfo, int argno)
 {
 	Interval   *itv;
-	Interval	limit = {0};
-	Interval	zero = {0};
+	int64		usecs;
+	int64		days;
 
-	limit.time = (int64) ticket_max_hold_ttl_s * USECS_PER_SEC;
 	if (PG_ARGISNULL(argno))
-	{
-		itv = palloc0(sizeof(Interval));
-		itv->time = (int64) Min(ticket_hold_ttl_s, ticket_max_hold_ttl_s) * USECS_PER_SEC;
-		return IntervalPGetDatum(itv);
-	}
+		return (int64) Min(ticket_hold_ttl_s, ticket_max_hold_ttl_s) * USECS_PER_SEC;
 	itv = PG_GETARG_INTERVAL_P(argno);
-	if (DatumGetInt32(DirectFunctionCall2(interval_cmp, IntervalPGetDatum(itv),
-										  IntervalPGetDatum(&zero))) <= 0 ||
-		DatumGetInt32(DirectFunctionCall2(interval_cmp, IntervalPGetDatum(itv),
-										  IntervalPGetDatum(&limit))) > 0)
+	if (pg_mul_s64_overflow((int64) itv->month, DAYS_PER_MONTH, &days) ||
+		pg_add_s64_overflow(days, (int64) itv->day, &days) ||
+		pg_mul_s64_overflow(days, USECS_PER_DAY, &usecs) ||
+		pg_add_s64_overflow(usecs, itv->time, &usecs) ||
+		usecs <= 0 || usecs > (int64) ticket_max_hold_ttl_s * USECS_PER_SEC)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("hold_for must be positive and at most %d seconds",
 						ticket_max_hold_ttl_s),
 				 errhint("The limit is ticket_ext.max_hold_ttl.")));
-	return IntervalPGetDatum(itv);
+	return usecs;
 }
 
 /* An existing hold for (item, idempotency key) seen by snapshot (NULL:
@@ -138,14 +134,11 @@ find_idempotent_hold(int64 item_id, text *key, int32 qty, Snapshot snapshot)
 static int64
 serialize_idempotent_call(int64 item_id, text *key, int32 qty)
 {
-	LOCKTAG		tag;
-	uint64		h = hash_bytes_extended((const unsigned char *) VARDATA_ANY(key),
-										VARSIZE_ANY_EXHDR(key), (uint64) item_id);
 	int64		hold_id;
 
-	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, (uint32) (h >> 32), (uint32) h,
-						 TICKET_IDEMPOTENCY_LOCK_CLASS);
-	(void) LockAcquire(&tag, ExclusiveLock, false, false);
+	ticket_lock_key(TICKET_LOCK_IDEMPOTENCY_KEY,
+					hash_bytes_extended((const unsigned char *) VARDATA_ANY(key),
+										VARSIZE_ANY_EXHDR(key), (uint64) item_id));
 
 	hold_id = find_idempotent_hold(item_id, key, qty, NULL);
 	if (hold_id == 0 && IsolationUsesXactSnapshot() &&
@@ -200,7 +193,7 @@ ticket_reserve(PG_FUNCTION_ARGS)
 	text	   *holder = ticket_arg_text(fcinfo, 2, "holder", TICKET_MAX_HOLDER_LEN);
 	text	   *key = ticket_arg_text(fcinfo, 4, "idempotency_key",
 									  TICKET_MAX_IDEMPOTENCY_KEY_LEN);
-	Datum		hold_for;
+	int64		hold_for;
 	TicketSlot *slot;
 	TicketSpiFrame frame;
 	int64		hold_id = 0;
@@ -217,7 +210,7 @@ ticket_reserve(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("qty must be between 1 and %d, not %d", ticket_max_per_order, qty),
 				 errhint("The upper limit is ticket_ext.max_per_order.")));
-	hold_for = hold_interval(fcinfo, 3);
+	hold_for = hold_duration(fcinfo, 3);
 	ticket_check_entry();
 	ticket_check_writable("reserve tickets");
 
@@ -239,9 +232,7 @@ ticket_reserve(PG_FUNCTION_ARGS)
 
 		/* a hold lasts hold_for from the moment its tickets are taken */
 		created_at = GetCurrentTimestamp();
-		expires_at = DatumGetTimestampTz(DirectFunctionCall2(timestamptz_pl_interval,
-															 TimestampTzGetDatum(created_at),
-															 hold_for));
+		expires_at = created_at + hold_for;	/* at most a year: no overflow */
 		if (!ticket_take(slot, qty, expires_at))
 		{
 			if (key != NULL)

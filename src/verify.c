@@ -28,8 +28,13 @@
 PG_FUNCTION_INFO_V1(ticket_verify);
 PG_FUNCTION_INFO_V1(ticket_resync);
 
-/* How long verify() keeps trying to get a consistent reading of one item. */
+/*
+ * How long verify() keeps trying to get a consistent reading of one item,
+ * and how long when a transaction that joined too many items to be
+ * described has joined this one (it keeps its state until it ends).
+ */
 #define VERIFY_BUDGET_MS		500
+#define VERIFY_UNACCOUNTED_MS	20
 
 typedef struct ItemReading
 {
@@ -45,8 +50,16 @@ typedef struct ItemReading
 	bool		want_paused;
 } ItemReading;
 
-/* One attempt at a consistent reading; false if something moved. */
-static bool
+typedef enum ReadResult
+{
+	READ_OK,
+	READ_MOVED,					/* something changed meanwhile: try again */
+	READ_UNACCOUNTED			/* steady, but an open transaction joined too
+								 * many items to describe this one */
+} ReadResult;
+
+/* One attempt at a consistent reading. */
+static ReadResult
 try_read_item(int64 item_id, ItemReading *r)
 {
 	uint32		incarnation;
@@ -56,6 +69,7 @@ try_read_item(int64 item_id, ItemReading *r)
 	uint64		gate;
 	Snapshot	snapshot;
 	bool		steady;
+	bool		unaccounted;
 
 	r->slot = slot;
 	gate = counter_gate_word(slot);
@@ -72,19 +86,20 @@ try_read_item(int64 item_id, ItemReading *r)
 	snapshot->curcid = FirstCommandId;
 
 	pg_memory_barrier();
-	steady = sum.stable && sum.nmatched == (int) r->open &&
+	steady = sum.stable &&
 		counter_capacity(slot) == r->capacity &&
 		counter_available(slot) == r->avail &&
 		counter_pause_word(slot) == r->pause_word &&
 		ticket_inflight_unchanged(&sum) &&
 		counter_gate_word(slot) == gate &&
 		ticket_slot_is(slot, incarnation);
-	if (steady)
+	unaccounted = steady && sum.nmatched != (int) r->open;
+	if (steady && !unaccounted)
 	{
 		adj = ticket_inflight_adjust(&sum, snapshot);
 		steady = adj.ok;
 	}
-	if (steady)
+	if (steady && !unaccounted)
 	{
 		r->truth = ticket_read_truth_at(item_id, snapshot);
 		r->want_capacity = r->truth.capacity + adj.capacity;
@@ -93,22 +108,28 @@ try_read_item(int64 item_id, ItemReading *r)
 	}
 	UnregisterSnapshot(snapshot);
 	ticket_inflight_free(&sum);
-	r->consistent = steady;
-	return steady;
+	r->consistent = steady && !unaccounted;
+	return r->consistent ? READ_OK : unaccounted ? READ_UNACCOUNTED : READ_MOVED;
 }
 
-/* Consistent reading of an item, trying for up to budget_ms. */
+/*
+ * Consistent reading of an item, trying for up to budget_ms; a transaction
+ * that cannot be accounted for is given up on after unaccounted_ms.
+ */
 static bool
-read_item(int64 item_id, ItemReading *r, int budget_ms)
+read_item(int64 item_id, ItemReading *r, int budget_ms, int unaccounted_ms)
 {
 	TimestampTz start = GetCurrentTimestamp();
 	int			attempt;
 
 	for (attempt = 0;; attempt++)
 	{
-		if (try_read_item(item_id, r))
+		ReadResult	res = try_read_item(item_id, r);
+
+		if (res == READ_OK)
 			return true;
-		if (TimestampDifferenceExceeds(start, GetCurrentTimestamp(), budget_ms))
+		if (TimestampDifferenceExceeds(start, GetCurrentTimestamp(),
+									   res == READ_UNACCOUNTED ? unaccounted_ms : budget_ms))
 			return false;
 		/* spin a little first: a change lasts microseconds */
 		if (attempt >= 20)
@@ -152,7 +173,7 @@ ticket_verify(PG_FUNCTION_ARGS)
 
 		values[0] = Int64GetDatum(ids[i]);
 		values[5] = Int64GetDatum((int64) 0);
-		if (read_item(ids[i], &r, VERIFY_BUDGET_MS))
+		if (read_item(ids[i], &r, VERIFY_BUDGET_MS, VERIFY_UNACCOUNTED_MS))
 		{
 			int64		counter_cap = r.capacity - (r.want_capacity - r.truth.capacity);
 			int64		counter_avail = r.avail -
@@ -195,15 +216,20 @@ resync_item(int64 item_id, int64 *before, int64 *table_taken)
 	int64		fix_avail;
 	bool		corrected;
 
-	/* joined (with no effect): the slot cannot be reclaimed under us */
+	/*
+	 * One resync of an item at a time (two would both correct from the same
+	 * reading), and joined (with no effect): the slot cannot be reclaimed
+	 * under us.
+	 */
+	ticket_lock_key(TICKET_LOCK_RESYNC, (uint64) item_id);
 	(void) ticket_join(item_id);
-	if (!read_item(item_id, &r, ticket_resync_timeout_ms))
+	if (!read_item(item_id, &r, ticket_resync_timeout_ms, ticket_resync_timeout_ms))
 	{
 		char	   *pids = ticket_inflight_pids(r.slot);
 
 		ereport(ERROR,
 				(errcode(ERRCODE_LOCK_NOT_AVAILABLE),
-				 errmsg("could not resync item " INT64_FORMAT ": its open transactions kept changing for %d ms",
+				 errmsg("could not resync item " INT64_FORMAT ": no consistent reading within %d ms",
 						item_id, ticket_resync_timeout_ms),
 				 errdetail("Backends with transactions open on it: %s.", pids),
 				 errhint("Retry, or raise ticket_ext.resync_timeout.")));
@@ -217,6 +243,8 @@ resync_item(int64 item_id, int64 *before, int64 *table_taken)
 		(r.avail - (r.want_avail - (r.truth.capacity - r.truth.taken)));
 	*table_taken = r.truth.taken;
 	corrected = fix_capacity != 0 || fix_avail != 0;
+	/* bracketed like our own effects: a verify reading now sees it move */
+	ticket_inflight_change_begin();
 	if (fix_capacity != 0)
 		counter_add_capacity(r.slot, fix_capacity);
 	if (fix_avail != fix_capacity)
@@ -224,6 +252,7 @@ resync_item(int64 item_id, int64 *before, int64 *table_taken)
 	if (PAUSE_PAUSED(r.pause_word) != r.want_paused &&
 		counter_pause_correct(r.slot, r.pause_word, r.want_paused))
 		corrected = true;
+	ticket_inflight_change_end();
 	if (r.truth.next_expiry < (TimestampTz) pg_atomic_read_u64(&r.slot->next_expiry))
 		counter_note_expiry(r.slot, r.truth.next_expiry);
 	return corrected;
