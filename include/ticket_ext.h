@@ -162,6 +162,7 @@ typedef struct TicketSpiFrame
 extern Oid	ticket_items_relid(bool missing_ok);
 extern bool ticket_is_items_table(Oid relid);
 extern void ticket_lock_key(uint16 lock_class, uint64 key);
+extern void ticket_unlock_key(uint16 lock_class, uint64 key);
 
 /* lock classes of ticket_lock_key (pg_locks.objsubid) */
 #define TICKET_LOCK_IDEMPOTENCY_KEY	7458	/* hash of (item, key) */
@@ -212,6 +213,7 @@ extern void ticket_record_effect(TicketSlot *slot, TicketEffectKind kind,
 								 int64 amount);
 extern void ticket_record_pause(TicketSlot *slot, bool pause, bool row_was_paused);
 extern bool ticket_xact_joined_any(void);
+extern void ticket_leave_unused(TicketSlot *slot);
 extern void ticket_xact_note_frozen(TicketSlot *slot);
 extern void ticket_xact_note_thawed(TicketSlot *slot);
 extern void ticket_xact_note_loading(TicketSlot *slot, TicketSlotState from);
@@ -253,6 +255,7 @@ typedef struct TicketInflightAdjust
 extern Size ticket_inflight_shmem_size(void);
 extern void ticket_inflight_shmem_startup(void);
 extern void ticket_inflight_join(TicketSlot *slot);
+extern void ticket_inflight_unjoin_last(void);
 extern void ticket_inflight_committing(void);
 extern void ticket_inflight_change_begin(void);
 extern void ticket_inflight_change_end(void);

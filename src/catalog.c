@@ -175,3 +175,14 @@ ticket_lock_key(uint16 lock_class, uint64 key)
 						 lock_class);
 	(void) LockAcquire(&tag, ExclusiveLock, false, false);
 }
+
+/* Release it before the end of the transaction. */
+void
+ticket_unlock_key(uint16 lock_class, uint64 key)
+{
+	LOCKTAG		tag;
+
+	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, (uint32) (key >> 32), (uint32) key,
+						 lock_class);
+	(void) LockRelease(&tag, ExclusiveLock, false);
+}

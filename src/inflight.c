@@ -139,6 +139,18 @@ ticket_inflight_join(TicketSlot *slot)
 	ticket_inflight_change_end();
 }
 
+/* Forget the item joined last (it was left without any effect). */
+void
+ticket_inflight_unjoin_last(void)
+{
+	BackendInflight *e = my_entry();
+
+	ticket_inflight_change_begin();
+	if (e->nitems > 0 && !e->overflow)
+		e->nitems--;
+	ticket_inflight_change_end();
+}
+
 /* Between change_begin and change_end: effects on slot, now and later. */
 void
 ticket_inflight_add(TicketSlot *slot, int64 avail_now, int64 capacity_now,

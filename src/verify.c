@@ -215,6 +215,7 @@ resync_item(int64 item_id, int64 *before, int64 *table_taken)
 	int64		fix_capacity;
 	int64		fix_avail;
 	bool		corrected;
+	TicketSlot *joined;
 
 	/*
 	 * One resync of an item at a time (two would both correct from the same
@@ -222,7 +223,7 @@ resync_item(int64 item_id, int64 *before, int64 *table_taken)
 	 * under us.
 	 */
 	ticket_lock_key(TICKET_LOCK_RESYNC, (uint64) item_id);
-	(void) ticket_join(item_id);
+	joined = ticket_join(item_id);
 	if (!read_item(item_id, &r, ticket_resync_timeout_ms, ticket_resync_timeout_ms))
 	{
 		char	   *pids = ticket_inflight_pids(r.slot);
@@ -255,6 +256,9 @@ resync_item(int64 item_id, int64 *before, int64 *table_taken)
 	ticket_inflight_change_end();
 	if (r.truth.next_expiry < (TimestampTz) pg_atomic_read_u64(&r.slot->next_expiry))
 		counter_note_expiry(r.slot, r.truth.next_expiry);
+	/* done: let the next resync of the item in, and leave it */
+	ticket_unlock_key(TICKET_LOCK_RESYNC, (uint64) item_id);
+	ticket_leave_unused(joined);
 	return corrected;
 }
 

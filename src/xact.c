@@ -150,6 +150,26 @@ ticket_join(int64 item_id)
 	}
 }
 
+/*
+ * Leave slot before the end of the transaction, if it is the one joined
+ * last and nothing was done to it (resync of many items: each is joined
+ * only while it is corrected).
+ */
+void
+ticket_leave_unused(TicketSlot *slot)
+{
+	int			i;
+
+	if (njoined == 0 || joined[njoined - 1] != slot)
+		return;
+	for (i = 0; i < neffects; i++)
+		if (effects[i].slot == slot)
+			return;
+	ticket_inflight_unjoin_last();
+	njoined--;
+	counter_gate_leave(slot);
+}
+
 static TicketEffect *
 add_effect(TicketSlot *slot, TicketEffectKind kind, int64 amount)
 {

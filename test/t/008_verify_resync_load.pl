@@ -83,6 +83,44 @@ is($node->safe_psql('postgres', 'SELECT in_flight, ok FROM ticket_ext.verify(6)'
 
 $idle->query_safe('COMMIT');
 $idle->quit;
+
+# 8 resyncs of a drifted item released at once (a barrier lock): the
+# drift is corrected exactly once
+for my $trial (1 .. 5)
+{
+	my $item = 100 + $trial;
+	$node->safe_psql('postgres', qq{
+		SELECT ticket_ext.create_item($item, 10);
+		SELECT count(ticket_reserve($item, 1)) FROM generate_series(1, 5);
+		UPDATE ticket_ext.holds SET status = 'released', ended_at = now()
+		 WHERE hold_id IN (SELECT hold_id FROM ticket_ext.holds WHERE item_id = $item LIMIT 2);});
+	my $barrier = $node->background_psql('postgres');
+	$barrier->query_safe('SELECT pg_advisory_lock(4242)');
+	my @h;
+	for (1 .. 8)
+	{
+		my ($out, $err) = ('', '');
+		push @h, [ IPC::Run::start(
+			[ 'psql', '-XAtq', '-d', $node->connstr('postgres'),
+			  '-c', 'SELECT pg_advisory_lock_shared(4242)',
+			  '-c', "SELECT corrected FROM ticket_ext.resync($item)" ],
+			'>', \$out, '2>', \$err), \$out ];
+	}
+	$node->poll_query_until('postgres', q{
+		SELECT count(*) = 8 FROM pg_locks WHERE locktype = 'advisory' AND NOT granted})
+	  or diag('resyncs did not all wait at the barrier');
+	$barrier->query_safe('SELECT pg_advisory_unlock(4242)');
+	$barrier->quit;
+	my $corrections = 0;
+	for my $x (@h)
+	{
+		$x->[0]->finish;
+		$corrections++ if ${ $x->[1] } =~ /^t$/m;
+	}
+	is($corrections, 1, "trial $trial: 8 concurrent resyncs corrected the drift once");
+	is($node->safe_psql('postgres', "SELECT counter_taken || ' ' || table_taken || ' ' || ok FROM ticket_ext.verify($item)"),
+		'3 3 true', "trial $trial: and the counter equals the tables");
+}
 check_invariants($node, 6, 'item 6');
 check_invariants($node, 10, 'item 10');
 $node->stop;
