@@ -72,6 +72,7 @@ typedef enum TicketSlotState
  * version of the last write applied, bit 0 paused (see counter.c).
  */
 #define PAUSE_PAUSED(w)			(((w) & 1) != 0)
+#define PAUSE_VERSION(w)		((uint32) (((w) & UINT64CONST(0xFFFFFFFF)) >> 1))
 
 typedef struct TicketSlot
 {
@@ -171,6 +172,8 @@ extern Oid	ticket_holds_relid(void);
 extern Oid	ticket_hold_seq_relid(void);
 extern void ticket_spi_begin(TicketSpiFrame *frame);
 extern void ticket_spi_end(TicketSpiFrame *frame);
+extern void ticket_as_owner_begin(TicketSpiFrame *frame);
+extern void ticket_as_owner_end(TicketSpiFrame *frame);
 extern SPIPlanPtr ticket_prepare(SPIPlanPtr *cache, const char *sql,
 								 int nargs, Oid *argtypes);
 
@@ -208,11 +211,11 @@ typedef enum TicketEffectKind
 extern void ticket_xact_init(void);
 extern TicketSlot *ticket_join(int64 item_id);
 extern bool ticket_take(TicketSlot *slot, int64 qty, TimestampTz expires_at);
-extern void ticket_undo_last_take(TicketSlot *slot, int64 qty);
 extern void ticket_record_effect(TicketSlot *slot, TicketEffectKind kind,
 								 int64 amount);
 extern void ticket_record_pause(TicketSlot *slot, bool pause, bool row_was_paused);
 extern bool ticket_xact_joined_any(void);
+extern bool ticket_xact_joined(TicketSlot *slot);
 extern void ticket_leave_unused(TicketSlot *slot);
 extern void ticket_xact_note_frozen(TicketSlot *slot);
 extern void ticket_xact_note_thawed(TicketSlot *slot);
@@ -223,7 +226,8 @@ extern void ticket_xact_note_loaded(void);
 typedef struct TicketInflightItem
 {
 	uint32		slot_index;
-	uint32		pause_version;	/* 0: no pause/resume of the item */
+	uint32		pause_version;	/* V of the last pause/resume call (rolled
+								 * back ones included), 0: none */
 	bool		paused_now;		/* the counter's paused flag as we left it */
 	int64		avail_now;		/* applied already: takes, capacity lowered */
 	int64		capacity_now;
@@ -235,6 +239,8 @@ typedef struct TicketInflightItem
 typedef struct TicketInflightSum
 {
 	bool		stable;			/* nobody was changing */
+	bool		overflow_seen;	/* an open transaction joined too many items
+								 * to describe them all */
 	int			nmatched;		/* open transactions joined to the slot */
 	int		   *procnos;		/* their backends (palloc'd, MaxBackends) */
 	uint32	   *seqs;			/* ... change counters when read */
@@ -266,7 +272,7 @@ extern void ticket_inflight_reset(void);
 extern void ticket_inflight_scan(TicketSlot *slot, TicketInflightSum *sum);
 extern bool ticket_inflight_unchanged(const TicketInflightSum *sum);
 extern TicketInflightAdjust ticket_inflight_adjust(const TicketInflightSum *sum,
-												   Snapshot snapshot);
+												   Snapshot snapshot, uint64 pause_word);
 extern void ticket_inflight_free(TicketInflightSum *sum);
 extern char *ticket_inflight_pids(TicketSlot *slot);
 

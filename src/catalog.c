@@ -126,12 +126,7 @@ ticket_hold_seq_relid(void)
 void
 ticket_spi_begin(TicketSpiFrame *frame)
 {
-	(void) ticket_items_relid(false);
-	GetUserIdAndSecContext(&frame->save_userid, &frame->save_sec_context);
-	SetUserIdAndSecContext(cached_owner,
-						   frame->save_sec_context |
-						   SECURITY_LOCAL_USERID_CHANGE |
-						   SECURITY_RESTRICTED_OPERATION);
+	ticket_as_owner_begin(frame);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "ticket_ext: SPI_connect failed");
 }
@@ -140,6 +135,24 @@ void
 ticket_spi_end(TicketSpiFrame *frame)
 {
 	SPI_finish();
+	ticket_as_owner_end(frame);
+}
+
+/* Act as the tables' owner (the hot-path insert: triggers run as on SPI). */
+void
+ticket_as_owner_begin(TicketSpiFrame *frame)
+{
+	(void) ticket_items_relid(false);
+	GetUserIdAndSecContext(&frame->save_userid, &frame->save_sec_context);
+	SetUserIdAndSecContext(cached_owner,
+						   frame->save_sec_context |
+						   SECURITY_LOCAL_USERID_CHANGE |
+						   SECURITY_RESTRICTED_OPERATION);
+}
+
+void
+ticket_as_owner_end(TicketSpiFrame *frame)
+{
 	SetUserIdAndSecContext(frame->save_userid, frame->save_sec_context);
 }
 

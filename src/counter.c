@@ -73,7 +73,6 @@ counter_capacity(TicketSlot *slot)
  * the callbacks run.
  */
 #define PAUSE_SEQ_ONE			(UINT64CONST(1) << 32)
-#define PAUSE_VERSION(w)		((uint32) (((w) & UINT64CONST(0xFFFFFFFF)) >> 1))
 
 bool
 counter_paused(TicketSlot *slot)

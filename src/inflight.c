@@ -242,7 +242,9 @@ ticket_inflight_scan(TicketSlot *slot, TicketInflightSum *sum)
 			found = true;
 		}
 		xid = e->xid;
-		/* (an overflowed entry joined to slot shows as one open too many) */
+		/* an overflowed entry joined to slot shows as one open too many */
+		if (!found && e->overflow)
+			sum->overflow_seen = true;
 		pg_read_barrier();
 		if ((seq & 1) != 0 || pg_atomic_read_u32(&e->seq) != seq)
 		{
@@ -273,13 +275,15 @@ ticket_inflight_unchanged(const TicketInflightSum *sum)
 }
 
 /*
- * counter - tables, for tables read with snapshot: a transaction the
+ * counter - tables, for tables read with snapshot (and the pause word read
+ * with the counter): a transaction the
  * snapshot does not see added its immediate effects to the counter only;
  * one it sees (committed, callback not run yet, since it did not change)
  * is in the tables whole and lacks its effects at commit in the counter.
  */
 TicketInflightAdjust
-ticket_inflight_adjust(const TicketInflightSum *sum, Snapshot snapshot)
+ticket_inflight_adjust(const TicketInflightSum *sum, Snapshot snapshot,
+					   uint64 pause_word)
 {
 	TicketInflightAdjust adj = {0};
 	int			i;
@@ -301,7 +305,14 @@ ticket_inflight_adjust(const TicketInflightSum *sum, Snapshot snapshot)
 			adj.avail += it->avail_now;
 			adj.capacity += it->capacity_now;
 		}
-		if (it->pause_version != 0)
+		/*
+		 * Its pause state, unless a newer version than all of its own (V to
+		 * V + 2 of its last call) was applied: a later admin's, who locked
+		 * the row after this transaction's end became visible; this one's
+		 * remaining writes will be refused, the snapshot shows the row.
+		 */
+		if (it->pause_version != 0 &&
+			PAUSE_VERSION(pause_word) <= it->pause_version + 2)
 		{
 			/* two pausers at once: the counter is between their writes */
 			if (adj.pause_known)

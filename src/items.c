@@ -9,7 +9,9 @@
 #include "ticket_ext.h"
 
 #include "catalog/pg_type.h"
+#include "access/xact.h"
 #include "miscadmin.h"
+#include "utils/resowner.h"
 
 static SPIPlanPtr list_items_plan = NULL;
 
@@ -48,6 +50,41 @@ ticket_item_ids(bool all, int64 item_id, uint64 *count)
 }
 
 /*
+ * Load one item in a subtransaction of its own: one that cannot be loaded
+ * now (a reinstall still draining, say) must not keep the others from it.
+ */
+static void
+load_one(int64 item_id)
+{
+	MemoryContext cxt = CurrentMemoryContext;
+	ResourceOwner owner = CurrentResourceOwner;
+	uint32		incarnation;
+
+	BeginInternalSubTransaction(NULL);
+	MemoryContextSwitchTo(cxt);
+	PG_TRY();
+	{
+		(void) ticket_slot_ready(item_id, &incarnation);
+		ReleaseCurrentSubTransaction();
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(cxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		RollbackAndReleaseCurrentSubTransaction();
+		ereport(LOG,
+				(errmsg("ticket_ext: item " INT64_FORMAT " not loaded: %s", item_id, edata->message)));
+		FreeErrorData(edata);
+	}
+	PG_END_TRY();
+	MemoryContextSwitchTo(cxt);
+	CurrentResourceOwner = owner;
+}
+
+/*
  * Load the counters of every item in this database, as far as the slot
  * table has room (items beyond it load on first use, if room appears);
  * returns how many were loaded.  The expiry worker calls it at its start
@@ -78,7 +115,7 @@ ticket_preload_items(void)
 			warned = true;
 			break;
 		}
-		(void) ticket_slot_ready(ids[i], &incarnation);
+		load_one(ids[i]);
 	}
 	pfree(ids);
 	return (int64) i;

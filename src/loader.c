@@ -168,6 +168,17 @@ reload_slot(TicketSlot *slot, Oid items_relid)
 {
 	TimestampTz start = GetCurrentTimestamp();
 
+	/* we would wait for ourselves */
+	if (ticket_xact_joined(slot))
+	{
+		set_state(slot, SLOT_READY);
+		ticket_xact_note_loaded();
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("item " INT64_FORMAT " was used in this transaction before the extension was reinstalled",
+						slot->item_id),
+				 errhint("End this transaction, then retry.")));
+	}
 	while (!counter_freeze(slot))
 	{
 		/* a reclaimer's momentary freeze: it gives up on a LOADING slot */

@@ -241,7 +241,11 @@ ticket_reserve(PG_FUNCTION_ARGS)
 		}
 
 		if (key == NULL)
+		{
+			ticket_as_owner_begin(&frame);
 			hold_id = ticket_insert_hold(item_id, qty, holder, created_at, expires_at);
+			ticket_as_owner_end(&frame);
+		}
 		else
 			hold_id = insert_idempotent_hold(item_id, qty, holder, key,
 											 created_at, expires_at);

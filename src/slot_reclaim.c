@@ -32,6 +32,7 @@ static object_access_hook_type prev_object_access_hook = NULL;
 /* what this transaction dropped, reclaimed when it commits */
 #define MAX_PENDING_DBS 8
 static Oid	dropped_items_relid = InvalidOid;
+static SubTransactionId dropped_in = InvalidSubTransactionId;	/* undone with it */
 static Oid	dropped_dbs[MAX_PENDING_DBS];
 static int	ndropped_dbs = 0;
 
@@ -51,7 +52,10 @@ reclaim_object_access(ObjectAccessType access, Oid classId, Oid objectId,
 		return;
 	if (classId == RelationRelationId && subId == 0 &&
 		ticket_is_items_table(objectId))
+	{
 		dropped_items_relid = objectId;
+		dropped_in = GetCurrentSubTransactionId();
+	}
 	else if (classId == DatabaseRelationId && ndropped_dbs < MAX_PENDING_DBS)
 		dropped_dbs[ndropped_dbs++] = objectId;
 }
@@ -107,12 +111,26 @@ reclaim_xact_callback(XactEvent event, void *arg)
 	}
 }
 
+/* A DROP EXTENSION rolled back to a savepoint dropped nothing. */
+static void
+reclaim_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
+						 SubTransactionId parentSubid, void *arg)
+{
+	if (!OidIsValid(dropped_items_relid) || dropped_in != mySubid)
+		return;
+	if (event == SUBXACT_EVENT_ABORT_SUB)
+		dropped_items_relid = InvalidOid;
+	else if (event == SUBXACT_EVENT_COMMIT_SUB)
+		dropped_in = parentSubid;
+}
+
 void
 ticket_reclaim_init(void)
 {
 	prev_object_access_hook = object_access_hook;
 	object_access_hook = reclaim_object_access;
 	RegisterXactCallback(reclaim_xact_callback, NULL);
+	RegisterSubXactCallback(reclaim_subxact_callback, NULL);
 }
 
 /* state for the scan of a full table */

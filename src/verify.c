@@ -93,13 +93,20 @@ try_read_item(int64 item_id, ItemReading *r)
 		ticket_inflight_unchanged(&sum) &&
 		counter_gate_word(slot) == gate &&
 		ticket_slot_is(slot, incarnation);
-	unaccounted = steady && sum.nmatched != (int) r->open;
-	if (steady && !unaccounted)
+	/* one open too many: an undescribable transaction, or one joining */
+	if (steady && sum.nmatched != (int) r->open)
 	{
-		adj = ticket_inflight_adjust(&sum, snapshot);
+		unaccounted = sum.overflow_seen;
+		steady = false;
+	}
+	else
+		unaccounted = false;
+	if (steady)
+	{
+		adj = ticket_inflight_adjust(&sum, snapshot, r->pause_word);
 		steady = adj.ok;
 	}
-	if (steady && !unaccounted)
+	if (steady)
 	{
 		r->truth = ticket_read_truth_at(item_id, snapshot);
 		r->want_capacity = r->truth.capacity + adj.capacity;
@@ -108,8 +115,8 @@ try_read_item(int64 item_id, ItemReading *r)
 	}
 	UnregisterSnapshot(snapshot);
 	ticket_inflight_free(&sum);
-	r->consistent = steady && !unaccounted;
-	return r->consistent ? READ_OK : unaccounted ? READ_UNACCOUNTED : READ_MOVED;
+	r->consistent = steady;
+	return steady ? READ_OK : unaccounted ? READ_UNACCOUNTED : READ_MOVED;
 }
 
 /*

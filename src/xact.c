@@ -84,8 +84,8 @@ ensure_room(void)
 	}
 }
 
-static bool
-xact_joined(TicketSlot *slot)
+bool
+ticket_xact_joined(TicketSlot *slot)
 {
 	int			i;
 
@@ -119,7 +119,7 @@ ticket_join(int64 item_id)
 		Oid			relid = ticket_items_relid(false);
 		bool		entered;
 
-		if (xact_joined(slot))
+		if (ticket_xact_joined(slot))
 			return slot;
 		ensure_room();
 		while (!(entered = counter_gate_enter(slot)) && ticket_slot_is(slot, incarnation))
@@ -137,6 +137,7 @@ ticket_join(int64 item_id)
 		if (!entered)
 			continue;			/* reclaimed while we waited: look again */
 		/* still the same, loaded slot? (reload or reclaim before we got in) */
+		pg_read_barrier();
 		if (ticket_slot_is(slot, incarnation) &&
 			SLOT_STATE(pg_atomic_read_u32(&slot->state)) == SLOT_READY &&
 			slot->items_relid == relid)
@@ -175,7 +176,7 @@ add_effect(TicketSlot *slot, TicketEffectKind kind, int64 amount)
 {
 	TicketEffect *e = &effects[neffects++];
 
-	Assert(xact_joined(slot));
+	Assert(ticket_xact_joined(slot));
 	Assert(neffects <= effects_cap);
 	memset(e, 0, sizeof(*e));
 	e->slot = slot;
@@ -204,20 +205,6 @@ ticket_take(TicketSlot *slot, int64 qty, TimestampTz expires_at)
 	}
 	ticket_inflight_change_end();
 	return taken;
-}
-
-/* Undo the take (of this statement) that was recorded last. */
-void
-ticket_undo_last_take(TicketSlot *slot, int64 qty)
-{
-	Assert(neffects > 0);
-	Assert(effects[neffects - 1].slot == slot &&
-		   effects[neffects - 1].kind == EFFECT_TAKEN);
-	ticket_inflight_change_begin();
-	neffects--;
-	counter_add(slot, qty);
-	ticket_inflight_add(slot, qty, 0, 0, 0);
-	ticket_inflight_change_end();
 }
 
 /* Record a capacity change or a return of tickets (at commit). */
@@ -260,6 +247,11 @@ publish_pause(TicketSlot *slot)
 	bool		in_force = false;
 	int			i;
 
+	/* our highest version, rolled-back calls included (see inflight.c) */
+	for (i = 0; i < njoined; i++)
+		if (joined[i] == slot)
+			version = joined_pause_version[i];
+
 	for (i = 0; i < neffects; i++)
 	{
 		TicketEffect *e = &effects[i];
@@ -268,10 +260,9 @@ publish_pause(TicketSlot *slot)
 			continue;
 		if (first == NULL)
 			first = e;
-		version = e->version;
 		in_force |= e->kind == EFFECT_PAUSED;
 	}
-	ticket_inflight_set_pause(slot, version,
+	ticket_inflight_set_pause(slot, first != NULL ? version : 0,
 							  first != NULL && (in_force || first->row_was_paused));
 }
 

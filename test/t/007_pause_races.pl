@@ -36,6 +36,18 @@ sub start_held_admin
 	return ($h, \$err);
 }
 
+# While admin A is still held in the window: verify must not report the
+# consistent item as "not ok" (A's pause state was overtaken by B's), and
+# resync must find nothing to correct.
+sub check_window
+{
+	my ($label) = @_;
+	is($node->safe_psql('postgres', 'SELECT ok FROM ticket_ext.verify(207)'), 't',
+		"$label: verify ok while the first admin's callback is pending");
+	is($node->safe_psql('postgres', 'SELECT corrected FROM ticket_ext.resync(207)'), 'f',
+		"$label: resync corrects nothing then");
+}
+
 # The item's pause state everywhere: table, counter (through reserve), verify.
 sub check_paused
 {
@@ -64,6 +76,7 @@ my ($h, $err) = start_held_admin('ticket_test.commit_delay_ms',
 	'SELECT NOT paused FROM ticket_ext.items WHERE item_id = 207',
 	'BEGIN', 'SELECT ticket_ext.resume(207)', 'COMMIT');
 set_paused(1);
+check_window('late resume commit vs. pause');
 $h->finish;
 is($$err, '', 'A: resume committed');
 check_paused(1, 'late resume commit vs. pause');
@@ -74,6 +87,7 @@ set_paused(0);
 ($h, $err) = start_held_admin('ticket_test.abort_delay_ms', $row_unlocked,
 	'BEGIN', 'SELECT ticket_ext.pause(207)', 'ROLLBACK');
 set_paused(1);
+check_window('late pause rollback vs. pause');
 $h->finish;
 check_paused(1, 'late pause rollback vs. pause');
 
@@ -82,6 +96,7 @@ set_paused(0);
 ($h, $err) = start_held_admin('ticket_test.subabort_delay_ms', $row_unlocked,
 	'BEGIN', 'SAVEPOINT s', 'SELECT ticket_ext.pause(207)', 'ROLLBACK TO SAVEPOINT s');
 set_paused(1);
+check_window('late savepoint rollback vs. pause');
 $h->finish;
 check_paused(1, 'late savepoint rollback vs. pause');
 
@@ -91,6 +106,7 @@ set_paused(1);
 ($h, $err) = start_held_admin('ticket_test.abort_delay_ms', $row_unlocked,
 	'BEGIN', 'SELECT ticket_ext.pause(207)', 'ROLLBACK');
 set_paused(0);
+check_window('late rollback of a repeated pause vs. resume');
 $h->finish;
 check_paused(0, 'late rollback of a repeated pause vs. resume');
 
@@ -101,10 +117,29 @@ set_paused(1);
 	'SELECT NOT paused FROM ticket_ext.items WHERE item_id = 207',
 	'BEGIN', 'SELECT ticket_ext.resume(207)', 'COMMIT');
 $node->safe_psql('postgres', 'BEGIN; SELECT ticket_ext.resume(207); SELECT ticket_ext.pause(207); COMMIT');
+check_window('late resume commit vs. resume+pause');
 $h->finish;
 check_paused(1, 'late resume commit vs. resume+pause');
 
-# 6. Capacity changes commute: a late raise and a lower in the window add up.
+# 6. A resumes a running item and commits; B pauses in the window (the
+#    case that once made resync unpause an item whose row says paused).
+set_paused(0);
+($h, $err) = start_held_admin('ticket_test.commit_delay_ms', $row_unlocked,
+	'BEGIN', 'SELECT ticket_ext.resume(207)', 'COMMIT');
+set_paused(1);
+check_window('late no-op resume vs. pause');
+$h->finish;
+check_paused(1, 'late no-op resume vs. pause');
+
+# ... and the mirror: A pauses a paused item, B resumes in the window
+($h, $err) = start_held_admin('ticket_test.commit_delay_ms', $row_unlocked,
+	'BEGIN', 'SELECT ticket_ext.pause(207)', 'COMMIT');
+set_paused(0);
+check_window('late no-op pause vs. resume');
+$h->finish;
+check_paused(0, 'late no-op pause vs. resume');
+
+# 7. Capacity changes commute: a late raise and a lower in the window add up.
 ($h, $err) = start_held_admin('ticket_test.commit_delay_ms',
 	'SELECT capacity = 150 FROM ticket_ext.items WHERE item_id = 207',
 	'BEGIN', 'SELECT ticket_ext.set_capacity(207, 150)', 'COMMIT');

@@ -33,7 +33,7 @@ my ($vok, $vbad, $vnull) = split /\|/, $node->safe_psql('postgres', q{
 	  FROM (SELECT (SELECT ok FROM ticket_ext.verify(10 + 0 * g)) AS ok, pg_sleep(0.01)
 	          FROM generate_series(1, 300) g) v});
 is($vbad, 0, "verify under load: never 'not ok' ($vok ok, $vnull unknown of 300)");
-cmp_ok($vok, '>=', 150, 'verify under load: most readings are conclusive');
+cmp_ok($vok, '>=', 290, 'verify under load: nearly every reading is conclusive');
 
 # resync 50 times during the load: it succeeds and finds nothing to correct
 my ($rdone, $rcorrected) = split /\|/, $node->safe_psql('postgres', q{
