@@ -18,23 +18,20 @@
 #endif
 
 #include "event.h"
+#include "event_fields.h"
 #include "json_lex.h"
 #include "mb/pg_wchar.h"
 
-/* the fields an event carries, in the order sinks write them */
-static const char *const event_fields[] = {
-	"event_id", "type", "item_id", "hold_id", "qty", "holder",
-	"commit_time", "lsn", "xid", "capacity", "end_lsn"
+#define EVENT_FIELD_NAME(id, name) name,
+const char *const event_field_names[NUM_EVENT_FIELDS] = {
+	EVENT_FIELD_LIST(EVENT_FIELD_NAME)
 };
-#define NUM_EVENT_FIELDS lengthof(event_fields)
-#define FIELD_CAPACITY 9
-#define FIELD_END_LSN 10
 
 typedef struct ParseState
 {
 	StreamEvent *event;
 	int			depth;
-	int			field;			/* index into event_fields, -1 = unknown */
+	int			field;			/* index into event_field_names, -1 = unknown */
 	bool		bad;
 	const char *why;
 	char	   *type;
@@ -76,7 +73,7 @@ field_start(void *arg, char *fname, bool isnull)
 
 	st->field = -1;
 	for (i = 0; i < (int) NUM_EVENT_FIELDS; i++)
-		if (strcmp(fname, event_fields[i]) == 0)
+		if (strcmp(fname, event_field_names[i]) == 0)
 			st->field = i;
 	pfree(fname);
 }
@@ -249,7 +246,7 @@ stream_parse_message(char *json, int len, StreamEvent *event,
 		*error = psprintf("unexpected message shape: %s", st.why);
 		return finish(&st, MSG_INVALID);
 	}
-	type = st.values[1];
+	type = st.values[EVF_TYPE];
 	if (type == NULL)
 	{
 		*error = pstrdup("message without \"type\"");
@@ -257,7 +254,7 @@ stream_parse_message(char *json, int len, StreamEvent *event,
 	}
 	if (strcmp(type, "commit") == 0 || strcmp(type, "progress") == 0)
 	{
-		if (!parse_lsn(st.values[FIELD_END_LSN], end_lsn))
+		if (!parse_lsn(st.values[EVF_END_LSN], end_lsn))
 		{
 			*error = pstrdup("commit or progress message without a valid end_lsn");
 			return finish(&st, MSG_INVALID);
@@ -266,21 +263,25 @@ stream_parse_message(char *json, int len, StreamEvent *event,
 	}
 
 	memset(event, 0, sizeof(StreamEvent));
-	if (!parse_event_id(st.values[0], &event->id) ||
-		!parse_int64(st.values[2], &event->item_id))
+	if (!parse_event_id(st.values[EVF_EVENT_ID], &event->id) ||
+		!parse_int64(st.values[EVF_ITEM_ID], &event->item_id))
 	{
 		*error = pstrdup("event without a valid event_id or item_id");
 		return finish(&st, MSG_INVALID);
 	}
-	event->commit_time = parse_commit_time(st.values[6]);
+	event->commit_time = parse_commit_time(st.values[EVF_COMMIT_TIME]);
 	event->json = json;
 	event->json_len = len;
 	for (i = 0; i < (int) NUM_EVENT_FIELDS; i++)
 	{
-		/* capacity only for capacity events; the rest always, "" for null */
-		if (i == FIELD_END_LSN || (i == FIELD_CAPACITY && st.values[i] == NULL))
+		/*
+		 * capacity only for capacity events; holder absent when null (so
+		 * NULL and '' stay distinct); the rest always, "" for null
+		 */
+		if (i == EVF_END_LSN ||
+			((i == EVF_CAPACITY || i == EVF_HOLDER) && st.values[i] == NULL))
 			continue;
-		event->field_names[event->nfields] = event_fields[i];
+		event->field_names[event->nfields] = event_field_names[i];
 		event->field_values[event->nfields] = st.values[i] ? st.values[i] : pstrdup("");
 		event->nfields++;
 		st.values[i] = NULL;	/* now the event's */

@@ -1,21 +1,19 @@
 /*-------------------------------------------------------------------------
  *
  * pipeline.c
- *	  The core shared by every sink: a bounded queue of decoded events,
- *	  per-sink progress, batching, retries with capped exponential backoff
- *	  and jitter, and the one rule for the replication slot: confirm only
- *	  the end of a transaction whose events every enabled sink has
- *	  acknowledged.
+ *	  What a sink worker runs between its replication stream and its one
+ *	  sink: a bounded queue of decoded events, the sink's progress,
+ *	  batching, retries with capped exponential backoff and jitter, and the
+ *	  one rule for the slot: confirm only the end of a transaction whose
+ *	  events the sink has acknowledged.
  *
  * Batching comes for free: the worker drains whatever the walsender has
- * sent before each round of sends, so an idle stream sends one event at a
- * time (low latency) and a busy one sends full batches.
+ * sent before each send, so an idle stream sends one event at a time (low
+ * latency) and a busy one sends full batches.
  *
- * Sinks do not hold each other up: when the queue is full and one sink is
- * failing while the others have everything, the failing sink is detached
- * (its backlog leaves memory; the slot, confirmed no further than that
- * sink's position, keeps it).  Once the sink answers again the stream
- * restarts from the slot; every sink skips what it already acknowledged.
+ * Every sink has a worker, a slot and a pipeline of its own (see
+ * stream_worker.c), so a sink that is down, slow or black-holed holds up
+ * nobody else.
  *
  *-------------------------------------------------------------------------
  */
@@ -28,96 +26,76 @@
 #include "utils/timestamp.h"
 
 
-static const SinkOps *const all_sinks[] = {&redis_sink_ops, &kinesis_sink_ops};
-#define NUM_SINKS lengthof(all_sinks)
-
-static Sink sinks[NUM_SINKS];
+static Sink sink;				/* this worker's sink */
 static MemoryContext send_cxt = NULL;	/* reset after every sink call */
-static bool replay_wanted = false;
 
 #define QUEUE_AT(i) (*event_queue_at(i))
+
+/*
+ * Newest event and commit queued since the stream last started from the
+ * slot: a stream reopened without a reset re-sends them, they are dropped.
+ */
+static EventId last_queued_id;
+static XLogRecPtr last_queued_commit = InvalidXLogRecPtr;
 
 static void advance_sink(Sink *s, int n);
 
 static void
 status_update(Sink *s, SinkState state, const char *error)
 {
-	SinkStatus *st = &stream_shared->sinks[s->index];
-
-	SpinLockAcquire(&stream_shared->mutex);
-	st->state = state;
-	if (error != NULL)
-	{
-		strlcpy(st->last_error, error, sizeof(st->last_error));
-		st->last_error_at = GetCurrentTimestamp();
-	}
-	SpinLockRelease(&stream_shared->mutex);
+	sink_status_set_state(s->index, state, error);
 }
 
+/* This worker drives the sink ops (index i of stream_sink_list). */
 void
-pipeline_init(void)
+pipeline_init(const SinkOps *ops, int index)
 {
-	int			i;
-
 	event_queue_init();
 	send_cxt = AllocSetContextCreate(TopMemoryContext, "ticket_ext sink call",
 									 ALLOCSET_DEFAULT_SIZES);
-	SpinLockAcquire(&stream_shared->mutex);
-	stream_shared->nsinks = NUM_SINKS;
-	for (i = 0; i < (int) NUM_SINKS; i++)
-		strlcpy(stream_shared->sinks[i].name, all_sinks[i]->name,
-				sizeof(stream_shared->sinks[i].name));
-	SpinLockRelease(&stream_shared->mutex);
-	for (i = 0; i < (int) NUM_SINKS; i++)
-	{
-		sinks[i].ops = all_sinks[i];
-		sinks[i].index = i;
-	}
+	sink.ops = ops;
+	sink.index = index;
+	sink_status_register(index, ops->name);
 	pipeline_reload();
 }
 
-/* Settings changed: sinks reconnect with the new ones, on or off. */
+/* Settings changed: the sink reconnects with the new ones, on or off. */
 void
 pipeline_reload(void)
 {
-	int			i;
+	Sink	   *s = &sink;
+	bool		was = s->enabled;
 
-	for (i = 0; i < (int) NUM_SINKS; i++)
+	if (s->connected)
+		s->ops->disconnect(s);
+	s->connected = false;
+	s->enabled = s->ops->enabled();
+	s->retry_at = 0;
+	s->backoff_ms = 0;
+	if (s->enabled && !was)
 	{
-		Sink	   *s = &sinks[i];
-		bool		was = s->enabled;
-
-		if (s->connected)
-			s->ops->disconnect(s);
-		s->connected = false;
-		s->enabled = s->ops->enabled();
-		s->retry_at = 0;
-		s->backoff_ms = 0;
-		if (s->enabled && !was)
-		{
-			/* a newly enabled sink starts from now, or after its saved position */
-			s->acked = event_queue_length();
-			s->confirmed = pipeline_confirmed();
-			s->detached = false;
-			if (s->ops->position_target &&
-				sink_position_load(s->ops->name, s->ops->position_target(), &s->last_id))
-				ereport(LOG,
-						(errmsg("ticket_ext: %s sink resumes after event %X/%X-%u",
-								s->ops->name, LSN_FORMAT_ARGS(s->last_id.lsn), s->last_id.seq)));
-		}
-		status_update(s, s->enabled ? SINK_STATE_CONNECTING : SINK_STATE_DISABLED, NULL);
+		/* skip what it has: the saved position, where the sink keeps none */
+		memset(&s->last_id, 0, sizeof(s->last_id));
+		if (s->ops->position_target &&
+			sink_position_load(s->ops->name, s->ops->position_target(), &s->last_id))
+			ereport(LOG,
+					(errmsg("ticket_ext: %s sink resumes after event %X/%X-%u",
+							s->ops->name, LSN_FORMAT_ARGS(s->last_id.lsn), s->last_id.seq)));
 	}
+	status_update(s, s->enabled ? SINK_STATE_CONNECTING : SINK_STATE_DISABLED, NULL);
+}
+
+/* Does the sink resume after a saved position (it delivered before)? */
+bool
+pipeline_has_position(void)
+{
+	return sink.last_id.lsn != 0;
 }
 
 bool
-pipeline_any_enabled(void)
+pipeline_enabled(void)
 {
-	int			i;
-
-	for (i = 0; i < (int) NUM_SINKS; i++)
-		if (sinks[i].enabled)
-			return true;
-	return false;
+	return sink.enabled;
 }
 
 /* The soft limit: stop reading (one message may still add a batch). */
@@ -127,45 +105,51 @@ pipeline_full(void)
 	return event_queue_length() >= stream_queue_max;
 }
 
+/* Room enough to reopen a stream closed because the queue was full. */
+bool
+pipeline_has_room(void)
+{
+	return event_queue_length() < stream_queue_max / 2;
+}
+
 /* Forget queued events (the stream restarts from the slot's position). */
 void
 pipeline_reset(void)
 {
-	int			i;
-
 	event_queue_clear();
-	for (i = 0; i < (int) NUM_SINKS; i++)
-		sinks[i].acked = 0;
+	sink.acked = 0;
+	memset(&last_queued_id, 0, sizeof(last_queued_id));
+	last_queued_commit = InvalidXLogRecPtr;
 }
 
 void
 pipeline_add_event(const StreamEvent *event)
 {
+	/* already queued (a reopened stream starts again at the slot) */
+	if (last_queued_id.lsn != 0 && !EVENT_ID_LT(last_queued_id, event->id))
+		return;
+	last_queued_id = event->id;
 	event_queue_push(event);
 }
 
-/* Sinks that have every queued event are complete up to lsn. */
+/* The sink has every queued event: it is complete up to lsn. */
 static void
 advance_caught_up(XLogRecPtr lsn)
 {
-	int			i;
-
-	for (i = 0; i < (int) NUM_SINKS; i++)
-	{
-		Sink	   *s = &sinks[i];
-
-		if (s->enabled && !s->detached && s->acked >= event_queue_length() && lsn > s->confirmed)
-			s->confirmed = lsn;
-	}
+	if (sink.enabled && sink.acked >= event_queue_length() && lsn > sink.confirmed)
+		sink.confirmed = lsn;
 }
 
 /* Its commit marker: the transaction's events are all in the queue. */
 void
 pipeline_commit(XLogRecPtr end_lsn)
 {
+	if (end_lsn <= last_queued_commit)
+		return;					/* seen before the stream was reopened */
+	last_queued_commit = end_lsn;
 	if (event_queue_length() > 0)
 		QUEUE_AT(event_queue_length() - 1).txn_end = end_lsn;
-	advance_caught_up(end_lsn);	/* sinks that had its events already */
+	advance_caught_up(end_lsn);	/* the sink had its events already */
 }
 
 /* No event pending before lsn (progress message or keepalive). */
@@ -183,52 +167,19 @@ pipeline_idle(void)
 	return event_queue_length() == 0;
 }
 
-/* What every enabled sink has: the position the slot may confirm. */
+/* What the sink has: the position the slot may confirm. */
 XLogRecPtr
 pipeline_confirmed(void)
 {
-	XLogRecPtr	min = InvalidXLogRecPtr;
-	bool		any = false;
-	int			i;
-
-	for (i = 0; i < (int) NUM_SINKS; i++)
-		if (sinks[i].enabled && (!any || sinks[i].confirmed < min))
-		{
-			min = sinks[i].confirmed;
-			any = true;
-		}
-	return min;
+	return sink.confirmed;
 }
 
-/* A detached sink answers again: restart the stream from the slot. */
-bool
-pipeline_replay_wanted(void)
-{
-	bool		wanted = replay_wanted;
-
-	replay_wanted = false;
-	return wanted;
-}
-
-/* Drop the events every attached sink acknowledged. */
+/* Drop the events the sink acknowledged. */
 static void
 pop_acknowledged(void)
 {
-	int			done = event_queue_length();
-	bool		any = false;
-	int			i;
-
-	for (i = 0; i < (int) NUM_SINKS; i++)
-		if (sinks[i].enabled && !sinks[i].detached)
-		{
-			done = Min(done, sinks[i].acked);
-			any = true;
-		}
-	if (!any)
-		done = 0;
-	event_queue_pop(done);
-	for (i = 0; i < (int) NUM_SINKS; i++)
-		sinks[i].acked = Max(sinks[i].acked - done, 0);
+	event_queue_pop(sink.acked);
+	sink.acked = 0;
 }
 
 static void
@@ -250,8 +201,6 @@ schedule_retry(Sink *s, SinkResultCode code)
 static void
 note_failure(Sink *s, SinkResultCode code, const char *error)
 {
-	SinkStatus *st = &stream_shared->sinks[s->index];
-
 	/* log state changes, not retries; a flapping sink once a minute */
 	if (!s->failing && !s->warned &&
 		TimestampDifferenceExceeds(s->warned_at, GetCurrentTimestamp(), 60000))
@@ -263,11 +212,7 @@ note_failure(Sink *s, SinkResultCode code, const char *error)
 		s->warned_at = GetCurrentTimestamp();
 	}
 	s->failing = true;
-	SpinLockAcquire(&stream_shared->mutex);
-	st->retries++;
-	if (code == SINK_THROTTLED)
-		st->throttles++;
-	SpinLockRelease(&stream_shared->mutex);
+	sink_status_note_retry(s->index, code == SINK_THROTTLED);
 	status_update(s, code == SINK_FATAL_CONFIG ? SINK_STATE_ERROR :
 				  code == SINK_THROTTLED ? SINK_STATE_THROTTLED : SINK_STATE_RETRYING,
 				  error);
@@ -295,7 +240,6 @@ delay_bucket(TimestampTz commit, TimestampTz now)
 static void
 note_progress(Sink *s, int acked)
 {
-	SinkStatus *st = &stream_shared->sinks[s->index];
 	StreamEvent *last = QUEUE_AT(s->acked + acked - 1).event;
 	TimestampTz now = GetCurrentTimestamp();
 	uint64		hist[DELAY_BUCKETS] = {0};
@@ -318,14 +262,7 @@ note_progress(Sink *s, int acked)
 	advance_sink(s, acked);
 	if (s->ops->position_target)
 		sink_position_save(s->ops->name, s->ops->position_target(), &s->last_id);
-	SpinLockAcquire(&stream_shared->mutex);
-	st->events_sent += acked;
-	st->requests++;
-	st->acked_lsn = last->id.lsn;
-	st->state = SINK_STATE_OK;
-	for (i = 0; i < DELAY_BUCKETS; i++)
-		st->delay_hist[i] += hist[i];
-	SpinLockRelease(&stream_shared->mutex);
+	sink_status_note_acked(s->index, acked, last->id.lsn, hist);
 }
 
 /* The sink has the next n queued events: move its position past them. */
@@ -360,27 +297,6 @@ skip_known(Sink *s)
 		advance_sink(s, n);
 }
 
-/*
- * The queue is full and waits for s alone, which is failing: let go of
- * its backlog so the other sinks go on.
- */
-static void
-maybe_detach(Sink *s, TimestampTz now)
-{
-	int			i;
-
-	if (s->detached || !pipeline_full() || s->retry_at <= now || s->acked >= event_queue_length())
-		return;
-	for (i = 0; i < (int) NUM_SINKS; i++)
-		if (&sinks[i] != s && sinks[i].enabled && !sinks[i].detached &&
-			sinks[i].acked < event_queue_length())
-			return;				/* another sink still has work here */
-	s->detached = true;
-	ereport(WARNING,
-			(errmsg("ticket_ext: %s sink detached from the live stream; it will catch up from the slot when it answers",
-					s->ops->name)));
-}
-
 /* Connect a sink in the per-call memory context. */
 static SinkResultCode
 connect_sink(Sink *s, char *error, int errlen)
@@ -393,29 +309,7 @@ connect_sink(Sink *s, char *error, int errlen)
 	return rc;
 }
 
-/* A detached sink: once it answers again, ask for a replay from the slot. */
-static void
-probe_detached(Sink *s, TimestampTz now)
-{
-	char		error[256];
-	SinkResultCode rc;
-
-	if (s->retry_at > now)
-		return;
-	rc = connect_sink(s, error, sizeof(error));
-	if (rc != SINK_OK)
-	{
-		note_failure(s, rc, error);
-		return;
-	}
-	s->connected = true;
-	s->detached = false;
-	replay_wanted = true;
-	ereport(LOG,
-			(errmsg("ticket_ext: %s sink answers again; replaying from the slot", s->ops->name)));
-}
-
-/* One sink: connect if needed, send the next batch, account for it. */
+/* Connect, send the next batch, account for it. */
 static void
 work_sink(Sink *s, TimestampTz now)
 {
@@ -425,18 +319,8 @@ work_sink(Sink *s, TimestampTz now)
 	int			i;
 	char		error[256];
 
-	if (!s->enabled)
+	if (!s->enabled || (s->retry_at != 0 && now < s->retry_at))
 		return;
-	if (s->detached)
-	{
-		probe_detached(s, now);
-		return;
-	}
-	if (s->retry_at != 0 && now < s->retry_at)
-	{
-		maybe_detach(s, now);
-		return;
-	}
 	/* connect even with nothing to send: the status shows bad settings early */
 	if (!s->connected)
 	{
@@ -474,48 +358,28 @@ work_sink(Sink *s, TimestampTz now)
 }
 
 /*
- * Send what is queued to every sink that may send now.  Returns how long
- * (ms) until a sink may send again: 0 = at once, -1 = nothing to send.
+ * Send what is queued, if the sink may send now.  Returns how long (ms)
+ * until it may send again: 0 = at once, -1 = nothing to send.
  */
 long
 pipeline_work(void)
 {
 	TimestampTz now = GetCurrentTimestamp();
 	long		wait = -1;
-	int			i;
+	TimestampTz oldest = 0;
 
-	for (i = 0; i < (int) NUM_SINKS; i++)
-		work_sink(&sinks[i], now);
+	work_sink(&sink, now);
 	pop_acknowledged();
 
 	now = GetCurrentTimestamp();
-	for (i = 0; i < (int) NUM_SINKS; i++)
+	if (sink.enabled && event_queue_length() > 0)
 	{
-		Sink	   *s = &sinks[i];
-		SinkStatus *st = &stream_shared->sinks[i];
-		TimestampTz oldest = 0;
-
-		if (s->enabled && s->detached && s->retry_at > now)
-		{
-			long		ms = (long) ((s->retry_at - now) / 1000) + 1;
-
-			wait = (wait < 0) ? ms : Min(wait, ms);
-		}
-		else if (s->enabled && !s->detached && s->acked < event_queue_length())
-		{
-			long		ms = 0;		/* more to send right away */
-
-			oldest = QUEUE_AT(s->acked).event->commit_time;
-			if (s->retry_at > now)
-				ms = (long) ((s->retry_at - now) / 1000) + 1;
-			wait = (wait < 0) ? ms : Min(wait, ms);
-		}
-		SpinLockAcquire(&stream_shared->mutex);
-		st->oldest_unacked_commit = oldest;
-		SpinLockRelease(&stream_shared->mutex);
+		wait = 0;				/* more to send right away */
+		oldest = QUEUE_AT(0).event->commit_time;
+		if (sink.retry_at > now)
+			wait = (long) ((sink.retry_at - now) / 1000) + 1;
 	}
-	SpinLockAcquire(&stream_shared->mutex);
-	stream_shared->queued = event_queue_length();
-	SpinLockRelease(&stream_shared->mutex);
+	sink_status_set_oldest_unacked(sink.index, oldest);
+	stream_status_set_queued(sink.index, event_queue_length());
 	return wait;
 }

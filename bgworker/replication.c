@@ -26,6 +26,8 @@
 #include "utils/timestamp.h"
 
 static PGconn *conn = NULL;
+static bool creating_slot = false;	/* CREATE_REPLICATION_SLOT sent, no answer yet */
+static bool streaming = false;	/* START_REPLICATION answered: COPY BOTH */
 
 /*
  * Servers whose output_plugin_libraries setting lists the plugins that may
@@ -98,9 +100,36 @@ repl_connect(const char *superuser, char *err, int errlen)
 void
 repl_close(void)
 {
+	if (conn != NULL && creating_slot)
+	{
+		/* the walsender waits for other transactions: interrupt it */
+		PGcancel   *cancel = PQgetCancel(conn);
+		char		ignored[256];
+
+		if (cancel != NULL)
+		{
+			(void) PQcancel(cancel, ignored, sizeof(ignored));
+			PQfreeCancel(cancel);
+		}
+	}
 	if (conn != NULL)
 		PQfinish(conn);
 	conn = NULL;
+	creating_slot = false;
+	streaming = false;
+}
+
+/* the walsender serving us (whose waits pg_blocking_pids can explain) */
+int
+repl_backend_pid(void)
+{
+	return conn ? PQbackendPID(conn) : 0;
+}
+
+bool
+repl_creating_slot(void)
+{
+	return conn != NULL && creating_slot;
 }
 
 int
@@ -129,48 +158,129 @@ run(const char *cmd, ExecStatusType want, char *err, int errlen, PGresult **out)
 }
 
 /*
- * Create our slot unless it exists; refuse a same-named slot that belongs
- * to another plugin or database.
+ * Create slot as a copy of src (its confirmed position and retained WAL),
+ * if src is a usable slot of ours: true if it was copied.
  */
-bool
-repl_ensure_slot(const char *slot, char *err, int errlen)
+static bool
+copy_slot(const char *src, const char *slot, char *err, int errlen)
 {
 	PGresult   *res;
-	char	   *lit = PQescapeLiteral(conn, slot, strlen(slot));
-	char	   *ident = PQescapeIdentifier(conn, slot, strlen(slot));
-	char		cmd[512];
+	char	   *lsrc = PQescapeLiteral(conn, src, strlen(src));
+	char	   *ldst = PQescapeLiteral(conn, slot, strlen(slot));
+	char	   *ldb = PQescapeLiteral(conn, ticket_database, strlen(ticket_database));
+	char		cmd[1024];
 	bool		ok;
+	bool		copied = false;
 
 	snprintf(cmd, sizeof(cmd),
-			 "SELECT plugin, database FROM pg_catalog.pg_replication_slots WHERE slot_name = %s",
-			 lit);
+			 "SELECT pg_catalog.pg_copy_logical_replication_slot(slot_name, %s) "
+			 "  FROM pg_catalog.pg_replication_slots "
+			 " WHERE slot_name = %s AND plugin = 'ticket_ext' AND database = %s "
+			 "   AND wal_status IS DISTINCT FROM 'lost'", ldst, lsrc, ldb);
+	PQfreemem(lsrc);
+	PQfreemem(ldst);
+	PQfreemem(ldb);
 	ok = run(cmd, PGRES_TUPLES_OK, err, errlen, &res);
-	if (ok && PQntuples(res) == 1)
+	if (ok)
 	{
-		if (strcmp(PQgetvalue(res, 0, 0), "ticket_ext") != 0 ||
-			strcmp(PQgetvalue(res, 0, 1), ticket_database) != 0)
+		copied = PQntuples(res) == 1;
+		PQclear(res);
+	}
+	if (copied)
+		ereport(LOG,
+				(errmsg("ticket_ext: created replication slot \"%s\" as a copy of \"%s\"", slot, src)));
+	return copied;
+}
+
+/* The answer to CREATE_REPLICATION_SLOT, once it came: 1 ok, 0 not yet, -1 error. */
+static int
+poll_slot_creation(const char *slot, char *err, int errlen)
+{
+	PGresult   *res;
+	bool		ok = true;
+
+	if (PQconsumeInput(conn) == 0)
+	{
+		snprintf(err, errlen, "replication connection lost: %s", PQerrorMessage(conn));
+		return -1;
+	}
+	if (PQisBusy(conn))
+		return 0;
+	while ((res = PQgetResult(conn)) != NULL)
+	{
+		if (PQresultStatus(res) != PGRES_TUPLES_OK)
 		{
-			snprintf(err, errlen,
-					 "replication slot \"%s\" exists but uses plugin \"%s\" in database \"%s\"; "
-					 "drop it or set ticket_ext.stream_slot", slot,
-					 PQgetvalue(res, 0, 0), PQgetvalue(res, 0, 1));
+			snprintf(err, errlen, "could not create replication slot \"%s\": %s",
+					 slot, PQerrorMessage(conn));
 			ok = false;
 		}
 		PQclear(res);
 	}
-	else if (ok)
+	creating_slot = false;
+	if (ok)
+		ereport(LOG,
+				(errmsg("ticket_ext: created replication slot \"%s\"", slot)));
+	return ok ? 1 : -1;
+}
+
+/*
+ * Make sure our slot exists, without blocking: 1 = it exists, 0 = being
+ * created (creation waits for every transaction running now to end: call
+ * again when the socket is readable), -1 = error in err.  A same-named
+ * slot of another plugin or database is refused.  With copy_from, a
+ * missing slot starts as a copy of that one (same position) if it exists.
+ */
+int
+repl_ensure_slot(const char *slot, const char *copy_from, char *err, int errlen)
+{
+	PGresult   *res;
+	char	   *lit;
+	char	   *ident;
+	char		cmd[512];
+	int			rc = 1;
+
+	if (creating_slot)
+		return poll_slot_creation(slot, err, errlen);
+
+	lit = PQescapeLiteral(conn, slot, strlen(slot));
+	snprintf(cmd, sizeof(cmd),
+			 "SELECT plugin, database FROM pg_catalog.pg_replication_slots WHERE slot_name = %s",
+			 lit);
+	PQfreemem(lit);
+	if (!run(cmd, PGRES_TUPLES_OK, err, errlen, &res))
+		return -1;
+	if (PQntuples(res) == 1 &&
+		(strcmp(PQgetvalue(res, 0, 0), "ticket_ext") != 0 ||
+		 strcmp(PQgetvalue(res, 0, 1), ticket_database) != 0))
 	{
-		PQclear(res);
+		snprintf(err, errlen,
+				 "replication slot \"%s\" exists but uses plugin \"%s\" in database \"%s\"; "
+				 "drop it or set ticket_ext.stream_slot", slot,
+				 PQgetvalue(res, 0, 0), PQgetvalue(res, 0, 1));
+		rc = -1;
+	}
+	else if (PQntuples(res) == 0 && copy_from != NULL && copy_slot(copy_from, slot, err, errlen))
+		rc = 1;
+	else if (PQntuples(res) == 0)
+	{
+		ident = PQescapeIdentifier(conn, slot, strlen(slot));
 		snprintf(cmd, sizeof(cmd),
 				 "CREATE_REPLICATION_SLOT %s LOGICAL ticket_ext (SNAPSHOT 'nothing')", ident);
-		ok = run(cmd, PGRES_TUPLES_OK, err, errlen, NULL);
-		if (ok)
-			ereport(LOG,
-					(errmsg("ticket_ext: created replication slot \"%s\"", slot)));
+		PQfreemem(ident);
+		if (!PQsendQuery(conn, cmd))
+		{
+			snprintf(err, errlen, "could not create replication slot \"%s\": %s",
+					 slot, PQerrorMessage(conn));
+			rc = -1;
+		}
+		else
+		{
+			creating_slot = true;
+			rc = poll_slot_creation(slot, err, errlen);
+		}
 	}
-	PQfreemem(lit);
-	PQfreemem(ident);
-	return ok;
+	PQclear(res);
+	return rc;
 }
 
 bool
@@ -190,6 +300,7 @@ repl_start(const char *slot, char *err, int errlen)
 		snprintf(err, errlen, "could not make the replication connection non-blocking");
 		ok = false;
 	}
+	streaming = ok;
 	return ok;
 }
 
@@ -288,8 +399,9 @@ repl_send_feedback(XLogRecPtr flush, bool want_reply, char *err, int errlen)
 	return true;
 }
 
+/* Is the stream open (START_REPLICATION answered)? */
 bool
 repl_is_connected(void)
 {
-	return conn != NULL;
+	return conn != NULL && streaming;
 }

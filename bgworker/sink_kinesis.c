@@ -506,9 +506,16 @@ kinesis_position_target(void)
 	return target;
 }
 
+static const char *
+kinesis_slot(void)
+{
+	return kinesis_slot_name;
+}
+
 const SinkOps kinesis_sink_ops = {
 	.name = "kinesis",
 	.enabled = kinesis_enabled,
+	.slot_name = kinesis_slot,
 	.connect = kinesis_connect,
 	.disconnect = kinesis_disconnect,
 	.send = kinesis_send,

@@ -288,9 +288,16 @@ redis_send(Sink *sink, StreamEvent **events, int n, SinkResult *result)
 		freeReplyObject(queue_error);
 }
 
+static const char *
+redis_slot_name(void)
+{
+	return stream_slot_name;
+}
+
 const SinkOps redis_sink_ops = {
 	.name = "redis",
 	.enabled = redis_enabled,
+	.slot_name = redis_slot_name,
 	.connect = redis_connect,
 	.disconnect = redis_disconnect,
 	.send = redis_send,

@@ -1,15 +1,30 @@
 /*-------------------------------------------------------------------------
  *
  * stream_worker.c
- *	  Background worker "ticket_ext stream": streams every committed sale
- *	  event of ticket_ext.database to the enabled sinks (Redis; Kinesis),
- *	  from a replication slot it creates and owns.
+ *	  Background workers "ticket_ext stream <sink>", one per sink (Redis,
+ *	  Kinesis): each streams every committed sale event of
+ *	  ticket_ext.database to its sink, from a replication slot of its own.
+ *
+ * Why a process and a slot per sink: a sink that is down, slow, throttled
+ * or black-holed then delays nobody else (blocking I/O in a sink costs
+ * only its own worker), each sink's slot holds back WAL for that sink
+ * alone, and a sink that was down catches up from its own slot without a
+ * replay of the others.  The price is that WAL is decoded once per
+ * enabled sink (one walsender each).
  *
  * Life cycle: started by the postmaster after recovery, restarted 1 s
  * after any exit (SIGKILL, crash restart); it resumes from the slot's
  * confirmed position, and the sinks' idempotent writes absorb re-sent
- * events.  SIGHUP applies new settings.  When the extension is dropped
- * the worker closes the stream and drops its slot.
+ * events.  SIGHUP applies new settings; SIGTERM ends the loop after a
+ * last feedback.  When the extension is dropped the worker closes the
+ * stream and drops its slot.
+ *
+ * The replication connection is always read or closed, never left
+ * unread: a walsender that cannot write to us cannot exit either, and a
+ * CHECKPOINT that must invalidate the slot (max_slot_wal_keep_size) waits
+ * for that exit.  So a queue that stays full closes the stream; it is
+ * reopened from the slot once the sinks have made room, and what was
+ * queued already is dropped as it comes again.
  *
  *-------------------------------------------------------------------------
  */
@@ -20,6 +35,7 @@
 #include "access/xact.h"
 #include "access/xlog.h"
 #include "catalog/pg_authid.h"
+#include "catalog/pg_type.h"
 #include "commands/extension.h"
 #include "executor/spi.h"
 #include "miscadmin.h"
@@ -27,10 +43,11 @@
 #include "postmaster/bgworker.h"
 #include "postmaster/interrupt.h"
 #include "replication.h"
-#include "replication/slot.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
 #include "stream.h"
+#include "stream_slot.h"
+#include "stream_worker.h"
 #include "tcop/tcopprot.h"
 #include "ticket_ext.h"
 #include "utils/acl.h"
@@ -44,9 +61,13 @@ PGDLLEXPORT void ticket_stream_worker_main(Datum main_arg);
 
 #define CHECK_EXTENSION_MS	2000
 #define FEEDBACK_EVERY_MS	1000
+#define FULL_READ_PAUSE_MS	500 /* a full queue leaves the stream unread this long */
+#define HEALTHY_AFTER_MS	10000	/* a stream up this long resets the backoff */
 #define LINGER_MS			1
 #define LINGER_BELOW		64	/* messages per read that count as "short" */
 
+int			stream_worker_sink = -1;		/* index in the sink list (bgw_main_arg) */
+const SinkOps *stream_worker_ops = NULL;
 static char *superuser_name = NULL;
 static char *slot_in_use = NULL;	/* slot of the open stream */
 static XLogRecPtr feedback_sent = InvalidXLogRecPtr;
@@ -54,6 +75,15 @@ static TimestampTz feedback_at = 0;
 static bool stream_failing = false;
 static int	repl_backoff_ms = 0;
 static TimestampTz repl_retry_at = 0;
+static TimestampTz stream_opened_at = 0;
+static TimestampTz full_since = 0;	/* the queue is full since */
+static bool closed_for_room = false;	/* closed, queue kept, until room */
+
+const char *
+stream_worker_slot(void)
+{
+	return stream_worker_ops->slot_name();
+}
 
 /* Is the extension installed in our database?  (catalog lookup) */
 static bool
@@ -67,103 +97,126 @@ extension_installed(void)
 	return installed;
 }
 
-/* Run one utility statement in a transaction of its own. */
-static uint64
-run_sql(const char *sql, const char *arg)
-{
-	uint64		n;
-
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	SPI_connect();
-	PushActiveSnapshot(GetTransactionSnapshot());
-	if (arg)
-		SPI_execute_with_args(sql, 1, (Oid[]) {TEXTOID},
-							  (Datum[]) {CStringGetTextDatum(arg)}, NULL, false, 0);
-	else
-		SPI_execute(sql, false, 0);
-	n = SPI_processed;
-	SPI_finish();
-	PopActiveSnapshot();
-	CommitTransactionCommand();
-	return n;
-}
-
-/*
- * After DROP EXTENSION: drop our slot, and the publication PostgreSQL 15
- * cannot tie to the extension.  True once both are gone.
- */
-static bool
-drop_leftovers(const char *name)
-{
-	bool		gone;
-	ReplicationSlot *slot;
-	bool		active;
-
-	LWLockAcquire(ReplicationSlotControlLock, LW_SHARED);
-	slot = SearchNamedReplicationSlot(name, false);
-	active = slot != NULL && slot->active_pid != 0;
-	LWLockRelease(ReplicationSlotControlLock);
-	if (slot == NULL)
-		return true;
-	if (active)
-		return false;			/* the walsender is still letting go */
-
-	gone = run_sql("SELECT pg_catalog.pg_drop_replication_slot(slot_name) "
-				   "  FROM pg_catalog.pg_replication_slots "
-				   " WHERE slot_name = $1 AND NOT active", name) == 1;
-	(void) run_sql("DROP PUBLICATION IF EXISTS ticket_ext_events", NULL);
-	if (gone)
-		ereport(LOG,
-				(errmsg("ticket_ext: extension dropped, replication slot \"%s\" and publication ticket_ext_events removed",
-						name)));
-	return gone;
-}
-
+/* Close the replication connection; the queue and sink progress stay. */
 static void
-close_stream(void)
+close_connection(void)
 {
 	repl_close();
-	pipeline_reset();
 	if (slot_in_use)
 		pfree(slot_in_use);
 	slot_in_use = NULL;
 	feedback_sent = InvalidXLogRecPtr;
+	full_since = 0;
+}
+
+/* Close and forget the queue: the next stream replays from the slot. */
+static void
+close_stream(void)
+{
+	close_connection();
+	pipeline_reset();
+	closed_for_room = false;
 }
 
 static void
 stream_failed(const char *error)
 {
+	bool		lost = note_slot_lost();
+
 	if (!stream_failing)
 		ereport(WARNING,
 				(errmsg("ticket_ext: event stream interrupted, retrying: %s", error)));
 	stream_failing = true;
 	close_stream();
 	repl_backoff_ms = repl_backoff_ms == 0 ? 200 : Min(repl_backoff_ms * 2, 10000);
+	if (lost)
+		repl_backoff_ms = 10000;	/* nothing to retry until an operator acts */
+	else
+		stream_status_set_state(stream_worker_sink, STREAM_STATE_RETRYING, error);
 	repl_retry_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), repl_backoff_ms);
 }
 
+/*
+ * Open the stream, one step per call: connect, make sure the slot exists
+ * (its creation waits for running transactions: we come back when the
+ * walsender answers), START_REPLICATION.  True once streaming.
+ */
 static bool
 open_stream(void)
 {
 	char		err[1024];
+	int			slot;
 
-	if (repl_retry_at != 0 && GetCurrentTimestamp() < repl_retry_at)
+	if (!repl_creating_slot())
+	{
+		if (repl_retry_at != 0 && GetCurrentTimestamp() < repl_retry_at)
+			return false;
+		if (!note_slot_lost())
+			stream_status_set_state(stream_worker_sink, STREAM_STATE_CONNECTING, NULL);
+		if (!repl_connect(superuser_name, err, sizeof(err)))
+		{
+			stream_failed(err);
+			return false;
+		}
+	}
+	/*
+	 * Up to 1.0 every sink shared the first sink's slot.  A sink that was
+	 * delivering then (it has a saved position) starts its own slot as a
+	 * copy of that one, so the upgrade loses nothing; it skips what it has.
+	 */
+	slot = repl_ensure_slot(stream_worker_slot(),
+							stream_worker_sink != 0 && pipeline_has_position() ? stream_sink(0)->slot_name() : NULL,
+							err, sizeof(err));
+	if (slot == 0)
+	{
+		note_slot_wait(repl_backend_pid());
 		return false;
-	if (!repl_connect(superuser_name, err, sizeof(err)) ||
-		!repl_ensure_slot(stream_slot_name, err, sizeof(err)) ||
-		!repl_start(stream_slot_name, err, sizeof(err)))
+	}
+	if (slot < 0 || !repl_start(stream_worker_slot(), err, sizeof(err)))
 	{
 		stream_failed(err);
 		return false;
 	}
-	slot_in_use = MemoryContextStrdup(TopMemoryContext, stream_slot_name);
+	slot_in_use = MemoryContextStrdup(TopMemoryContext, stream_worker_slot());
+	stream_opened_at = GetCurrentTimestamp();
+	closed_for_room = false;
+	stream_status_set_state(stream_worker_sink, STREAM_STATE_STREAMING, NULL);
+	return true;
+}
+
+/*
+ * A stream counts as healthy once it stayed up a while: only then is the
+ * backoff reset and "resumed" logged (one that fails right after
+ * START_REPLICATION keeps backing off, with one WARNING).
+ */
+static void
+note_stream_healthy(void)
+{
+	if (repl_backoff_ms == 0 && !stream_failing)
+		return;
+	if (!TimestampDifferenceExceeds(stream_opened_at, GetCurrentTimestamp(), HEALTHY_AFTER_MS))
+		return;
 	if (stream_failing)
 		ereport(LOG, (errmsg("ticket_ext: event stream resumed")));
 	stream_failing = false;
 	repl_backoff_ms = 0;
 	repl_retry_at = 0;
-	return true;
+}
+
+/*
+ * The queue stayed full: close the connection (the slot keeps the
+ * events) rather than leave the walsender blocked writing to us.
+ */
+static void
+close_for_room(void)
+{
+	ereport(LOG,
+			(errmsg("ticket_ext: event queue full (%d events): replication stream closed until the sinks catch up",
+					stream_queue_max)));
+	close_connection();
+	closed_for_room = true;
+	stream_status_set_state(stream_worker_sink, STREAM_STATE_QUEUE_FULL,
+							"every queued event waits for a sink; the stream reopens from the slot when there is room");
 }
 
 /*
@@ -244,9 +297,7 @@ drain_stream(MemoryContext parse_cxt)
 		}
 		if (!handle_data(parse_cxt, &msg))
 			return -1;
-		SpinLockAcquire(&stream_shared->mutex);
-		stream_shared->received_lsn = Max(stream_shared->received_lsn, msg.lsn);
-		SpinLockRelease(&stream_shared->mutex);
+		stream_status_set_received(stream_worker_sink, msg.lsn);
 	}
 	return n;
 }
@@ -274,45 +325,7 @@ send_feedback(void)
 	}
 	feedback_sent = confirmed;
 	feedback_at = now;
-	SpinLockAcquire(&stream_shared->mutex);
-	stream_shared->confirmed_lsn = confirmed;
-	stream_shared->last_confirm_at = now;
-	SpinLockRelease(&stream_shared->mutex);
-}
-
-/* WARNING when the slot holds more WAL than ticket_ext.stream_wal_warning. */
-static void
-check_retained_wal(void)
-{
-	ReplicationSlot *slot;
-	XLogRecPtr	restart = InvalidXLogRecPtr;
-	uint64		retained;
-	bool		over;
-
-	LWLockAcquire(ReplicationSlotControlLock, LW_SHARED);
-	slot = SearchNamedReplicationSlot(stream_slot_name, false);
-	if (slot != NULL)
-	{
-		SpinLockAcquire(&slot->mutex);
-		restart = slot->data.restart_lsn;
-		SpinLockRelease(&slot->mutex);
-	}
-	LWLockRelease(ReplicationSlotControlLock);
-	if (restart == InvalidXLogRecPtr)
-		return;
-	retained = GetXLogInsertRecPtr() - restart;
-	over = retained > (uint64) stream_wal_warning_mb * 1024 * 1024;
-	if (over && !stream_shared->wal_warning)
-		ereport(WARNING,
-				(errmsg("ticket_ext: replication slot \"%s\" retains %lu MB of WAL",
-						stream_slot_name, (unsigned long) (retained / (1024 * 1024))),
-				 errdetail("A sink is down or slow; events are kept until it acknowledges them."),
-				 errhint("Check ticket_ext.stream_status. max_slot_wal_keep_size bounds the WAL kept, at the cost of losing the slot.")));
-	else if (!over && stream_shared->wal_warning)
-		ereport(LOG,
-				(errmsg("ticket_ext: replication slot \"%s\" retained WAL is back under %d MB",
-						stream_slot_name, stream_wal_warning_mb)));
-	stream_shared->wal_warning = over;
+	stream_status_set_confirmed(stream_worker_sink, confirmed, now);
 }
 
 static void
@@ -324,6 +337,68 @@ lookup_superuser(void)
 	CommitTransactionCommand();
 }
 
+/*
+ * One round with the extension installed and a sink enabled: keep the
+ * stream open (or closed for room), read it, drive the sinks, confirm.
+ * Returns the wait events for this round and lowers *timeout.
+ */
+static int
+stream_round(MemoryContext parse_cxt, long *timeout)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	int			got = 0;
+	long		retry;
+
+	if (!repl_is_connected() && (!closed_for_room || pipeline_has_room()) &&
+		!open_stream() && repl_creating_slot())
+	{
+		*timeout = Min(*timeout, 1000);
+		return WL_SOCKET_READABLE;	/* the walsender answers when the slot exists */
+	}
+	if (repl_is_connected())
+	{
+		got = drain_stream(parse_cxt);
+		if (got < 0)
+			return 0;			/* failed: closed, retried with backoff */
+		note_stream_healthy();
+	}
+
+	/* the sinks work from the queue whether or not the stream is open */
+	retry = pipeline_work();
+	send_feedback();			/* may fail and close the stream */
+	if (retry >= 0)
+		*timeout = Min(*timeout, retry);
+	if (!repl_is_connected())
+		return 0;				/* never wait on a socket we no longer have */
+
+	if (pipeline_full())
+	{
+		long		left;
+
+		if (full_since == 0)
+			full_since = now;
+		left = FULL_READ_PAUSE_MS - (long) ((now - full_since) / 1000);
+		if (left <= 0)
+			close_for_room();
+		else
+			*timeout = Min(*timeout, left);
+		return 0;
+	}
+	full_since = 0;
+
+	/*
+	 * A busy stream arrives a message at a time: after a short read, let
+	 * messages gather for a millisecond instead of waking up for each one
+	 * (far fewer wake-ups and syscalls).
+	 */
+	if (got > 0 && got < LINGER_BELOW)
+	{
+		*timeout = Min(*timeout, LINGER_MS);
+		return 0;
+	}
+	return WL_SOCKET_READABLE;
+}
+
 void
 ticket_stream_worker_main(Datum main_arg)
 {
@@ -332,29 +407,26 @@ ticket_stream_worker_main(Datum main_arg)
 	TimestampTz checked_wal = 0;
 	bool		installed = false;
 
+	stream_worker_sink = DatumGetInt32(main_arg);
+	stream_worker_ops = stream_sink(stream_worker_sink);
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
-	pqsignal(SIGTERM, die);
+	pqsignal(SIGTERM, SignalHandlerForShutdownRequest);
 	BackgroundWorkerUnblockSignals();
 	BackgroundWorkerInitializeConnection(ticket_database, NULL, 0);
 	pgstat_report_activity(STATE_RUNNING, "streaming ticket events");
-
-	SpinLockAcquire(&stream_shared->mutex);
-	stream_shared->worker_pid = MyProcPid;
-	SpinLockRelease(&stream_shared->mutex);
+	stream_status_attach_worker(stream_worker_sink, stream_worker_slot());
 
 	parse_cxt = AllocSetContextCreate(TopMemoryContext, "ticket_ext stream parse",
 									  ALLOCSET_DEFAULT_SIZES);
 	curl_global_init(CURL_GLOBAL_DEFAULT);
 	lookup_superuser();
-	pipeline_init();
+	pipeline_init(stream_worker_ops, stream_worker_sink);
 
-	for (;;)
+	while (!ShutdownRequestPending)
 	{
 		long		timeout = 1000;
-		long		retry;
 		TimestampTz now;
 		int			events = WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH;
-		int			got;
 
 		CHECK_FOR_INTERRUPTS();
 		if (ConfigReloadPending)
@@ -362,8 +434,10 @@ ticket_stream_worker_main(Datum main_arg)
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
 			pipeline_reload();
-			if (slot_in_use && strcmp(slot_in_use, stream_slot_name) != 0)
-				close_stream();
+			stream_status_set_slot(stream_worker_sink, stream_worker_slot());
+			if ((slot_in_use && strcmp(slot_in_use, stream_worker_slot()) != 0) ||
+				repl_creating_slot())
+				close_stream();	/* reopened with the new settings */
 		}
 
 		now = GetCurrentTimestamp();
@@ -379,39 +453,29 @@ ticket_stream_worker_main(Datum main_arg)
 		}
 
 		if (!installed)
-			(void) drop_leftovers(stream_slot_name);
-		else if (!pipeline_any_enabled())
-			close_stream();		/* sinks off: no consumer, nothing confirmed */
-		else
 		{
-			if (!repl_is_connected())
-				(void) open_stream();
-			if (repl_is_connected() && (got = drain_stream(parse_cxt)) >= 0)
-			{
-				retry = pipeline_work();
-				send_feedback();
-				if (pipeline_replay_wanted())
-				{
-					close_stream();		/* reopened from the slot next round */
-					continue;
-				}
-				if (retry >= 0)
-					timeout = Min(timeout, retry);
-				/*
-				 * A busy stream arrives a message at a time: after a short
-				 * read, let messages gather for a millisecond instead of
-				 * waking up for each one (far fewer wake-ups and syscalls).
-				 */
-				if (got > 0 && got < LINGER_BELOW)
-					timeout = Min(timeout, LINGER_MS);
-				else if (!pipeline_full())
-					events |= WL_SOCKET_READABLE;
-			}
+			stream_status_set_state(stream_worker_sink, STREAM_STATE_NOT_INSTALLED, NULL);
+			drop_leftovers();
 		}
+		else if (!pipeline_enabled())
+		{
+			/*
+			 * Sink off: nothing to confirm.  Its slot would pin WAL forever:
+			 * drop it (a sink turned on again starts from then), but not
+			 * while another sink's slot is still missing (upgrade from one
+			 * shared slot: the other may be about to copy it).
+			 */
+			close_stream();
+			stream_status_set_state(stream_worker_sink, STREAM_STATE_NO_SINKS, NULL);
+			if (stream_sinks_ready(MyDatabaseId))
+				(void) drop_own_slot("sink not configured");
+		}
+		else
+			events |= stream_round(parse_cxt, &timeout);
 
 		if (TimestampDifferenceExceeds(checked_wal, now, 1000))
 		{
-			check_retained_wal();
+			check_retained_wal(repl_is_connected());
 			checked_wal = now;
 		}
 
@@ -421,5 +485,33 @@ ticket_stream_worker_main(Datum main_arg)
 		else
 			(void) WaitLatch(MyLatch, events, timeout, PG_WAIT_EXTENSION);
 		ResetLatch(MyLatch);
+	}
+
+	/* shutdown: tell the walsender what the sinks have, then go */
+	feedback_at = 0;
+	send_feedback();
+	close_connection();
+	proc_exit(1);				/* 1: restarted after bgw_restart_time unless the server stops */
+}
+
+/* One worker per sink, restarted 1 s after any exit (writes may wait for its slot). */
+void
+stream_register_workers(void)
+{
+	int			i;
+
+	for (i = 0; i < stream_sink_count(); i++)
+	{
+		BackgroundWorker worker = {0};
+
+		worker.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+		worker.bgw_start_time = BgWorkerStart_RecoveryFinished;
+		worker.bgw_restart_time = 1;
+		snprintf(worker.bgw_library_name, BGW_MAXLEN, "ticket_ext");
+		snprintf(worker.bgw_function_name, BGW_MAXLEN, "ticket_stream_worker_main");
+		snprintf(worker.bgw_name, BGW_MAXLEN, "ticket_ext stream %s", stream_sink(i)->name);
+		snprintf(worker.bgw_type, BGW_MAXLEN, "ticket_ext stream %s", stream_sink(i)->name);
+		worker.bgw_main_arg = Int32GetDatum(i);
+		RegisterBackgroundWorker(&worker);
 	}
 }

@@ -66,8 +66,14 @@ redis-server --port "$RPORT" --bind 127.0.0.1 --dir "$DIR" --save '' --appendonl
   --daemonize yes --pidfile "$DIR/redis.pid" --logfile "$DIR/redis.log" >/dev/null || exit 1
 node "$ROOT/test/js/kinesalite_server.js" "$KPORT" >"$DIR/kinesalite.log" 2>&1 &
 PIDS+=($!)
-for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$KPORT") 2>/dev/null && break; sleep 0.1; done
-node "$ROOT/test/js/kinesis.js" "http://127.0.0.1:$KPORT/" create tickets 3 2>/dev/null || { echo "kinesalite did not start"; exit 1; }
+for _ in $(seq 300); do (exec 3<>"/dev/tcp/127.0.0.1/$KPORT") 2>/dev/null && break; sleep 0.1; done
+# a loaded machine may take a while to answer the first call: retry
+created=0
+for _ in 1 2 3 4 5; do
+  node "$ROOT/test/js/kinesis.js" "http://127.0.0.1:$KPORT/" create tickets 3 2>>"$DIR/kinesalite.log" && { created=1; break; }
+  sleep 1
+done
+[ "$created" = 1 ] || { echo "kinesalite did not start:"; tail -20 "$DIR/kinesalite.log"; exit 1; }
 
 cluster_start "$DIR" "$PORT" "ticket_ext.database = 'postgres'" "max_connections = 200" \
   "shared_buffers = 512MB" "ticket_ext.expiry_interval = 200ms" \

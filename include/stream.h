@@ -4,11 +4,11 @@
  *	  The event streaming worker: events, sinks, the shared pipeline and
  *	  its status in shared memory.
  *
- * Flow: replication.c receives the output plugin's JSON messages from the
- * worker's own replication slot; event.c parses them into StreamEvents;
- * pipeline.c queues them, hands batches to every enabled sink (sink_*.c)
- * with retries and backoff, and confirms to the slot only the commit LSN
- * up to which every sink has acknowledged everything.
+ * Flow, in each sink's own worker process: replication.c receives the
+ * output plugin's JSON messages from the sink's own replication slot;
+ * event.c parses them into StreamEvents; pipeline.c queues them, hands
+ * batches to the sink (sink_*.c) with retries and backoff, and confirms to
+ * the slot only the commit LSN up to which the sink has everything.
  *
  *-------------------------------------------------------------------------
  */
@@ -22,6 +22,7 @@
 #include "storage/spin.h"
 
 #include "event.h"
+#include "stream_status.h"
 
 /* ---------- sinks ---------- */
 
@@ -47,7 +48,7 @@ typedef struct SinkOps SinkOps;
 typedef struct Sink
 {
 	const SinkOps *ops;
-	int			index;			/* in stream_shared->sinks */
+	int			index;			/* in the sink list (stream_sink) */
 	bool		enabled;
 	bool		connected;
 	int			acked;			/* events acked, counted from the queue head */
@@ -58,13 +59,14 @@ typedef struct Sink
 	TimestampTz warned_at;		/* when; flapping sinks warn once a minute */
 	XLogRecPtr	confirmed;		/* end of the last transaction it fully has */
 	EventId		last_id;		/* the last event it acknowledged */
-	bool		detached;		/* dropped from the queue; catches up by replay */
 } Sink;
 
 struct SinkOps
 {
 	const char *name;
 	bool		(*enabled) (void);
+	/* its replication slot (a setting) */
+	const char *(*slot_name) (void);
 	/* (re)connect: SINK_OK, or a failure code and the error */
 	SinkResultCode (*connect) (Sink *sink, char *error, int errlen);
 	void		(*disconnect) (Sink *sink);
@@ -82,74 +84,37 @@ extern const SinkOps kinesis_sink_ops;
 extern void sink_position_save(const char *sink, const char *target, const EventId *id);
 extern bool sink_position_load(const char *sink, const char *target, EventId *id);
 
-/* ---------- the pipeline (pipeline.c) ---------- */
+/* ---------- the sink list (sinks.c) ---------- */
 
-extern void pipeline_init(void);
+extern int	stream_sink_count(void);
+extern const SinkOps *stream_sink(int i);
+extern bool stream_sinks_configured(void);
+extern bool stream_sinks_ready(Oid db);
+
+/* ---------- one worker's pipeline to its sink (pipeline.c) ---------- */
+
+extern void pipeline_init(const SinkOps *ops, int index);
 extern void pipeline_reset(void);
 extern void pipeline_reload(void);
-extern bool pipeline_any_enabled(void);
+extern bool pipeline_enabled(void);
+extern bool pipeline_has_position(void);
 extern bool pipeline_full(void);
+extern bool pipeline_has_room(void);
 extern void pipeline_add_event(const StreamEvent *event);
 extern void pipeline_commit(XLogRecPtr end_lsn);
 extern void pipeline_idle_position(XLogRecPtr lsn);
 extern long pipeline_work(void);
 extern XLogRecPtr pipeline_confirmed(void);
 extern bool pipeline_idle(void);
-extern bool pipeline_replay_wanted(void);
 
-/* ---------- shared-memory status (ticket_ext.stream_status) ---------- */
+/* ---------- the workers (stream_worker.c) ---------- */
 
-typedef enum SinkState
-{
-	SINK_STATE_DISABLED = 0,
-	SINK_STATE_CONNECTING,
-	SINK_STATE_OK,
-	SINK_STATE_RETRYING,
-	SINK_STATE_THROTTLED,
-	SINK_STATE_ERROR
-} SinkState;
-
-#define MAX_SINKS 2
-
-/* commit -> acknowledged delay histogram: bucket i counts delays < bound[i] ms */
-#define DELAY_BUCKETS 24
-extern const double delay_bucket_ms[DELAY_BUCKETS];
-
-typedef struct SinkStatus
-{
-	char		name[16];
-	SinkState	state;
-	XLogRecPtr	acked_lsn;		/* commit LSN of the last event acked */
-	uint64		events_sent;
-	uint64		requests;		/* sends that acknowledged something */
-	uint64		retries;
-	uint64		throttles;
-	char		last_error[256];
-	TimestampTz last_error_at;
-	TimestampTz oldest_unacked_commit;	/* 0 when nothing is pending */
-	uint64		delay_hist[DELAY_BUCKETS];	/* commit -> ack delays */
-} SinkStatus;
-
-typedef struct StreamShared
-{
-	slock_t		mutex;
-	pid_t		worker_pid;
-	XLogRecPtr	received_lsn;
-	XLogRecPtr	confirmed_lsn;
-	TimestampTz last_confirm_at;
-	int			queued;
-	bool		wal_warning;
-	int			nsinks;
-	SinkStatus	sinks[MAX_SINKS];
-} StreamShared;
-
-extern StreamShared *stream_shared;
-extern Size stream_shmem_size(void);
-extern void stream_shmem_startup(void);
+extern void stream_register_workers(void);
 
 /* ---------- settings (ticket_ext.c) ---------- */
 
 extern char *stream_slot_name;
+extern char *kinesis_slot_name;
 extern char *stream_conninfo;
 extern char *redis_url;
 extern char *redis_password_file;

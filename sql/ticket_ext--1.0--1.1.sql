@@ -54,3 +54,17 @@ BEGIN
     EXECUTE format('GRANT SELECT ON ALL TABLES IN SCHEMA ticket_ext TO %s', role);
 END
 $$;
+
+-- Per sink, its worker's replication stream: streaming, creating slot (and
+-- which transactions it waits for), queue full, retrying, slot lost...
+CREATE FUNCTION ticket_ext.stream_state(
+    OUT sink text, OUT state text, OUT detail text, OUT slot_name text,
+    OUT worker_pid integer)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'ticket_stream_state'
+LANGUAGE C VOLATILE PARALLEL SAFE;
+CREATE VIEW ticket_ext.stream_state AS SELECT * FROM ticket_ext.stream_state();
+COMMENT ON VIEW ticket_ext.stream_state IS
+    'Each sink''s replication stream: its state and, when it cannot go on, why and what to do.';
+REVOKE ALL ON FUNCTION ticket_ext.stream_state() FROM PUBLIC;
+REVOKE ALL ON ticket_ext.stream_state FROM PUBLIC;

@@ -34,6 +34,7 @@
 #include "utils/builtins.h"
 #include "utils/datetime.h"
 #include "utils/json.h"
+#include "event_fields.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
@@ -137,15 +138,14 @@ column(HeapTuple tuple, TupleDesc desc, const char *name, bool *isnull)
 	return (Datum) 0;
 }
 
-/* ,"name":<integer column> (int4 or int8) or null */
+/* an integer column (int4 or int8) of tup, or null (also when tup is NULL) */
 static void
-append_int_field(StringInfo out, HeapTuple tup, TupleDesc desc, const char *name,
+append_int_value(StringInfo out, HeapTuple tup, TupleDesc desc, const char *name,
 				 bool is_int4)
 {
-	bool		isnull;
-	Datum		d = column(tup, desc, name, &isnull);
+	bool		isnull = true;
+	Datum		d = tup ? column(tup, desc, name, &isnull) : (Datum) 0;
 
-	appendStringInfo(out, ",\"%s\":", name);
 	if (isnull)
 		appendStringInfoString(out, "null");
 	else if (is_int4)
@@ -188,6 +188,15 @@ write_line(LogicalDecodingContext *ctx, StringInfo line)
 		flush_pending(ctx);
 }
 
+/* ,"<name>": (the first field without the comma) */
+static void
+append_key(StringInfo out, EventField f)
+{
+	if (f != EVF_EVENT_ID)
+		appendStringInfoChar(out, ',');
+	appendStringInfo(out, "\"%s\":", event_field_names[f]);
+}
+
 /* Write one event; hold (may be NULL) carries hold_id, qty and holder. */
 static void
 emit_event(LogicalDecodingContext *ctx, ReorderBufferTXN *txn, const char *type,
@@ -196,32 +205,39 @@ emit_event(LogicalDecodingContext *ctx, ReorderBufferTXN *txn, const char *type,
 	PluginState *state = ctx->output_plugin_private;
 	StringInfoData line;
 	StringInfo	out = &line;
+	bool		isnull;
+	Datum		holder;
 
 	initStringInfo(out);
-	appendStringInfo(out, "{\"event_id\":\"" UINT64_FORMAT "-%u\",\"type\":\"%s\",\"item_id\":" INT64_FORMAT,
-					 (uint64) txn->final_lsn, state->txn_events, type, item_id);
-	if (hold != NULL)
-	{
-		bool		isnull;
-		Datum		holder;
-
-		append_int_field(out, hold, hold_desc, "hold_id", false);
-		append_int_field(out, hold, hold_desc, "qty", true);
-		holder = column(hold, hold_desc, "holder", &isnull);
-		appendStringInfoString(out, ",\"holder\":");
-		if (isnull)
-			appendStringInfoString(out, "null");
-		else
-			escape_json(out, TextDatumGetCString(holder));
-	}
+	appendStringInfoChar(out, '{');
+	append_key(out, EVF_EVENT_ID);
+	appendStringInfo(out, "\"" UINT64_FORMAT "-%u\"", (uint64) txn->final_lsn, state->txn_events);
+	append_key(out, EVF_TYPE);
+	appendStringInfo(out, "\"%s\"", type);
+	append_key(out, EVF_ITEM_ID);
+	appendStringInfo(out, INT64_FORMAT, item_id);
+	append_key(out, EVF_HOLD_ID);
+	append_int_value(out, hold, hold_desc, "hold_id", false);
+	append_key(out, EVF_QTY);
+	append_int_value(out, hold, hold_desc, "qty", true);
+	append_key(out, EVF_HOLDER);
+	isnull = true;
+	holder = hold ? column(hold, hold_desc, "holder", &isnull) : (Datum) 0;
+	if (isnull)
+		appendStringInfoString(out, "null");
 	else
-		appendStringInfoString(out, ",\"hold_id\":null,\"qty\":null,\"holder\":null");
-	appendStringInfoString(out, ",\"commit_time\":");
+		escape_json(out, TextDatumGetCString(holder));
+	append_key(out, EVF_COMMIT_TIME);
 	append_iso8601(out, txn->xact_time.commit_time);
-	appendStringInfo(out, ",\"lsn\":\"%X/%X\",\"xid\":%u",
-					 LSN_FORMAT_ARGS(txn->final_lsn), txn->xid);
+	append_key(out, EVF_LSN);
+	appendStringInfo(out, "\"%X/%X\"", LSN_FORMAT_ARGS(txn->final_lsn));
+	append_key(out, EVF_XID);
+	appendStringInfo(out, "%u", txn->xid);
 	if (capacity >= 0)
-		appendStringInfo(out, ",\"capacity\":" INT64_FORMAT, capacity);
+	{
+		append_key(out, EVF_CAPACITY);
+		appendStringInfo(out, INT64_FORMAT, capacity);
+	}
 	appendStringInfoChar(out, '}');
 	write_line(ctx, out);
 	state->txn_events++;

@@ -15,11 +15,9 @@
  */
 #include "ticket_ext.h"
 
-#include <signal.h>
-
+#include "access/xact.h"
 #include "commands/dbcommands.h"
 #include "miscadmin.h"
-#include "replication/slot.h"
 #include "storage/latch.h"
 #include "stream.h"
 #include "utils/timestamp.h"
@@ -29,12 +27,6 @@
 
 /* the installation (items relid) for which the slot was seen ready */
 static Oid	ready_for_relid = InvalidOid;
-
-static bool
-streaming_configured(void)
-{
-	return (redis_url != NULL && redis_url[0] != '\0') || kinesis_configured();
-}
 
 static bool
 served_by_worker(void)
@@ -54,20 +46,17 @@ served_by_worker(void)
 static bool
 slot_ready(void)
 {
-	ReplicationSlot *slot;
-	bool		ready = false;
+	return stream_sinks_ready(MyDatabaseId);
+}
 
-	LWLockAcquire(ReplicationSlotControlLock, LW_SHARED);
-	slot = SearchNamedReplicationSlot(stream_slot_name, false);
-	if (slot != NULL)
-	{
-		SpinLockAcquire(&slot->mutex);
-		ready = slot->data.database == MyDatabaseId &&
-			slot->data.persistency == RS_PERSISTENT;
-		SpinLockRelease(&slot->mutex);
-	}
-	LWLockRelease(ReplicationSlotControlLock);
-	return ready;
+static void
+not_ready_error(const char *detail)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+			 errmsg("the event stream is not ready: a sink's replication slot does not exist yet"),
+			 errdetail("%s", detail),
+			 errhint("Check ticket_ext.stream_status and the server log; each sink's \"ticket_ext stream\" worker creates its slot.")));
 }
 
 void
@@ -75,33 +64,29 @@ ticket_stream_gate(void)
 {
 	Oid			relid = ticket_items_relid(false);
 	TimestampTz start;
-	bool		nudged = false;
 
 	if (relid == ready_for_relid)
 		return;
-	if (stream_shared == NULL || !streaming_configured() || !served_by_worker() ||
+	if (!stream_status_available() || !stream_sinks_configured() || !served_by_worker() ||
 		slot_ready())
 	{
 		ready_for_relid = relid;
 		return;
 	}
+
+	/*
+	 * Creating a logical slot waits for every transaction that has an xid:
+	 * ours would wait for a slot that waits for us.
+	 */
+	if (TransactionIdIsValid(GetTopTransactionIdIfAny()))
+		not_ready_error("This transaction has already written, and the slot being created waits for it to end; "
+						"ticket_ext writes nothing a configured sink could miss. Retry in a new transaction.");
+	stream_status_wake_workers();	/* it creates the slot */
 	start = GetCurrentTimestamp();
 	while (!slot_ready())
 	{
-		pid_t		worker = stream_shared->worker_pid;
-
-		if (!nudged && worker != 0)
-		{
-			kill(worker, SIGUSR1);	/* wake the worker: it creates the slot */
-			nudged = true;
-		}
 		if (TimestampDifferenceExceeds(start, GetCurrentTimestamp(), STREAM_GATE_TIMEOUT_MS))
-			ereport(ERROR,
-					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-					 errmsg("the event stream is not ready: replication slot \"%s\" does not exist yet",
-							stream_slot_name),
-					 errdetail("ticket_ext writes nothing a configured sink could miss."),
-					 errhint("Check ticket_ext.stream_status and the server log; the \"ticket_ext stream\" worker creates the slot.")));
+			not_ready_error("ticket_ext writes nothing a configured sink could miss.");
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 						 10L, PG_WAIT_EXTENSION);
 		ResetLatch(MyLatch);

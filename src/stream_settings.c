@@ -15,6 +15,7 @@
 #include "utils/guc.h"
 
 char	   *stream_slot_name = NULL;
+char	   *kinesis_slot_name = NULL;
 char	   *stream_conninfo = NULL;
 char	   *redis_url = NULL;
 char	   *redis_password_file = NULL;
@@ -62,8 +63,12 @@ stream_define_settings(void)
 							NULL, &redis_maxlen, 0, 0, INT_MAX,
 							PGC_SIGHUP, 0, NULL, NULL, NULL);
 	DefineCustomStringVariable("ticket_ext.stream_slot",
-							   "Replication slot the streaming worker creates and reads.",
+							   "Replication slot the Redis sink's worker creates and reads.",
 							   NULL, &stream_slot_name, "ticket_ext_stream",
+							   PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomStringVariable("ticket_ext.kinesis_slot",
+							   "Replication slot the Kinesis sink's worker creates and reads.",
+							   NULL, &kinesis_slot_name, "ticket_ext_kinesis",
 							   PGC_SIGHUP, 0, NULL, NULL, NULL);
 	DefineCustomStringVariable("ticket_ext.stream_conninfo",
 							   "libpq settings for the worker's replication connection to this server; empty = local socket as the bootstrap superuser.",

@@ -11,17 +11,56 @@
 #include "access/xlog.h"
 #include "fmgr.h"
 #include "funcapi.h"
-#include "replication/slot.h"
+#include "miscadmin.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "storage/proc.h"
 #include "storage/shmem.h"
 #include "stream.h"
+#include "stream_slot.h"
 #include "utils/builtins.h"
 #include "utils/pg_lsn.h"
 #include "utils/timestamp.h"
 
+/* One sink and the worker that feeds it (its own process and slot). */
+typedef struct SinkStatus
+{
+	char		name[16];
+	/* the worker */
+	pid_t		worker_pid;		/* shown only: wake-ups go by latch */
+	int			worker_procno;	/* -1: no worker attached */
+	char		slot[NAMEDATALEN];
+	StreamState stream_state;
+	char		detail[256];
+	XLogRecPtr	received_lsn;
+	XLogRecPtr	confirmed_lsn;
+	TimestampTz last_confirm_at;
+	int			queued;
+	/* the sink */
+	SinkState	state;
+	XLogRecPtr	acked_lsn;		/* commit LSN of the last event acked */
+	uint64		events_sent;
+	uint64		requests;		/* sends that acknowledged something */
+	uint64		retries;
+	uint64		throttles;
+	char		last_error[256];
+	TimestampTz last_error_at;
+	TimestampTz oldest_unacked_commit;	/* 0 when nothing is pending */
+	uint64		delay_hist[DELAY_BUCKETS];	/* commit -> ack delays */
+} SinkStatus;
+
+typedef struct StreamShared
+{
+	slock_t		mutex;
+	int			nsinks;
+	SinkStatus	sinks[MAX_SINKS];
+} StreamShared;
+
+static StreamShared *stream_shared = NULL;
+
 PG_FUNCTION_INFO_V1(ticket_stream_status);
 PG_FUNCTION_INFO_V1(ticket_stream_reset_stats);
-
-StreamShared *stream_shared = NULL;
+PG_FUNCTION_INFO_V1(ticket_stream_state);
 
 const double delay_bucket_ms[DELAY_BUCKETS] = {
 	0.5, 1, 2, 3, 5, 7, 10, 15, 20, 30, 50, 70, 100, 150, 200, 300, 500, 700,
@@ -56,7 +95,7 @@ ticket_stream_reset_stats(PG_FUNCTION_ARGS)
 	int			i;
 
 	if (stream_shared == NULL)
-		PG_RETURN_VOID();
+		PG_RETURN_VOID();	/* not preloaded: nothing to reset */
 	SpinLockAcquire(&stream_shared->mutex);
 	for (i = 0; i < MAX_SINKS; i++)
 	{
@@ -87,7 +126,173 @@ stream_shmem_startup(void)
 	{
 		memset(stream_shared, 0, stream_shmem_size());
 		SpinLockInit(&stream_shared->mutex);
+		for (int i = 0; i < MAX_SINKS; i++)
+			stream_shared->sinks[i].worker_procno = -1;
 	}
+}
+
+bool
+stream_status_available(void)
+{
+	return stream_shared != NULL;
+}
+
+/* before_shmem_exit: the worker is gone; nobody may wake its old PGPROC */
+static void
+detach_worker(int code, Datum arg)
+{
+	SinkStatus *st = &stream_shared->sinks[DatumGetInt32(arg)];
+
+	SpinLockAcquire(&stream_shared->mutex);
+	st->worker_pid = 0;
+	st->worker_procno = -1;
+	st->stream_state = STREAM_STATE_STOPPED;
+	st->detail[0] = '\0';
+	st->queued = 0;
+	SpinLockRelease(&stream_shared->mutex);
+}
+
+/* The slot a sink's worker streams from (settings may change it). */
+void
+stream_status_set_slot(int sink, const char *slot)
+{
+	SpinLockAcquire(&stream_shared->mutex);
+	strlcpy(stream_shared->sinks[sink].slot, slot, sizeof(stream_shared->sinks[sink].slot));
+	SpinLockRelease(&stream_shared->mutex);
+}
+
+/* A sink's worker says who it is (and is forgotten when it exits). */
+void
+stream_status_attach_worker(int sink, const char *slot)
+{
+	SinkStatus *st = &stream_shared->sinks[sink];
+
+	SpinLockAcquire(&stream_shared->mutex);
+	st->worker_pid = MyProcPid;
+	st->worker_procno = MyProc->pgprocno;
+	strlcpy(st->slot, slot, sizeof(st->slot));
+	SpinLockRelease(&stream_shared->mutex);
+	before_shmem_exit(detach_worker, Int32GetDatum(sink));
+}
+
+/* Wake every streaming worker that runs (by latch, never by pid). */
+void
+stream_status_wake_workers(void)
+{
+	int			procno[MAX_SINKS];
+	int			i;
+
+	if (stream_shared == NULL)
+		return;
+	SpinLockAcquire(&stream_shared->mutex);
+	for (i = 0; i < MAX_SINKS; i++)
+		procno[i] = stream_shared->sinks[i].worker_procno;
+	SpinLockRelease(&stream_shared->mutex);
+	for (i = 0; i < MAX_SINKS; i++)
+		if (procno[i] >= 0)
+			SetLatch(&ProcGlobal->allProcs[procno[i]].procLatch);
+}
+
+void
+stream_status_set_state(int sink, StreamState state, const char *detail)
+{
+	SinkStatus *st = &stream_shared->sinks[sink];
+
+	SpinLockAcquire(&stream_shared->mutex);
+	st->stream_state = state;
+	strlcpy(st->detail, detail ? detail : "", sizeof(st->detail));
+	SpinLockRelease(&stream_shared->mutex);
+}
+
+void
+stream_status_set_received(int sink, XLogRecPtr lsn)
+{
+	SinkStatus *st = &stream_shared->sinks[sink];
+
+	SpinLockAcquire(&stream_shared->mutex);
+	st->received_lsn = Max(st->received_lsn, lsn);
+	SpinLockRelease(&stream_shared->mutex);
+}
+
+void
+stream_status_set_confirmed(int sink, XLogRecPtr lsn, TimestampTz at)
+{
+	SinkStatus *st = &stream_shared->sinks[sink];
+
+	SpinLockAcquire(&stream_shared->mutex);
+	st->confirmed_lsn = lsn;
+	st->last_confirm_at = at;
+	SpinLockRelease(&stream_shared->mutex);
+}
+
+void
+stream_status_set_queued(int sink, int queued)
+{
+	SpinLockAcquire(&stream_shared->mutex);
+	stream_shared->sinks[sink].queued = queued;
+	SpinLockRelease(&stream_shared->mutex);
+}
+
+void
+sink_status_register(int sink, const char *name)
+{
+	Assert(sink >= 0 && sink < MAX_SINKS);
+	SpinLockAcquire(&stream_shared->mutex);
+	strlcpy(stream_shared->sinks[sink].name, name, sizeof(stream_shared->sinks[sink].name));
+	stream_shared->nsinks = Max(stream_shared->nsinks, sink + 1);
+	SpinLockRelease(&stream_shared->mutex);
+}
+
+void
+sink_status_set_state(int sink, SinkState state, const char *error)
+{
+	SinkStatus *st = &stream_shared->sinks[sink];
+
+	SpinLockAcquire(&stream_shared->mutex);
+	st->state = state;
+	if (error != NULL)
+	{
+		strlcpy(st->last_error, error, sizeof(st->last_error));
+		st->last_error_at = GetCurrentTimestamp();
+	}
+	SpinLockRelease(&stream_shared->mutex);
+}
+
+void
+sink_status_note_retry(int sink, bool throttled)
+{
+	SinkStatus *st = &stream_shared->sinks[sink];
+
+	SpinLockAcquire(&stream_shared->mutex);
+	st->retries++;
+	if (throttled)
+		st->throttles++;
+	SpinLockRelease(&stream_shared->mutex);
+}
+
+/* n events acknowledged, the last one committed at lsn; delays by bucket */
+void
+sink_status_note_acked(int sink, int n, XLogRecPtr lsn, const uint64 *delay_hist)
+{
+	SinkStatus *st = &stream_shared->sinks[sink];
+	int			i;
+
+	SpinLockAcquire(&stream_shared->mutex);
+	st->events_sent += n;
+	st->requests++;
+	st->acked_lsn = lsn;
+	st->state = SINK_STATE_OK;
+	for (i = 0; i < DELAY_BUCKETS; i++)
+		st->delay_hist[i] += delay_hist[i];
+	SpinLockRelease(&stream_shared->mutex);
+}
+
+void
+sink_status_set_oldest_unacked(int sink, TimestampTz commit)
+{
+	SpinLockAcquire(&stream_shared->mutex);
+	stream_shared->sinks[sink].oldest_unacked_commit = commit;
+	SpinLockRelease(&stream_shared->mutex);
 }
 
 static const char *
@@ -111,23 +316,45 @@ state_name(SinkState s)
 	return "unknown";
 }
 
-/* The slot's confirmed position, straight from shared memory. */
-static XLogRecPtr
-slot_confirmed_lsn(void)
+static const char *
+stream_state_name(StreamState s)
 {
-	ReplicationSlot *slot;
-	XLogRecPtr	lsn = InvalidXLogRecPtr;
-
-	LWLockAcquire(ReplicationSlotControlLock, LW_SHARED);
-	slot = SearchNamedReplicationSlot(stream_slot_name, false);
-	if (slot != NULL)
+	switch (s)
 	{
-		SpinLockAcquire(&slot->mutex);
-		lsn = slot->data.confirmed_flush;
-		SpinLockRelease(&slot->mutex);
+		case STREAM_STATE_STOPPED:
+			return "stopped";
+		case STREAM_STATE_NOT_INSTALLED:
+			return "not installed";
+		case STREAM_STATE_NO_SINKS:
+			return "no sinks";
+		case STREAM_STATE_CONNECTING:
+			return "connecting";
+		case STREAM_STATE_CREATING_SLOT:
+			return "creating slot";
+		case STREAM_STATE_STREAMING:
+			return "streaming";
+		case STREAM_STATE_QUEUE_FULL:
+			return "queue full";
+		case STREAM_STATE_RETRYING:
+			return "retrying";
+		case STREAM_STATE_SLOT_LOST:
+			return "slot lost";
 	}
-	LWLockRelease(ReplicationSlotControlLock);
-	return lsn;
+	return "unknown";
+}
+
+/* A consistent copy of the shared state, for the views. */
+static void
+copy_shared(StreamShared *copy)
+{
+	if (stream_shared == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("ticket_ext must be loaded via shared_preload_libraries"),
+				 errhint("Add ticket_ext to shared_preload_libraries in postgresql.conf and restart the server.")));
+	SpinLockAcquire(&stream_shared->mutex);
+	memcpy(copy, stream_shared, sizeof(*copy));
+	SpinLockRelease(&stream_shared->mutex);
 }
 
 /*
@@ -139,26 +366,23 @@ ticket_stream_status(PG_FUNCTION_ARGS)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	StreamShared copy;
-	XLogRecPtr	slot_lsn = slot_confirmed_lsn();
 	XLogRecPtr	now_lsn = RecoveryInProgress() ? InvalidXLogRecPtr : GetXLogInsertRecPtr();
 	TimestampTz now = GetCurrentTimestamp();
 	int			i;
 
-	if (stream_shared == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("ticket_ext must be loaded via shared_preload_libraries"),
-				 errhint("Add ticket_ext to shared_preload_libraries in postgresql.conf and restart the server.")));
+	copy_shared(&copy);
 	InitMaterializedSRF(fcinfo, 0);
-	SpinLockAcquire(&stream_shared->mutex);
-	memcpy(&copy, stream_shared, sizeof(copy));
-	SpinLockRelease(&stream_shared->mutex);
 
 	for (i = 0; i < copy.nsinks; i++)
 	{
 		SinkStatus *s = &copy.sinks[i];
+		StreamSlotInfo slot;
+		XLogRecPtr	slot_lsn;
 		Datum		values[16];
 		bool		nulls[16] = {0};
+
+		slot_lsn = s->slot[0] != '\0' && stream_slot_read(s->slot, &slot)
+			? slot.confirmed_flush : InvalidXLogRecPtr;
 
 		values[0] = CStringGetTextDatum(s->name);
 		values[1] = CStringGetTextDatum(state_name(s->state));
@@ -178,12 +402,44 @@ ticket_stream_status(PG_FUNCTION_ARGS)
 		nulls[9] = slot_lsn == InvalidXLogRecPtr;
 		values[10] = Float8GetDatum(s->oldest_unacked_commit == 0 ? 0.0 :
 									(double) (now - s->oldest_unacked_commit) / USECS_PER_SEC);
-		values[11] = Int32GetDatum(copy.queued);
-		values[12] = Int32GetDatum(copy.worker_pid);
-		nulls[12] = copy.worker_pid == 0;
+		values[11] = Int32GetDatum(s->queued);
+		values[12] = Int32GetDatum(s->worker_pid);
+		nulls[12] = s->worker_pid == 0;
 		values[13] = Float8GetDatum(delay_percentile(s->delay_hist, 0.50));
 		values[14] = Float8GetDatum(delay_percentile(s->delay_hist, 0.99));
 		values[15] = Int64GetDatum((int64) s->requests);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	PG_RETURN_NULL();
+}
+
+/*
+ * ticket_ext.stream_state() (1.1): per sink, what its worker's replication
+ * stream is doing and, when it cannot go on, why and what to do.
+ */
+Datum
+ticket_stream_state(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	StreamShared copy;
+	int			i;
+
+	copy_shared(&copy);
+	InitMaterializedSRF(fcinfo, 0);
+	for (i = 0; i < copy.nsinks; i++)
+	{
+		SinkStatus *s = &copy.sinks[i];
+		Datum		values[5];
+		bool		nulls[5] = {0};
+
+		values[0] = CStringGetTextDatum(s->name);
+		values[1] = CStringGetTextDatum(stream_state_name(s->stream_state));
+		values[2] = CStringGetTextDatum(s->detail);
+		nulls[2] = s->detail[0] == '\0';
+		values[3] = CStringGetTextDatum(s->slot);
+		nulls[3] = s->slot[0] == '\0';
+		values[4] = Int32GetDatum(s->worker_pid);
+		nulls[4] = s->worker_pid == 0;
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 	PG_RETURN_NULL();

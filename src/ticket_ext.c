@@ -135,7 +135,6 @@ _PG_init(void)
 
 	ticket_xact_init();
 	ticket_reclaim_init();
-	/* the stream worker comes back faster: writes may wait for its slot */
 	register_worker("ticket_ext expiry", "ticket_expiry_worker_main", 5);
-	register_worker("ticket_ext stream", "ticket_stream_worker_main", 1);
+	stream_register_workers();
 }

@@ -162,15 +162,16 @@ sub check_stream
 	return scalar(keys %got);
 }
 
-# pid of the streaming worker (waits for it to be up)
+# pid of a sink's streaming worker, Redis's by default (waits for it)
 sub stream_worker_pid
 {
-	my ($node) = @_;
+	my ($node, $sink) = @_;
+	$sink //= 'redis';
 	my $pid = '';
 	for (1 .. 100)
 	{
 		$pid = $node->safe_psql('postgres',
-			"SELECT pid FROM pg_stat_activity WHERE backend_type = 'ticket_ext stream'");
+			"SELECT pid FROM pg_stat_activity WHERE backend_type = 'ticket_ext stream $sink'");
 		return $pid if $pid =~ /^\d+$/;
 		select(undef, undef, undef, 0.1);
 	}

@@ -79,7 +79,7 @@ RESET ROLE;
 
 -- secrets: not readable through SHOW or pg_settings; no way to reload,
 -- change settings, or stop the workers
-SELECT pid AS stream_pid FROM pg_stat_activity WHERE backend_type = 'ticket_ext stream' \gset
+SELECT pid AS stream_pid FROM pg_stat_activity WHERE backend_type = 'ticket_ext stream redis' \gset
 SELECT pid AS expiry_pid FROM pg_stat_activity WHERE backend_type = 'ticket_ext expiry' \gset
 SET ROLE tk_app;
 SELECT throws_ok('SHOW ticket_ext.aws_secret_access_key', '42501', NULL, 'app cannot SHOW the AWS secret key');
@@ -106,7 +106,7 @@ SELECT throws_ok('SELECT pg_terminate_backend(' || :expiry_pid || ')', '42501', 
 SELECT throws_ok($$SELECT pg_drop_replication_slot('ticket_ext_stream')$$, '42501', NULL,
                  'app cannot drop the replication slot');
 RESET ROLE;
-SELECT is((SELECT pid FROM pg_stat_activity WHERE backend_type = 'ticket_ext stream'), :stream_pid,
+SELECT is((SELECT pid FROM pg_stat_activity WHERE backend_type = 'ticket_ext stream redis'), :stream_pid,
           'the streaming worker still runs');
 
 -- the admin role can administer

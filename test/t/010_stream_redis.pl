@@ -52,6 +52,14 @@ is(join(',', map { $_->{type} } grep { $_->{hold_id} eq '' } @entries),
 my ($cap) = grep { $_->{type} eq 'capacity' && $_->{capacity} eq '900' } @entries;
 ok($cap, 'the capacity event carries the new capacity');
 
+# a NULL holder and an empty one stay distinct: no field vs an empty one
+my $h_null = $node->safe_psql('postgres', "SELECT ticket_reserve(1, 1, NULL)");
+my $h_empty = $node->safe_psql('postgres', "SELECT ticket_reserve(1, 1, '')");
+check_stream($node, $redis, $key, 'NULL and empty holders');
+my %by_hold = map { ($_->{hold_id} // '') => $_ } grep { $_->{type} eq 'reserved' } @{ $redis->entries($key) };
+ok(!exists $by_hold{$h_null}{holder}, 'a NULL holder: no holder field');
+is($by_hold{$h_empty}{holder}, '', "an empty holder: holder ''");
+
 # --- Redis crashes in the middle of a burst ------------------------------
 $node->safe_psql('postgres', "SELECT ticket_ext.create_item(2, 1000000, 'burst')");
 my @mix = pgbench_scripts(
@@ -83,7 +91,7 @@ for my $round (1 .. 3)
 	$burst->finish;
 	ok($node->poll_query_until('postgres', qq{
 		SELECT count(*) = 1 FROM pg_stat_activity
-		 WHERE backend_type = 'ticket_ext stream' AND pid <> $pid}),
+		 WHERE backend_type = 'ticket_ext stream redis' AND pid <> $pid}),
 		"SIGTERM round $round: the postmaster restarted the worker");
 }
 check_stream($node, $redis, $key, 'after SIGTERMs');

@@ -1,0 +1,199 @@
+/*-------------------------------------------------------------------------
+ *
+ * worker_slot.c
+ *	  A sink worker's care of its replication slot, apart from streaming
+ *	  it: dropping it (extension dropped, sink turned off), noticing it was
+ *	  lost, saying what its creation waits for, and the retained-WAL
+ *	  warning that says why WAL is kept.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "access/xlog.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "stream.h"
+#include "stream_slot.h"
+#include "stream_worker.h"
+#include "utils/builtins.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+
+static bool wal_warning = false;
+
+/* Run one utility statement in a transaction of its own. */
+static uint64
+run_sql(const char *sql, const char *arg)
+{
+	uint64		n;
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	SPI_connect();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	if (arg)
+		SPI_execute_with_args(sql, 1, (Oid[]) {TEXTOID},
+							  (Datum[]) {CStringGetTextDatum(arg)}, NULL, false, 0);
+	else
+		SPI_execute(sql, false, 0);
+	n = SPI_processed;
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	return n;
+}
+
+/* Drop our slot if it exists and no walsender uses it: true once gone. */
+bool
+drop_own_slot(const char *why)
+{
+	StreamSlotInfo slot;
+
+	if (!stream_slot_read(stream_worker_slot(), &slot))
+		return true;
+	if (slot.active_pid != 0)
+		return false;			/* the walsender is still letting go */
+	if (run_sql("SELECT pg_catalog.pg_drop_replication_slot(slot_name) "
+				"  FROM pg_catalog.pg_replication_slots "
+				" WHERE slot_name = $1 AND NOT active", stream_worker_slot()) != 1)
+		return false;
+	ereport(LOG,
+			(errmsg("ticket_ext: %s, replication slot \"%s\" of the %s sink removed",
+					why, stream_worker_slot(), stream_worker_ops->name)));
+	return true;
+}
+
+/*
+ * After DROP EXTENSION: drop our slot and (the first sink's worker) the
+ * publication PostgreSQL 15 cannot tie to the extension.
+ */
+void
+drop_leftovers(void)
+{
+	(void) drop_own_slot("extension dropped");
+	if (stream_worker_sink == 0 &&
+		run_sql("SELECT 1 FROM pg_catalog.pg_publication WHERE pubname = $1",
+				"ticket_ext_events") == 1)
+	{
+		(void) run_sql("DROP PUBLICATION IF EXISTS ticket_ext_events", NULL);
+		ereport(LOG,
+				(errmsg("ticket_ext: extension dropped, publication ticket_ext_events removed")));
+	}
+}
+
+/* Was the slot invalidated (max_slot_wal_keep_size)? */
+static bool
+slot_lost(XLogRecPtr *at)
+{
+	StreamSlotInfo slot;
+
+	if (!stream_slot_read(stream_worker_slot(), &slot) || slot.invalidated_at == InvalidXLogRecPtr)
+		return false;
+	*at = slot.invalidated_at;
+	return true;
+}
+
+/* If the slot was invalidated, say so in stream_state: true if it was. */
+bool
+note_slot_lost(void)
+{
+	XLogRecPtr	lost_at;
+
+	if (!slot_lost(&lost_at))
+		return false;
+	stream_status_set_state(stream_worker_sink, STREAM_STATE_SLOT_LOST,
+							psprintf("slot \"%s\" was invalidated at %X/%X (max_slot_wal_keep_size): "
+									 "events after its confirmed position are gone from WAL; "
+									 "see README, \"When the slot is lost\"",
+									 stream_worker_slot(), LSN_FORMAT_ARGS(lost_at)));
+	return true;
+}
+
+/* While the slot is being created: say what it waits for (once a second). */
+void
+note_slot_wait(int walsender_pid)
+{
+	static TimestampTz noted = 0;
+	char	   *pids = NULL;
+
+	if (!TimestampDifferenceExceeds(noted, GetCurrentTimestamp(), 1000))
+		return;
+	noted = GetCurrentTimestamp();
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	SPI_connect();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	if (SPI_execute_with_args("SELECT pg_catalog.string_agg(p::text, ', ') "
+							  "  FROM pg_catalog.unnest(pg_catalog.pg_blocking_pids($1)) p",
+							  1, (Oid[]) {INT4OID}, (Datum[]) {Int32GetDatum(walsender_pid)},
+							  NULL, true, 1) == SPI_OK_SELECT && SPI_processed == 1)
+	{
+		char	   *v = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+
+		if (v != NULL)
+			pids = MemoryContextStrdup(TopMemoryContext, v);
+	}
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	stream_status_set_state(stream_worker_sink, STREAM_STATE_CREATING_SLOT,
+							pids ? psprintf("slot \"%s\" waits for transactions of pids %s to end; "
+											"ticket writes wait up to 10 s meanwhile",
+											stream_worker_slot(), pids)
+							: psprintf("creating slot \"%s\"", stream_worker_slot()));
+	if (pids)
+		pfree(pids);
+}
+
+/*
+ * WARNING when the slot holds more WAL than ticket_ext.stream_wal_warning,
+ * saying why: WAL not yet acknowledged by a sink (past confirmed_flush),
+ * or WAL decoding must start from because a transaction that was running
+ * back then is still open (restart_lsn lags confirmed_flush), which no
+ * sink can help.
+ */
+void
+check_retained_wal(bool streaming)
+{
+	StreamSlotInfo slot;
+	XLogRecPtr	insert = GetXLogInsertRecPtr();
+	uint64		retained;
+	uint64		unacked;
+	bool		over;
+
+	if (!streaming && note_slot_lost())
+		return;					/* e.g. closed for room when the slot was lost */
+	if (!stream_slot_read(stream_worker_slot(), &slot) || slot.restart_lsn == InvalidXLogRecPtr)
+		return;
+	retained = insert - slot.restart_lsn;
+	unacked = slot.confirmed_flush != InvalidXLogRecPtr && insert > slot.confirmed_flush
+		? insert - slot.confirmed_flush : 0;
+	over = retained > (uint64) stream_wal_warning_mb * 1024 * 1024;
+	if (over && !wal_warning)
+	{
+		if (unacked * 2 >= retained)
+			ereport(WARNING,
+					(errmsg("ticket_ext: replication slot \"%s\" retains %lu MB of WAL",
+							stream_worker_slot(), (unsigned long) (retained / (1024 * 1024))),
+					 errdetail("%lu MB are events the %s sink has not acknowledged yet; they are kept until it does.",
+							   (unsigned long) (unacked / (1024 * 1024)), stream_worker_ops->name),
+					 errhint("Check ticket_ext.stream_status. max_slot_wal_keep_size bounds the WAL kept, at the cost of losing the slot.")));
+		else
+			ereport(WARNING,
+					(errmsg("ticket_ext: replication slot \"%s\" retains %lu MB of WAL",
+							stream_worker_slot(), (unsigned long) (retained / (1024 * 1024))),
+					 errdetail("The sinks have all but %lu MB; the rest is held by a long-running transaction "
+							   "that was open when that WAL was written (decoding restarts at its beginning).",
+							   (unsigned long) (unacked / (1024 * 1024))),
+					 errhint("Look for old transactions in pg_stat_activity (xact_start, backend_xid).")));
+	}
+	else if (!over && wal_warning)
+		ereport(LOG,
+				(errmsg("ticket_ext: replication slot \"%s\" retained WAL is back under %d MB",
+						stream_worker_slot(), stream_wal_warning_mb)));
+	wal_warning = over;
+}
+

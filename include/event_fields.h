@@ -1,0 +1,33 @@
+/*
+ * event_fields.h
+ *	  The fields of an event, in the order the output plugin writes them
+ *	  and the sinks carry them: the one list both the plugin
+ *	  (src/output_plugin.c) and the worker's parser (bgworker/event.c) use.
+ */
+#ifndef TICKET_EVENT_FIELDS_H
+#define TICKET_EVENT_FIELDS_H
+
+#define EVENT_FIELD_LIST(X) \
+	X(EVF_EVENT_ID, "event_id") \
+	X(EVF_TYPE, "type") \
+	X(EVF_ITEM_ID, "item_id") \
+	X(EVF_HOLD_ID, "hold_id") \
+	X(EVF_QTY, "qty") \
+	X(EVF_HOLDER, "holder") \
+	X(EVF_COMMIT_TIME, "commit_time") \
+	X(EVF_LSN, "lsn") \
+	X(EVF_XID, "xid") \
+	X(EVF_CAPACITY, "capacity")	/* capacity events only */ \
+	X(EVF_END_LSN, "end_lsn")	/* commit and progress messages only */
+
+#define EVENT_FIELD_ENUM(id, name) id,
+typedef enum EventField
+{
+	EVENT_FIELD_LIST(EVENT_FIELD_ENUM)
+	NUM_EVENT_FIELDS
+} EventField;
+#undef EVENT_FIELD_ENUM
+
+extern const char *const event_field_names[NUM_EVENT_FIELDS];
+
+#endif

@@ -1,0 +1,162 @@
+# The worker never leaves the replication connection unread, never blocks
+# on slot creation, and says what the stream is doing:
+#  - every sink down, the queue full: the stream is closed (not left
+#    unread), so a CHECKPOINT that must invalidate the slot under
+#    max_slot_wal_keep_size returns at once; the worker survives, the
+#    queued events still reach Redis, and stream_state says "slot lost";
+#  - slot creation waiting for an open transaction: a ticket write inside
+#    a transaction that has an xid fails at once (55000) instead of
+#    waiting for a slot that waits for it; the wait and the pids are in
+#    stream_state; the worker still answers SIGHUP meanwhile;
+#  - the worker's identity is cleared when it exits; SIGTERM is a clean
+#    shutdown with a last feedback.
+use strict;
+use warnings;
+use IPC::Run;
+use PostgreSQL::Test::Utils;
+use Test::More;
+use Time::HiRes qw(usleep time);
+use TicketTest;
+use RedisTest;
+
+my $redis = RedisTest->new;
+my $node = new_ticket_node('backpressure', allows_streaming => 'logical',
+	conf => "ticket_ext.redis_url = '" . $redis->url . "'\n"
+	  . "ticket_ext.stream_backoff_max = 500ms\n"
+	  . "ticket_ext.stream_queue_max = 1000\n"
+	  . "max_slot_wal_keep_size = 48MB\n"
+	  . "wal_keep_size = 0\n"
+	  . "max_wal_size = 1GB\n");
+my $worker = stream_worker_pid($node);
+ok($worker, 'worker up');
+$node->safe_psql('postgres', "SELECT ticket_ext.create_item(1, 10000000, 'backpressure')");
+$node->poll_query_until('postgres',
+	"SELECT state = 'streaming' FROM ticket_ext.stream_state WHERE sink = 'redis'") or die 'not streaming';
+pass('stream_state says streaming');
+
+# --- every sink down, the queue full --------------------------------------
+$redis->kill9;
+$node->safe_psql('postgres', 'CREATE TABLE noise (id serial, pad text)');
+# far more events than the queue holds: the walsender has plenty to send
+$node->safe_psql('postgres',
+	"SELECT ticket_reserve(1, 1, 'q' || g) FROM generate_series(1, 3000) g") for 1 .. 5;
+ok($node->poll_query_until('postgres',
+		"SELECT state = 'queue full' FROM ticket_ext.stream_state WHERE sink = 'redis'"),
+	'queue full: the stream is closed, stream_state says so');
+like($node->safe_psql('postgres', 'SELECT detail FROM ticket_ext.stream_state WHERE sink = \'redis\''),
+	qr/reopens from the slot/, 'the detail says what happens next');
+# WAL past max_slot_wal_keep_size
+for (1 .. 6)
+{
+	$node->safe_psql('postgres',
+		"INSERT INTO noise (pad) SELECT repeat('z', 1000) FROM generate_series(1, 12000)");
+	$node->safe_psql('postgres', 'SELECT pg_switch_wal()');
+}
+my $t0 = time;
+my ($rc, $out, $err) = $node->psql('postgres', "SET statement_timeout = '10s'; CHECKPOINT");
+my $took = time - $t0;
+is($rc, 0, "CHECKPOINT past max_slot_wal_keep_size returns (took ${took}s)") or diag($err);
+ok($took < 10, 'within 10 s');
+is($node->safe_psql('postgres',
+		"SELECT wal_status FROM pg_replication_slots WHERE slot_name = 'ticket_ext_stream'"),
+	'lost', 'the safety valve worked: the slot is invalidated');
+ok($node->poll_query_until('postgres',
+		"SELECT state = 'slot lost' FROM ticket_ext.stream_state WHERE sink = 'redis'"),
+	'stream_state says the slot is lost');
+like($node->safe_psql('postgres', 'SELECT detail FROM ticket_ext.stream_state WHERE sink = \'redis\''),
+	qr/invalidated at .*max_slot_wal_keep_size/, 'the detail says why');
+is(stream_worker_pid($node), $worker, 'the worker is still the same process');
+
+# Redis comes back: the queued events are delivered, the sink is ok, the
+# stream stays "slot lost" (not "cannot connect"), warned about once
+$redis->start;
+ok($node->poll_query_until('postgres',
+		"SELECT state = 'ok' AND events_sent >= 1000 FROM ticket_ext.stream_status WHERE sink = 'redis'"),
+	'Redis back: the sink is ok and got the queued events');
+my $log_at = -s $node->logfile;
+sleep 4;
+is($node->safe_psql('postgres', 'SELECT state FROM ticket_ext.stream_state WHERE sink = \'redis\''), 'slot lost',
+	'still slot lost: nothing to retry until an operator acts');
+my $later = substr(slurp_file($node->logfile), $log_at);
+my $warnings = () = $later =~ /event stream interrupted/g;
+ok($warnings <= 1, "no WARNING storm while the slot is lost ($warnings in 4 s)");
+unlike(slurp_file($node->logfile), qr/cannot wait on socket event without a socket/,
+	'the worker never waited on a closed socket');
+is(stream_worker_pid($node), $worker, 'the worker never exited');
+
+# The documented recovery: drop the lost slot, the worker makes a new one
+$node->safe_psql('postgres', "SELECT pg_drop_replication_slot('ticket_ext_stream')");
+ok($node->poll_query_until('postgres',
+		"SELECT state = 'streaming' FROM ticket_ext.stream_state WHERE sink = 'redis'"),
+	'after dropping the lost slot the worker streams from a new one');
+
+# --- slot creation waits for an open transaction with an xid -------------
+$node->safe_psql('postgres', 'DROP EXTENSION ticket_ext');
+$node->poll_query_until('postgres',
+	"SELECT count(*) = 0 FROM pg_replication_slots WHERE slot_name = 'ticket_ext_stream'")
+  or die 'slot not dropped';
+my ($in, $sout, $serr) = ('', '', '');
+my $s1 = IPC::Run::start([ 'psql', '-XAtq', '-v', 'ON_ERROR_STOP=0', '-d', $node->connstr('postgres') ],
+	'<', \$in, '>', \$sout, '2>', \$serr);
+$in .= "BEGIN; INSERT INTO noise (pad) VALUES ('open'); SELECT 'pid=' || pg_backend_pid();\n";
+$s1->pump until $sout =~ /pid=(\d+)/;
+my $s1pid = $1;
+$node->safe_psql('postgres', 'CREATE EXTENSION ticket_ext');
+ok($node->poll_query_until('postgres',
+		"SELECT state = 'creating slot' AND detail LIKE '%$s1pid%' FROM ticket_ext.stream_state WHERE sink = 'redis'"),
+	'stream_state: creating slot, waiting for the open transaction (its pid named)');
+
+# the worker answers SIGHUP while the slot waits: sinks off shows at once
+$node->safe_psql('postgres', "ALTER SYSTEM SET ticket_ext.redis_url = ''; SELECT pg_reload_conf()");
+ok($node->poll_query_until('postgres', "SELECT state = 'no sinks' FROM ticket_ext.stream_state WHERE sink = 'redis'"),
+	'SIGHUP is handled while the slot creation waits');
+$node->safe_psql('postgres', "ALTER SYSTEM RESET ticket_ext.redis_url; SELECT pg_reload_conf()");
+ok($node->poll_query_until('postgres', "SELECT state = 'creating slot' FROM ticket_ext.stream_state WHERE sink = 'redis'"),
+	'settings back: creating the slot again');
+
+# a write elsewhere waits (bounded) and fails with 55000 while the slot waits
+my ($r2, $o2, $e2) = $node->psql('postgres', "\\set VERBOSITY verbose\nSELECT ticket_ext.create_item(8, 10)");
+like($e2, qr/55000.*event stream is not ready/s, 'another session gets 55000 after the bounded wait') or diag("rc=$r2 out=$o2 err=$e2");
+# a ticket write in the very transaction the slot waits for fails at once
+$t0 = time;
+$in .= "SELECT ticket_ext.create_item(7, 10);\n";
+$s1->pump until $serr =~ /ERROR/;
+# (the error ended that transaction: the slot is created now)
+$took = time - $t0;
+like($serr, qr/event stream is not ready/, 'a write in the transaction the slot waits for is refused');
+ok($took < 3, "... at once (${took}s, not after the 10 s gate timeout)");
+$in .= "ROLLBACK;\n\\q\n";
+$s1->finish;
+ok($node->poll_query_until('postgres', "SELECT state = 'streaming' FROM ticket_ext.stream_state WHERE sink = 'redis'"),
+	'once the transaction ends the slot is created and streaming starts');
+$node->safe_psql('postgres', 'SELECT ticket_ext.create_item(7, 10)');
+$node->safe_psql('postgres', "SELECT ticket_reserve(7, 1, 'after')");
+my $delivered = 0;
+for (1 .. 100)
+{
+	$delivered = grep { ($_->{holder} // '') eq 'after' } @{ $redis->entries('ticket_ext:events') };
+	last if $delivered;
+	usleep(100_000);
+}
+is($delivered, 1, 'a sale after the wait reaches Redis once');
+
+# --- identity cleared on exit; SIGTERM is a clean shutdown ---------------
+$worker = stream_worker_pid($node);
+my $confirmed_before = $node->safe_psql('postgres', 'SELECT pg_current_wal_lsn()');
+$log_at = -s $node->logfile;
+$node->safe_psql('postgres', "SELECT pg_terminate_backend($worker)");
+ok($node->poll_query_until('postgres',
+		"SELECT worker_pid IS DISTINCT FROM $worker FROM ticket_ext.stream_state WHERE sink = 'redis'"),
+	'the exited worker is no longer shown as the worker');
+my $new = stream_worker_pid($node);
+ok($new && $new != $worker, 'a new worker took over');
+$later = substr(slurp_file($node->logfile), $log_at);
+unlike($later, qr/FATAL:.*terminating background worker "ticket_ext stream"/,
+	'SIGTERM: a clean shutdown, not a FATAL');
+ok($node->poll_query_until('postgres',
+		"SELECT confirmed_flush_lsn >= '$confirmed_before' FROM pg_replication_slots WHERE slot_name = 'ticket_ext_stream'"),
+	'the slot is confirmed past what was committed before the restart');
+
+$node->stop;
+$redis->stop;
+done_testing();
