@@ -11,13 +11,16 @@
 #     to deliver them after it returns, and the worker's memory meanwhile.
 #
 #   bench/stream_bench.sh [--seconds N] [--rounds N] [--backlog N] [--kinesis] [--items N]
-#                       [--kinesis-per-item K] [--rate TPS]
+#                       [--kinesis-per-item K] [--rate TPS] [--independence]
 #
 # --kinesis adds the Kinesis sink (kinesalite from test/js) next to Redis;
 # --items spreads the load over N items (Kinesis takes one record per item
 # per call by default, so a single hot item is one record per round trip;
 # --kinesis-per-item K sets ticket_ext.kinesis_records_per_item); --rate
 # throttles the load (pgbench -R) to check keeping up at a given sales rate.
+# --independence measures only the Redis sink's commit -> XADD delay
+# (p50/p99) while Kinesis is healthy, throttled (the fault proxy) and
+# black-holed (accepts TCP, never answers): interleaved rounds, medians.
 set -uo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -26,7 +29,7 @@ source "$ROOT/test/lib/common.sh"
 export TICKET_KEEP_LOGS=1
 reexec_unprivileged "$ROOT" bench/stream_bench.sh "$@"
 
-SECS=10 ROUNDS=3 BACKLOG=1000000 CLIENTS=64 KINESIS=0 ITEMS=1 PER_ITEM=1 RATE=()
+SECS=10 ROUNDS=3 BACKLOG=1000000 CLIENTS=64 KINESIS=0 ITEMS=1 PER_ITEM=1 RATE=() INDEPENDENCE=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --seconds) SECS=$2; shift 2 ;;
@@ -36,7 +39,8 @@ while [ $# -gt 0 ]; do
     --items) ITEMS=$2; shift 2 ;;
     --kinesis-per-item) PER_ITEM=$2; shift 2 ;;
     --rate) RATE=(-R "$2"); shift 2 ;;
-    *) echo "usage: $0 [--seconds N] [--rounds N] [--backlog N] [--kinesis] [--items N] [--kinesis-per-item K] [--rate TPS]"; exit 2 ;;
+    --independence) INDEPENDENCE=1; KINESIS=1; shift ;;
+    *) echo "usage: $0 [--seconds N] [--rounds N] [--backlog N] [--kinesis] [--items N] [--kinesis-per-item K] [--rate TPS] [--independence]"; exit 2 ;;
   esac
 done
 
@@ -58,7 +62,8 @@ start_kinesis() {
   node "$ROOT/test/js/kinesis.js" "http://127.0.0.1:$KPORT/" create bench 4 2>/dev/null
 }
 stop_kinesis() { [ -f "$DIR/kinesalite.pid" ] && kill "$(cat "$DIR/kinesalite.pid")" 2>/dev/null; rm -f "$DIR/kinesalite.pid"; }
-cleanup() { stop_redis; stop_kinesis; pg_ctl -D "$DIR/data" -m immediate stop >/dev/null 2>&1; rm -rf "$DIR"; }
+HELPERS=()
+cleanup() { stop_redis; stop_kinesis; [ ${#HELPERS[@]} -gt 0 ] && kill "${HELPERS[@]}" 2>/dev/null; pg_ctl -D "$DIR/data" -m immediate stop >/dev/null 2>&1; rm -rf "$DIR"; }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
@@ -93,9 +98,46 @@ wait_delivered() {	# wait_delivered <lsn>: seconds until the slot confirms it
   awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }'
 }
 
-echo "ticket_ext streaming benchmark: $(nproc) cores, $CLIENTS clients, ${SECS}s per run, $ROUNDS rounds"
 SCRIPT="$DIR/reserve.sql"
 printf '\\set i random(1, %d)\nSELECT ticket_reserve(:i, 1, '"'"'bench'"'"');\n' "$ITEMS" >"$SCRIPT"
+if [ "$INDEPENDENCE" = 1 ]; then
+  # Kinesis behind the fault proxy (throttling, partial failures, 5xx) and
+  # a black hole; Redis's delay should not care which
+  PPORT=$(free_port) HPORT=$(free_port)
+  node "$ROOT/test/js/fault_proxy.js" "$PPORT" "$KPORT" >"$DIR/proxy.log" 2>&1 & HELPERS+=($!)
+  node -e "require('net').createServer(() => {}).listen($HPORT, '127.0.0.1')" & HELPERS+=($!)
+  sleep 1
+  declare -A P50 P99
+  rate=(-R 2000); [ ${#RATE[@]} -gt 0 ] && rate=("${RATE[@]}")
+  echo "Redis commit -> XADD delay while Kinesis is healthy, throttled or black-holed: ${SECS}s, $ROUNDS rounds, ${rate[1]} tps"
+  for r in $(seq "$ROUNDS"); do
+    for mode in healthy throttled blackholed; do
+      case $mode in
+        healthy) ep="http://127.0.0.1:$KPORT/" ;; throttled) ep="http://127.0.0.1:$PPORT/" ;; blackholed) ep="http://127.0.0.1:$HPORT/" ;;
+      esac
+      sql -c "ALTER SYSTEM SET ticket_ext.kinesis_endpoint = '$ep'" -c "SELECT pg_reload_conf()" >/dev/null
+      sleep 1
+      sql -c "SELECT ticket_ext.stream_reset_stats()" >/dev/null
+      pgbench -n -M prepared -h "$DIR" -p "$PORT" -U postgres -c 8 -j 2 -T "$SECS" "${rate[@]}" \
+        -f "$SCRIPT" postgres >/dev/null 2>&1
+      wait_delivered_redis=$(sql -c "SELECT pg_current_wal_lsn()")
+      for _ in $(seq 1000); do
+        [ "$(sql -c "SELECT slot_confirmed_lsn >= '$wait_delivered_redis' FROM ticket_ext.stream_status WHERE sink = 'redis'")" = t ] && break
+        sleep 0.01
+      done
+      read -r sent p50 p99 kstate <<<"$(sql -F ' ' -c "SELECT r.events_sent, r.delay_p50_ms, r.delay_p99_ms, k.state FROM ticket_ext.stream_status r, ticket_ext.stream_status k WHERE r.sink = 'redis' AND k.sink = 'kinesis'")"
+      printf '  round %d kinesis %-10s (state %-10s): redis %7d events, delay p50 %s ms p99 %s ms\n' "$r" "$mode" "$kstate" "$sent" "$p50" "$p99"
+      P50[$mode]+="$p50 " P99[$mode]+="$p99 "
+    done
+  done
+  med() { printf '%s\n' $1 | sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
+  for mode in healthy throttled blackholed; do
+    printf 'median redis delay with kinesis %-10s: p50 %s ms, p99 %s ms (target p99 < 50 ms)\n' "$mode" "$(med "${P50[$mode]}")" "$(med "${P99[$mode]}")"
+  done
+  exit 0
+fi
+
+echo "ticket_ext streaming benchmark: $(nproc) cores, $CLIENTS clients, ${SECS}s per run, $ROUNDS rounds"
 ON=() OFF=()
 for r in $(seq "$ROUNDS"); do
   for mode in on off; do

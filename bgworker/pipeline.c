@@ -39,6 +39,7 @@ static EventId last_queued_id;
 static XLogRecPtr last_queued_commit = InvalidXLogRecPtr;
 
 static void advance_sink(Sink *s, int n);
+static void load_origin(Sink *s);
 
 static void
 status_update(Sink *s, SinkState state, const char *error)
@@ -82,7 +83,44 @@ pipeline_reload(void)
 					(errmsg("ticket_ext: %s sink resumes after event %X/%X-%u",
 							s->ops->name, LSN_FORMAT_ARGS(s->last_id.lsn), s->last_id.seq)));
 	}
+	load_origin(s);
 	status_update(s, s->enabled ? SINK_STATE_CONNECTING : SINK_STATE_DISABLED, NULL);
+}
+
+/* The slot's origin file: "<sink>-slot" with the slot name as target. */
+static void
+save_origin(Sink *s)
+{
+	EventId		origin = {s->slot_origin, s->adopted ? 1 : 0};
+	char		name[32];
+
+	snprintf(name, sizeof(name), "%s-slot", s->ops->name);
+	sink_position_save(name, s->ops->slot_name(), &origin);
+}
+
+static void
+load_origin(Sink *s)
+{
+	EventId		origin;
+	char		name[32];
+
+	snprintf(name, sizeof(name), "%s-slot", s->ops->name);
+	s->slot_origin = InvalidXLogRecPtr;
+	s->adopted = true;			/* a slot of unknown origin: as before */
+	if (sink_position_load(name, s->ops->slot_name(), &origin))
+	{
+		s->slot_origin = origin.lsn;
+		s->adopted = origin.seq != 0;
+	}
+}
+
+/* This worker just created the sink's slot, starting at origin. */
+void
+pipeline_slot_created(XLogRecPtr origin)
+{
+	sink.slot_origin = origin;
+	sink.adopted = false;
+	save_origin(&sink);
 }
 
 /* Does the sink resume after a saved position (it delivered before)? */
@@ -347,9 +385,13 @@ work_sink(Sink *s, TimestampTz now)
 		/* whatever a sink allocates for one call is gone after it */
 		MemoryContext old = MemoryContextSwitchTo(send_cxt);
 
+		bool		was_adopted = s->adopted;
+
 		s->ops->send(s, batch, n, &result);
 		MemoryContextSwitchTo(old);
 		MemoryContextReset(send_cxt);
+		if (s->adopted && !was_adopted)
+			save_origin(s);		/* the sink took a write from this slot */
 	}
 	if (result.acked > 0)
 		note_progress(s, Min(result.acked, n));

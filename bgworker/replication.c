@@ -27,6 +27,7 @@
 
 static PGconn *conn = NULL;
 static bool creating_slot = false;	/* CREATE_REPLICATION_SLOT sent, no answer yet */
+static XLogRecPtr created_at = InvalidXLogRecPtr;	/* consistent point of the slot we created */
 static bool streaming = false;	/* START_REPLICATION answered: COPY BOTH */
 
 /*
@@ -132,6 +133,16 @@ repl_creating_slot(void)
 	return conn != NULL && creating_slot;
 }
 
+/* The consistent point of the slot we just created (once), or invalid. */
+XLogRecPtr
+repl_take_created_at(void)
+{
+	XLogRecPtr	at = created_at;
+
+	created_at = InvalidXLogRecPtr;
+	return at;
+}
+
 int
 repl_socket(void)
 {
@@ -208,6 +219,12 @@ poll_slot_creation(const char *slot, char *err, int errlen)
 		return 0;
 	while ((res = PQgetResult(conn)) != NULL)
 	{
+		uint32		hi,
+					lo;
+
+		if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1 &&
+			sscanf(PQgetvalue(res, 0, 1), "%X/%X", &hi, &lo) == 2)
+			created_at = ((uint64) hi << 32) | lo;
 		if (PQresultStatus(res) != PGRES_TUPLES_OK)
 		{
 			snprintf(err, errlen, "could not create replication slot \"%s\": %s",

@@ -162,6 +162,57 @@ is_duplicate(const redisReply *r)
 }
 
 static void
+stream_key(const StreamEvent *ev, char *key, size_t len)
+{
+	if (redis_stream_per_item)
+		snprintf(key, len, "%s:" INT64_FORMAT, redis_stream, ev->item_id);
+	else
+		strlcpy(key, redis_stream, len);
+}
+
+/*
+ * Redis refused ev as not above the stream's top.  Normally the sink has
+ * it already.  But until the sink took a write from a slot this worker
+ * created, a top beyond the slot's origin was written from another WAL
+ * history (this server was restored from a backup, or is a promoted
+ * standby): skipping would lose ev.  True (and result filled) then.
+ */
+static bool
+history_conflict(Sink *sink, const StreamEvent *ev, SinkResult *result)
+{
+	char		key[512];
+	const char *argv[6];
+	redisReply *reply;
+	unsigned long long top = 0;
+
+	if (sink->adopted || sink->slot_origin == InvalidXLogRecPtr)
+		return false;
+	stream_key(ev, key, sizeof(key));
+	argv[0] = "XREVRANGE";
+	argv[1] = key;
+	argv[2] = "+";
+	argv[3] = "-";
+	argv[4] = "COUNT";
+	argv[5] = "1";
+	reply = redisCommandArgv(redis, 6, argv, NULL);
+	if (reply != NULL && reply->type == REDIS_REPLY_ARRAY && reply->elements == 1 &&
+		reply->element[0]->type == REDIS_REPLY_ARRAY && reply->element[0]->elements >= 1 &&
+		reply->element[0]->element[0]->type == REDIS_REPLY_STRING)
+		top = strtoull(reply->element[0]->element[0]->str, NULL, 10);
+	if (reply != NULL)
+		freeReplyObject(reply);
+	if (top <= sink->slot_origin)
+		return false;
+	result->code = SINK_FATAL_CONFIG;
+	snprintf(result->error, sizeof(result->error),
+			 "history changed: stream \"%s\" already holds entry %llu-*, written after this server's slot began "
+			 "(%X/%X) by another WAL history (restored backup or failover); nothing is skipped: "
+			 "set ticket_ext.redis_stream to a new key (README, \"Restore and failover\")",
+			 key, top, LSN_FORMAT_ARGS(sink->slot_origin));
+	return true;
+}
+
+static void
 append_xadd(StreamEvent *ev)
 {
 	const char *argv[6 + 2 * lengthof(ev->field_names)];
@@ -172,10 +223,7 @@ append_xadd(StreamEvent *ev)
 	int			argc = 0;
 	int			i;
 
-	if (redis_stream_per_item)
-		snprintf(key, sizeof(key), "%s:" INT64_FORMAT, redis_stream, ev->item_id);
-	else
-		strlcpy(key, redis_stream, sizeof(key));
+	stream_key(ev, key, sizeof(key));
 	snprintf(id, sizeof(id), UINT64_FORMAT "-%u", ev->id.lsn, ev->id.seq);
 	argv[argc++] = "XADD";
 	argv[argc++] = key;
@@ -233,8 +281,16 @@ redis_send(Sink *sink, StreamEvent **events, int n, SinkResult *result)
 			result->code = classify(reply->str);
 			snprintf(result->error, sizeof(result->error), "XADD: %s", reply->str);
 		}
+		else if (reply->type == REDIS_REPLY_ERROR)
+		{
+			if (!history_conflict(sink, events[0], result))
+				result->acked = 1;
+		}
 		else
+		{
 			result->acked = 1;
+			sink->adopted = true;
+		}
 		freeReplyObject(reply);
 		return;
 	}
@@ -280,6 +336,10 @@ redis_send(Sink *sink, StreamEvent **events, int n, SinkResult *result)
 				snprintf(result->error, sizeof(result->error), "XADD: %s", r->str);
 				break;
 			}
+			if (r->type == REDIS_REPLY_ERROR && history_conflict(sink, events[i], result))
+				break;
+			if (r->type != REDIS_REPLY_ERROR)
+				sink->adopted = true;
 			result->acked++;
 		}
 	}

@@ -177,6 +177,12 @@ open_stream(void)
 		stream_failed(err);
 		return false;
 	}
+	{
+		XLogRecPtr	origin = repl_take_created_at();
+
+		if (origin != InvalidXLogRecPtr)
+			pipeline_slot_created(origin);
+	}
 	slot_in_use = MemoryContextStrdup(TopMemoryContext, stream_worker_slot());
 	stream_opened_at = GetCurrentTimestamp();
 	closed_for_room = false;

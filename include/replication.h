@@ -27,6 +27,7 @@ typedef struct ReplMessage
 extern bool repl_connect(const char *superuser, char *err, int errlen);
 extern int	repl_ensure_slot(const char *slot, const char *copy_from, char *err, int errlen);
 extern bool repl_creating_slot(void);
+extern XLogRecPtr repl_take_created_at(void);
 extern int	repl_backend_pid(void);
 extern bool repl_start(const char *slot, char *err, int errlen);
 extern int	repl_receive(ReplMessage *msg, char *err, int errlen);

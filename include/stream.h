@@ -59,6 +59,14 @@ typedef struct Sink
 	TimestampTz warned_at;		/* when; flapping sinks warn once a minute */
 	XLogRecPtr	confirmed;		/* end of the last transaction it fully has */
 	EventId		last_id;		/* the last event it acknowledged */
+	/*
+	 * Where this sink's slot began, if this worker created it, and whether
+	 * the sink has taken a write from it since: until then, what the sink
+	 * holds beyond that point came from another WAL history (a restored
+	 * backup, a failover) and is not "already delivered".
+	 */
+	XLogRecPtr	slot_origin;
+	bool		adopted;
 } Sink;
 
 struct SinkOps
@@ -98,6 +106,7 @@ extern void pipeline_reset(void);
 extern void pipeline_reload(void);
 extern bool pipeline_enabled(void);
 extern bool pipeline_has_position(void);
+extern void pipeline_slot_created(XLogRecPtr origin);
 extern bool pipeline_full(void);
 extern bool pipeline_has_room(void);
 extern void pipeline_add_event(const StreamEvent *event);
