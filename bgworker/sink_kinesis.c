@@ -175,11 +175,7 @@ probe_stream(char *err, int errlen)
 static SinkResultCode
 kinesis_connect(Sink *sink, char *err, int errlen)
 {
-	const char *key = (aws_access_key_id && aws_access_key_id[0]) ? aws_access_key_id
-		: getenv("AWS_ACCESS_KEY_ID");
-	const char *secret = (aws_secret_access_key && aws_secret_access_key[0]) ? aws_secret_access_key
-		: getenv("AWS_SECRET_ACCESS_KEY");
-	const char *token = getenv("AWS_SESSION_TOKEN");
+	AwsCredentials cred;
 	const char *target = kinesis_position_target();
 
 	kinesis_disconnect(sink);
@@ -195,9 +191,9 @@ kinesis_connect(Sink *sink, char *err, int errlen)
 				 kinesis_region ? kinesis_region : "");
 		return SINK_FATAL_CONFIG;
 	}
-	if (key == NULL || key[0] == '\0' || secret == NULL || secret[0] == '\0')
+	if (!aws_credentials_get(&cred, err, errlen))
 	{
-		snprintf(err, errlen, "no AWS credentials: set ticket_ext.aws_access_key_id/aws_secret_access_key or the server's AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY");
+		explicit_bzero(&cred, sizeof(cred));
 		return SINK_FATAL_CONFIG;
 	}
 	if (kinesis_endpoint && kinesis_endpoint[0])
@@ -205,7 +201,7 @@ kinesis_connect(Sink *sink, char *err, int errlen)
 	else
 		snprintf(url, sizeof(url), "https://kinesis.%s.amazonaws.com/", kinesis_region);
 	snprintf(sigv4, sizeof(sigv4), "aws:amz:%s:kinesis", kinesis_region);
-	snprintf(userpwd, sizeof(userpwd), "%s:%s", key, secret);
+	snprintf(userpwd, sizeof(userpwd), "%s:%s", cred.key, cred.secret);
 
 	curl = curl_easy_init();
 	if (curl == NULL)
@@ -216,14 +212,15 @@ kinesis_connect(Sink *sink, char *err, int errlen)
 	headers = curl_slist_append(headers, "Content-Type: application/x-amz-json-1.1");
 	/* no "Expect: 100-continue" round trip before each body */
 	headers = curl_slist_append(headers, "Expect:");
-	if (token && token[0])
+	if (cred.token[0])
 	{
-		char		h[4096];
+		char		h[4200];
 
-		snprintf(h, sizeof(h), "X-Amz-Security-Token: %s", token);
+		snprintf(h, sizeof(h), "X-Amz-Security-Token: %s", cred.token);
 		headers = curl_slist_append(headers, h);
 		explicit_bzero(h, sizeof(h));
 	}
+	explicit_bzero(&cred, sizeof(cred));
 	curl_easy_setopt(curl, CURLOPT_URL, url);
 	curl_easy_setopt(curl, CURLOPT_AWS_SIGV4, sigv4);
 	curl_easy_setopt(curl, CURLOPT_USERPWD, userpwd);
@@ -268,6 +265,9 @@ classify_error(long http, const char *type)
 		return SINK_THROTTLED;
 	if (http >= 500)
 		return SINK_RETRY;
+	/* expired temporary credentials: reconnecting reads them afresh */
+	if (strstr(type, "ExpiredToken") != NULL)
+		return SINK_FATAL_CONFIG;
 	if (http == 403 || strstr(type, "NotFound") != NULL || strstr(type, "Signature") != NULL ||
 		strstr(type, "AccessDenied") != NULL || strstr(type, "UnrecognizedClient") != NULL ||
 		strstr(type, "Validation") != NULL || strstr(type, "KMS") != NULL)

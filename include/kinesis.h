@@ -17,6 +17,16 @@ typedef struct KinesisResponse
 	char		message[256];	/* its message, or the first ErrorMessage */
 } KinesisResponse;
 
+/* aws_credentials.c */
+typedef struct AwsCredentials
+{
+	char		key[256];
+	char		secret[256];
+	char		token[4096];
+} AwsCredentials;
+
+extern bool aws_credentials_get(AwsCredentials *c, char *err, int errlen);
+
 extern bool kinesis_parse_response(const char *body, size_t len, KinesisResponse *out,
 								   bool *record_failed, int max_records,
 								   char *err, size_t errlen);

@@ -142,6 +142,7 @@ extern char *kinesis_region;
 extern char *kinesis_endpoint;
 extern char *aws_access_key_id;
 extern char *aws_secret_access_key;
+extern char *aws_credentials_file;
 extern int	kinesis_max_record_bytes;
 extern int	kinesis_records_per_item;
 extern int	kinesis_max_request_bytes;

@@ -34,6 +34,7 @@ char	   *kinesis_region = NULL;
 char	   *kinesis_endpoint = NULL;
 char	   *aws_access_key_id = NULL;
 char	   *aws_secret_access_key = NULL;
+char	   *aws_credentials_file = NULL;
 int			kinesis_max_record_bytes = 1024 * 1024;
 int			kinesis_records_per_item = 1;
 int			kinesis_max_request_bytes = 5 * 1024 * 1024;
@@ -117,6 +118,10 @@ stream_define_settings(void)
 	DefineCustomStringVariable("ticket_ext.aws_secret_access_key",
 							   "AWS secret access key; empty = the server's AWS_SECRET_ACCESS_KEY.",
 							   NULL, &aws_secret_access_key, "",
+							   PGC_SIGHUP, GUC_SUPERUSER_ONLY, NULL, NULL, NULL);
+	DefineCustomStringVariable("ticket_ext.aws_credentials_file",
+							   "AWS shared credentials file ([default]), read at every Kinesis (re)connect; used when the key settings are empty.",
+							   NULL, &aws_credentials_file, "",
 							   PGC_SIGHUP, GUC_SUPERUSER_ONLY, NULL, NULL, NULL);
 	DefineCustomIntVariable("ticket_ext.kinesis_max_record_bytes",
 							"Largest Kinesis record (data + partition key).",

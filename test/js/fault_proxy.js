@@ -7,6 +7,9 @@
 //   every 5th: partial failure: records at odd positions fail with
 //              ProvisionedThroughputExceededException, the rest are stored
 // everything else is forwarded unchanged.
+// A request whose X-Amz-Security-Token is "expired" is refused, in every
+// mode, with HTTP 400 ExpiredTokenException (as AWS does for expired
+// temporary credentials).
 // With a third argument "slow:<ms>" it injects no faults and instead holds
 // every call <ms> before forwarding it (a slow sink).
 // usage: node fault_proxy.js <listen-port> <kinesalite-port> [slow:<ms>]
@@ -15,7 +18,7 @@ const http = require('http');
 const [listenPort, targetPort] = process.argv.slice(2, 4).map((x) => parseInt(x, 10));
 const slowMs = /^slow:(\d+)$/.test(process.argv[4] || '') ? parseInt(process.argv[4].slice(5), 10) : -1;
 let calls = 0;
-const stats = { forwarded: 0, throttled: 0, failed500: 0, incomplete: 0, partial: 0, failedRecords: 0 };
+const stats = { expired: 0, forwarded: 0, throttled: 0, failed500: 0, incomplete: 0, partial: 0, failedRecords: 0 };
 
 function forward(req, body, cb) {
   const headers = { ...req.headers, 'content-length': Buffer.byteLength(body) };
@@ -41,6 +44,11 @@ http.createServer((req, res) => {
   req.on('end', () => {
     const body = Buffer.concat(chunks).toString();
     if (req.url === '/stats') return reply(res, 200, JSON.stringify(stats));
+    if (req.headers['x-amz-security-token'] === 'expired') {
+      stats.expired++;
+      return reply(res, 400, JSON.stringify({ __type: 'ExpiredTokenException',
+        message: 'The security token included in the request is expired' }));
+    }
     if (slowMs >= 0) {
       stats.forwarded++;
       return setTimeout(() => forward(req, body, (code, h, b) => reply(res, code, b)), slowMs);
