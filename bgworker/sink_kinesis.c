@@ -45,7 +45,7 @@ static char landed_for[1024];	/* the target they landed in */
 
 static const char *kinesis_position_target(void);
 
-bool
+static bool
 kinesis_configured(void)
 {
 	return kinesis_stream != NULL && kinesis_stream[0] != '\0';

@@ -149,7 +149,5 @@ extern int	kinesis_max_request_bytes;
 
 extern void stream_define_settings(void);
 
-/* sink_kinesis.c */
-extern bool kinesis_configured(void);
 
 #endif							/* TICKET_STREAM_H */
