@@ -1,7 +1,7 @@
 /*
  * event.h
  *	  One decoded event of the output plugin, and parsing it
- *	  (bgworker/event.c).  Frontend-safe: test/fuzz builds it alone.
+ *	  (bgworker/stream/event.c).  Frontend-safe: test/fuzz builds it alone.
  */
 #ifndef TICKET_EVENT_H
 #define TICKET_EVENT_H

@@ -2,7 +2,7 @@
  * event_fields.h
  *	  The fields of an event, in the order the output plugin writes them
  *	  and the sinks carry them: the one list both the plugin
- *	  (src/output_plugin.c) and the worker's parser (bgworker/event.c) use.
+ *	  (bgworker/stream/output_plugin.c) and the worker's parser (bgworker/stream/event.c) use.
  */
 #ifndef TICKET_EVENT_FIELDS_H
 #define TICKET_EVENT_FIELDS_H

@@ -1,6 +1,6 @@
 /*
  * kinesis.h
- *	  The Kinesis sink's response parser (bgworker/kinesis_response.c).
+ *	  The Kinesis sink's response parser (bgworker/stream/kinesis_response.c).
  */
 #ifndef TICKET_KINESIS_H
 #define TICKET_KINESIS_H

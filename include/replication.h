@@ -1,6 +1,6 @@
 /*
  * replication.h
- *	  The streaming worker's logical replication connection (bgworker/replication.c).
+ *	  The streaming worker's logical replication connection (bgworker/stream/replication.c).
  */
 #ifndef TICKET_REPLICATION_H
 #define TICKET_REPLICATION_H

@@ -1,6 +1,6 @@
 /*
  * stream_slot.h
- *	  What shared memory says of a replication slot (src/stream_slot.c):
+ *	  What shared memory says of a replication slot (bgworker/stream/stream_slot.c):
  *	  the one lookup the gate, the worker and the status view share.
  */
 #ifndef TICKET_STREAM_SLOT_H

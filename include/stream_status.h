@@ -1,7 +1,7 @@
 /*-------------------------------------------------------------------------
  *
  * stream_status.h
- *	  The streaming workers' state in shared memory (src/stream_status.c
+ *	  The streaming workers' state in shared memory (bgworker/stream/stream_status.c
  *	  owns it): per sink, its worker's identity, its stream's state and
  *	  its counters.  Everyone else goes through these functions.
  *

@@ -1,7 +1,7 @@
 /*
  * stream_worker.h
- *	  A sink worker's identity (bgworker/stream_worker.c) and the care of
- *	  its slot (bgworker/worker_slot.c).
+ *	  A sink worker's identity (bgworker/stream/stream_worker.c) and the care of
+ *	  its slot (bgworker/stream/worker_slot.c).
  */
 #ifndef TICKET_STREAM_WORKER_H
 #define TICKET_STREAM_WORKER_H

@@ -1,6 +1,6 @@
 /*
  * libFuzzer harness: the output plugin's JSON lines as the streaming
- * worker parses them (bgworker/event.c).  Checks: a parsed event has its
+ * worker parses them (bgworker/stream/event.c).  Checks: a parsed event has its
  * fields, every value a string inside the event.
  */
 #include "postgres_fe.h"

@@ -1,6 +1,6 @@
 /*
  * libFuzzer harness: Kinesis PutRecords / error responses
- * (bgworker/kinesis_response.c, PostgreSQL's jsonapi from libpgcommon).
+ * (bgworker/stream/kinesis_response.c, PostgreSQL's jsonapi from libpgcommon).
  * Checks: never more records than asked for, failures counted within them.
  */
 #include "postgres_fe.h"

@@ -1,5 +1,5 @@
 /*
- * libFuzzer harness: ticket_ext.redis_url parsing (bgworker/redis_url.c).
+ * libFuzzer harness: ticket_ext.redis_url parsing (bgworker/stream/redis_url.c).
  * Checks beyond "no crash": an accepted URL has a host and a valid port,
  * and an error message never repeats the password part of the input.
  */

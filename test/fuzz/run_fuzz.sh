@@ -15,9 +15,9 @@ CFLAGS=(-g -O1 -Wno-ignored-attributes -fsanitize=fuzzer,address,undefined -fno-
         -I"$ROOT/include" -I"$PGINC" -DFRONTEND)
 LIBS=("$PGLIB/libpgcommon.a" "$PGLIB/libpgport.a" -lm)
 declare -A SRC=(
-  [redis_url]="$ROOT/bgworker/redis_url.c"
-  [kinesis_response]="$ROOT/bgworker/kinesis_response.c"
-  [event]="$ROOT/bgworker/event.c"
+  [redis_url]="$ROOT/bgworker/stream/redis_url.c"
+  [kinesis_response]="$ROOT/bgworker/stream/kinesis_response.c"
+  [event]="$ROOT/bgworker/stream/event.c"
 )
 n=0
 echo "1..${#SRC[@]}"

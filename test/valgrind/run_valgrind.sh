@@ -102,7 +102,7 @@ fi
 # our frames: "(in .../ticket_ext.so)", or "(<one of our files>.c:N)" with
 # debug info (the server itself has none here).  A report is ours when
 # such a frame comes before the first frame of the server's own code.
-OURS="ticket_ext\\.so|[( ]($(cd "$ROOT" && ls src/*.c bgworker/*.c | xargs -n1 basename | sed 's/\.c$//' | paste -sd'|'))\\.c:[0-9]+\\)"
+OURS="ticket_ext\\.so|[( ]($(cd "$ROOT" && ls src/*.c bgworker/*.c bgworker/stream/*.c | xargs -n1 basename | sed 's/\.c$//' | paste -sd'|'))\\.c:[0-9]+\\)"
 ours=0 theirs=0
 for f in "$DIR"/vg.*.log; do
   # one report = lines from "==pid== <Kind>" up to the blank "==pid== " line

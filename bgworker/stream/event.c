@@ -5,7 +5,7 @@
  *	  PostgreSQL's own JSON parser (common/jsonapi.h).
  *
  * Messages are flat JSON objects of strings, numbers and nulls (see
- * src/output_plugin.c).  Anything else is refused, never guessed at.
+ * bgworker/stream/output_plugin.c).  Anything else is refused, never guessed at.
  * Only frontend-safe calls are used here, so test/fuzz can run this file
  * outside the server.
  *
