@@ -18,17 +18,21 @@ typedef struct EventId
 
 #define EVENT_ID_LT(a, b) ((a).lsn < (b).lsn || ((a).lsn == (b).lsn && (a).seq < (b).seq))
 
+#include "event_fields.h"
+
 typedef struct StreamEvent
 {
 	EventId		id;
 	int64		item_id;
+	bool		no_item;		/* snapshot_end: of no item (item_id 0) */
+	uint32		xid;			/* its transaction, 0 for snapshot events */
 	TimestampTz commit_time;
 	char	   *json;			/* the output plugin's JSON object */
 	int			json_len;
 	/* flat fields for sinks that want them (Redis): names and values */
 	int			nfields;
-	const char *field_names[12];
-	char	   *field_values[12];
+	const char *field_names[NUM_EVENT_FIELDS];
+	char	   *field_values[NUM_EVENT_FIELDS];
 } StreamEvent;
 
 typedef enum StreamMessageKind

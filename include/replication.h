@@ -8,6 +8,8 @@
 #include "postgres.h"
 #include "access/xlogdefs.h"
 
+struct pg_result;
+
 typedef enum ReplMessageKind
 {
 	REPL_DATA,					/* XLogData: one output plugin message */
@@ -25,7 +27,13 @@ typedef struct ReplMessage
 } ReplMessage;
 
 extern bool repl_connect(const char *superuser, char *err, int errlen);
-extern int	repl_ensure_slot(const char *slot, const char *copy_from, char *err, int errlen);
+extern int	repl_slot_exists(const char *slot, char *err, int errlen);
+extern bool repl_copy_slot(const char *src, const char *slot, char *err, int errlen);
+extern bool repl_drop_slot(const char *slot, char *err, int errlen);
+extern int	repl_create_slot(const char *slot, char *err, int errlen);
+extern bool repl_snapshot_rows(const char *sql, bool (*row) (struct pg_result *res, void *arg),
+							   void *arg, char *err, int errlen);
+extern bool repl_end_snapshot(char *err, int errlen);
 extern bool repl_creating_slot(void);
 extern XLogRecPtr repl_take_created_at(void);
 extern int	repl_backend_pid(void);
@@ -34,6 +42,7 @@ extern int	repl_receive(ReplMessage *msg, char *err, int errlen);
 extern bool repl_send_feedback(XLogRecPtr flush, bool want_reply, char *err, int errlen);
 extern int	repl_socket(void);
 extern bool repl_is_connected(void);
+extern bool repl_is_open(void);
 extern void repl_close(void);
 
 #endif

@@ -22,6 +22,7 @@
 #include "storage/spin.h"
 
 #include "event.h"
+#include "stream_history.h"
 #include "stream_status.h"
 
 /* ---------- sinks ---------- */
@@ -58,15 +59,9 @@ typedef struct Sink
 	bool		warned;			/* a "failing" WARNING is out, no "recovered" yet */
 	TimestampTz warned_at;		/* when; flapping sinks warn once a minute */
 	XLogRecPtr	confirmed;		/* end of the last transaction it fully has */
-	EventId		last_id;		/* the last event it acknowledged */
-	/*
-	 * Where this sink's slot began, if this worker created it, and whether
-	 * the sink has taken a write from it since: until then, what the sink
-	 * holds beyond that point came from another WAL history (a restored
-	 * backup, a failover) and is not "already delivered".
-	 */
-	XLogRecPtr	slot_origin;
-	bool		adopted;
+	SinkPosition pos;			/* what it has (read at connect, then kept) */
+	bool		placed;			/* pos checked against the slot (history_verdict) */
+	bool		verified;		/* the stream showed pos's event as ours */
 } Sink;
 
 struct SinkOps
@@ -80,24 +75,29 @@ struct SinkOps
 	void		(*disconnect) (Sink *sink);
 	/* send events in order; report the acknowledged prefix */
 	void		(*send) (Sink *sink, StreamEvent **events, int n, SinkResult *result);
-	/* sinks that cannot drop repeats: what they deliver to (position file) */
-	const char *(*position_target) (void);
+	/* what it holds (pos->known false: nothing) */
+	SinkResultCode (*read_position) (Sink *sink, SinkPosition *pos, char *error, int errlen);
+	/* keep pos as what it holds (send keeps it too, where position_in_send) */
+	SinkResultCode (*write_position) (Sink *sink, const SinkPosition *pos, char *error, int errlen);
+	bool		position_in_send;	/* send stores the position with the data */
 };
 
 extern const SinkOps redis_sink_ops;
 extern const SinkOps kinesis_sink_ops;
 
-/* ---------- saved positions (sink_position.c) ---------- */
+/* ---------- files in the data directory (state_file.c, stream_history.c) ---------- */
 
-extern void sink_position_save(const char *sink, const char *target, const EventId *id);
-extern bool sink_position_load(const char *sink, const char *target, EventId *id);
+extern void state_file_path(char *path, size_t len, const char *name);
+extern bool state_file_save(const char *name, const char *content);
+extern bool state_file_load(const char *name, char *buf, int len);
+extern void state_file_remove(const char *name);
+extern void sink_position_save(const char *sink, const char *target, const SinkPosition *pos);
+extern bool sink_position_load(const char *sink, const char *target, SinkPosition *pos);
 
 /* ---------- the sink list (sinks.c) ---------- */
 
 extern int	stream_sink_count(void);
 extern const SinkOps *stream_sink(int i);
-extern bool stream_sinks_configured(void);
-extern bool stream_sinks_ready(Oid db);
 
 /* ---------- one worker's pipeline to its sink (pipeline.c) ---------- */
 
@@ -105,8 +105,11 @@ extern void pipeline_init(const SinkOps *ops, int index);
 extern void pipeline_reset(void);
 extern void pipeline_reload(void);
 extern bool pipeline_enabled(void);
-extern bool pipeline_has_position(void);
-extern void pipeline_slot_created(XLogRecPtr origin);
+extern void pipeline_set_slot(const SlotOrigin *slot, bool moved, bool snapshot_available);
+extern void pipeline_stream_started(XLogRecPtr start);
+extern bool pipeline_snapshot_wanted(void);
+extern void pipeline_forget_slot(void);
+extern const SinkPosition *pipeline_position(void);
 extern bool pipeline_full(void);
 extern bool pipeline_has_room(void);
 extern void pipeline_add_event(const StreamEvent *event);

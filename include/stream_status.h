@@ -36,7 +36,9 @@ typedef enum StreamState
 	STREAM_STATE_STREAMING,
 	STREAM_STATE_QUEUE_FULL,	/* stream closed until the sinks make room */
 	STREAM_STATE_RETRYING,		/* the stream failed; reopened with backoff */
-	STREAM_STATE_SLOT_LOST		/* max_slot_wal_keep_size invalidated the slot */
+	STREAM_STATE_SLOT_LOST,		/* max_slot_wal_keep_size invalidated the slot */
+	STREAM_STATE_SNAPSHOT,		/* sending a new slot's snapshot of the tables */
+	STREAM_STATE_HISTORY		/* the sink follows a newer history than ours */
 } StreamState;
 
 #define MAX_SINKS 2
@@ -53,6 +55,10 @@ extern bool stream_status_available(void);
 extern void stream_status_attach_worker(int sink, const char *slot);
 extern void stream_status_set_slot(int sink, const char *slot);
 extern void stream_status_wake_workers(void);
+extern void stream_status_set_configured(int sink, bool configured, Oid dboid);
+extern bool stream_status_slots_ready(Oid db, bool *configured);
+extern void stream_status_set_origin(int sink, uint64 origin);
+extern bool stream_status_take_resnapshot(int sink);
 extern void stream_status_set_state(int sink, StreamState state, const char *detail);
 extern void stream_status_set_received(int sink, XLogRecPtr lsn);
 extern void stream_status_set_confirmed(int sink, XLogRecPtr lsn, TimestampTz at);

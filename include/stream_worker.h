@@ -14,6 +14,7 @@ extern const char *stream_worker_slot(void);
 
 extern bool drop_own_slot(const char *why);
 extern void drop_leftovers(void);
+extern bool slot_lost(XLogRecPtr *at);
 extern bool note_slot_lost(void);
 extern void note_slot_wait(int walsender_pid);
 extern void check_retained_wal(bool streaming);

@@ -56,10 +56,12 @@ END
 $$;
 
 -- Per sink, its worker's replication stream: streaming, creating slot (and
--- which transactions it waits for), queue full, retrying, slot lost...
+-- which transactions it waits for), snapshot, queue full, retrying, slot
+-- lost, history conflict...  origin: the origin of its slot, which every
+-- event it sends carries (README, "Restore and failover").
 CREATE FUNCTION ticket_ext.stream_state(
     OUT sink text, OUT state text, OUT detail text, OUT slot_name text,
-    OUT worker_pid integer)
+    OUT worker_pid integer, OUT origin bigint)
 RETURNS SETOF record
 AS 'MODULE_PATHNAME', 'ticket_stream_state'
 LANGUAGE C VOLATILE PARALLEL SAFE;
@@ -68,3 +70,13 @@ COMMENT ON VIEW ticket_ext.stream_state IS
     'Each sink''s replication stream: its state and, when it cannot go on, why and what to do.';
 REVOKE ALL ON FUNCTION ticket_ext.stream_state() FROM PUBLIC;
 REVOKE ALL ON ticket_ext.stream_state FROM PUBLIC;
+
+-- A sink's worker drops its slot and starts a new one with a snapshot of
+-- the tables, which the sink takes whatever it holds.
+CREATE FUNCTION ticket_ext.stream_resnapshot(sink text)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'ticket_stream_resnapshot'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION ticket_ext.stream_resnapshot(text) IS
+    'Give a sink a new replication slot and a snapshot of the tables (its worker does it); true if the worker runs.';
+REVOKE ALL ON FUNCTION ticket_ext.stream_resnapshot(text) FROM PUBLIC;

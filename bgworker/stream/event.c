@@ -90,7 +90,8 @@ scalar(void *arg, char *token, JsonTokenType type)
 	}
 	else if (st->field < 0)
 		;						/* fields we do not know are ignored */
-	else if (type == JSON_TOKEN_TRUE || type == JSON_TOKEN_FALSE)
+	else if ((type == JSON_TOKEN_TRUE || type == JSON_TOKEN_FALSE) &&
+			 st->field != EVF_LAST && st->field != EVF_PAUSED)
 	{
 		st->bad = true;
 		st->why = "boolean value";
@@ -181,6 +182,15 @@ parse_commit_time(const char *s)
 			h * 3600 + mi * 60 + sec) * USECS_PER_SEC + usec;
 }
 
+/* an xid (decimal), 0 when absent or malformed */
+static uint32
+parse_xid(const char *s)
+{
+	int64		v;
+
+	return parse_int64(s, &v) && v > 0 && v <= PG_UINT32_MAX ? (uint32) v : 0;
+}
+
 /* Free the values the caller did not take over; pass kind through. */
 static StreamMessageKind
 finish(ParseState *st, StreamMessageKind kind)
@@ -263,23 +273,31 @@ stream_parse_message(char *json, int len, StreamEvent *event,
 	}
 
 	memset(event, 0, sizeof(StreamEvent));
+	/* the end of a snapshot is the one event of no item */
 	if (!parse_event_id(st.values[EVF_EVENT_ID], &event->id) ||
-		!parse_int64(st.values[EVF_ITEM_ID], &event->item_id))
+		(!parse_int64(st.values[EVF_ITEM_ID], &event->item_id) &&
+		 !(strcmp(type, "snapshot_end") == 0 && st.values[EVF_ITEM_ID] == NULL)))
 	{
 		*error = pstrdup("event without a valid event_id or item_id");
 		return finish(&st, MSG_INVALID);
 	}
+	event->no_item = st.values[EVF_ITEM_ID] == NULL;
+	event->xid = parse_xid(st.values[EVF_XID]);
 	event->commit_time = parse_commit_time(st.values[EVF_COMMIT_TIME]);
 	event->json = json;
 	event->json_len = len;
 	for (i = 0; i < (int) NUM_EVENT_FIELDS; i++)
 	{
 		/*
-		 * capacity only for capacity events; holder absent when null (so
-		 * NULL and '' stay distinct); the rest always, "" for null
+		 * These always, "" for null; the others only when they have a
+		 * value (so a NULL holder and '' stay distinct); end_lsn and origin
+		 * never (origin is the sink's to add).
 		 */
-		if (i == EVF_END_LSN ||
-			((i == EVF_CAPACITY || i == EVF_HOLDER) && st.values[i] == NULL))
+		bool		always = (i == EVF_EVENT_ID || i == EVF_TYPE || i == EVF_ITEM_ID ||
+							  i == EVF_HOLD_ID || i == EVF_QTY || i == EVF_COMMIT_TIME ||
+							  i == EVF_LSN || i == EVF_XID);
+
+		if (i == EVF_END_LSN || i == EVF_ORIGIN || (!always && st.values[i] == NULL))
 			continue;
 		event->field_names[event->nfields] = event_field_names[i];
 		event->field_values[event->nfields] = st.values[i] ? st.values[i] : pstrdup("");

@@ -4,13 +4,23 @@
  *	  Logical decoding output plugin "ticket_ext": one JSON object per
  *	  committed state change of ticket_ext.holds and ticket_ext.items.
  *
- *	  {"event_id":"23456789-0","type":"reserved","item_id":1,"hold_id":7,
+ *	  {"event_id":"23456789-0","v":2,"type":"reserved","item_id":1,"hold_id":7,
  *	   "qty":2,"holder":"alice","commit_time":"2026-11-25T09:40:00.123456Z",
- *	   "lsn":"0/165A3F8","xid":745}
+ *	   "lsn":"0/165A3F8","xid":745,"last":true,"tx_events":1}
  *
  * event_id = "<commit LSN as a decimal integer>-<index of the event in its
  * transaction>": the same change always gets the same id, ids grow in
- * commit order, and "<a>-<b>" is also a valid Redis stream entry id.
+ * commit order, and "<a>-<b>" is also a valid Redis stream entry id.  "v"
+ * is the format version (2 since extension 1.1).  The last event of a
+ * transaction says so ("last":true) and how many events the transaction
+ * had ("tx_events"), so a consumer can tell when it has a whole
+ * transaction: events are written one change late for that, never a
+ * whole transaction at once.
+ *
+ * The text is JSON in UTF-8 whatever the database encoding: in a database
+ * that is not UTF-8, text is converted and written with \u escapes, so the
+ * output is plain ASCII (valid in the database encoding, as a textual
+ * plugin's output must be, and the same characters once parsed).
  *
  * Only committed transactions are decoded (no streaming of in-progress
  * ones), so aborted transactions and rolled-back savepoints produce no
@@ -36,6 +46,7 @@
 #include "utils/json.h"
 #include "event_fields.h"
 #include "utils/lsyscache.h"
+#include "mb/pg_wchar.h"
 #include "utils/memutils.h"
 #include "utils/rel.h"
 
@@ -51,6 +62,9 @@ typedef struct PluginState
 	int			progress_interval_ms;
 	TimestampTz last_progress;
 	uint32		txn_events;		/* events emitted in the current txn */
+	StringInfoData held;		/* the txn's latest event, without its closing
+								 * brace: written once we know whether it is
+								 * the last */
 	StringInfoData pending;		/* batch: lines not yet written */
 } PluginState;
 
@@ -91,6 +105,7 @@ te_startup(LogicalDecodingContext *ctx, OutputPluginOptions *opt, bool is_init)
 					 errhint("Known options: batch, commit-markers, progress-interval-ms.")));
 	}
 	initStringInfo(&state->pending);
+	initStringInfo(&state->held);
 	ctx->output_plugin_private = state;
 	opt->output_type = OUTPUT_PLUGIN_TEXTUAL_OUTPUT;
 	/* decode whole committed transactions only */
@@ -101,7 +116,10 @@ te_startup(LogicalDecodingContext *ctx, OutputPluginOptions *opt, bool is_init)
 static void
 te_begin(LogicalDecodingContext *ctx, ReorderBufferTXN *txn)
 {
-	((PluginState *) ctx->output_plugin_private)->txn_events = 0;
+	PluginState *state = ctx->output_plugin_private;
+
+	state->txn_events = 0;
+	resetStringInfo(&state->held);
 }
 
 /* ISO 8601 in UTC with microseconds, e.g. 2026-11-25T09:40:00.123456Z */
@@ -188,6 +206,59 @@ write_line(LogicalDecodingContext *ctx, StringInfo line)
 		flush_pending(ctx);
 }
 
+/*
+ * Text as a JSON string.  UTF-8 databases write it as it is (escape_json);
+ * any other encoding is converted to UTF-8 and written in ASCII, every
+ * other character as \uXXXX (a byte that is not valid UTF-8, as can come
+ * from SQL_ASCII, as the Latin-1 character of that value).
+ */
+static void
+append_json_text(StringInfo out, const char *text)
+{
+	const unsigned char *s;
+	int			len;
+
+	if (GetDatabaseEncoding() == PG_UTF8)
+	{
+		escape_json(out, text);
+		return;
+	}
+	s = (const unsigned char *) pg_server_to_any(text, strlen(text), PG_UTF8);
+	len = strlen((const char *) s);
+	appendStringInfoChar(out, '"');
+	while (len > 0)
+	{
+		int			n = pg_utf_mblen(s);
+		pg_wchar	c;
+
+		if (*s < 0x80)
+		{
+			char		one[2] = {(char) *s, '\0'};
+			StringInfoData tmp;
+
+			/* escape_json's rules for quotes, backslashes and controls */
+			initStringInfo(&tmp);
+			escape_json(&tmp, one);
+			appendBinaryStringInfo(out, tmp.data + 1, tmp.len - 2);
+			pfree(tmp.data);
+			s++, len--;
+			continue;
+		}
+		if (n > len || !pg_utf8_islegal(s, n))
+			c = *s, n = 1;
+		else
+			c = utf8_to_unicode(s);
+		if (c > 0xFFFF)
+			appendStringInfo(out, "\\u%04X\\u%04X",
+							 (unsigned) (0xD800 + ((c - 0x10000) >> 10)),
+							 (unsigned) (0xDC00 + ((c - 0x10000) & 0x3FF)));
+		else
+			appendStringInfo(out, "\\u%04X", (unsigned) c);
+		s += n, len -= n;
+	}
+	appendStringInfoChar(out, '"');
+}
+
 /* ,"<name>": (the first field without the comma) */
 static void
 append_key(StringInfo out, EventField f)
@@ -197,21 +268,48 @@ append_key(StringInfo out, EventField f)
 	appendStringInfo(out, "\"%s\":", event_field_names[f]);
 }
 
-/* Write one event; hold (may be NULL) carries hold_id, qty and holder. */
+/*
+ * Write the transaction's held event, closed: with "last" and the
+ * transaction's event count when it is the last one.
+ */
+static void
+write_held(LogicalDecodingContext *ctx, bool last)
+{
+	PluginState *state = ctx->output_plugin_private;
+
+	if (state->held.len == 0)
+		return;
+	if (last)
+	{
+		append_key(&state->held, EVF_LAST);
+		appendStringInfoString(&state->held, "true");
+		append_key(&state->held, EVF_TX_EVENTS);
+		appendStringInfo(&state->held, "%u", state->txn_events);
+	}
+	appendStringInfoChar(&state->held, '}');
+	write_line(ctx, &state->held);
+	resetStringInfo(&state->held);
+}
+
+/*
+ * One event; hold (may be NULL) carries hold_id, qty and holder.  It is
+ * held until the next event or the commit (see write_held).
+ */
 static void
 emit_event(LogicalDecodingContext *ctx, ReorderBufferTXN *txn, const char *type,
 		   int64 item_id, HeapTuple hold, TupleDesc hold_desc, int64 capacity)
 {
 	PluginState *state = ctx->output_plugin_private;
-	StringInfoData line;
-	StringInfo	out = &line;
+	StringInfo	out = &state->held;
 	bool		isnull;
 	Datum		holder;
 
-	initStringInfo(out);
+	write_held(ctx, false);
 	appendStringInfoChar(out, '{');
 	append_key(out, EVF_EVENT_ID);
 	appendStringInfo(out, "\"" UINT64_FORMAT "-%u\"", (uint64) txn->final_lsn, state->txn_events);
+	append_key(out, EVF_V);
+	appendStringInfo(out, "%d", EVENT_FORMAT_VERSION);
 	append_key(out, EVF_TYPE);
 	appendStringInfo(out, "\"%s\"", type);
 	append_key(out, EVF_ITEM_ID);
@@ -226,7 +324,7 @@ emit_event(LogicalDecodingContext *ctx, ReorderBufferTXN *txn, const char *type,
 	if (isnull)
 		appendStringInfoString(out, "null");
 	else
-		escape_json(out, TextDatumGetCString(holder));
+		append_json_text(out, TextDatumGetCString(holder));
 	append_key(out, EVF_COMMIT_TIME);
 	append_iso8601(out, txn->xact_time.commit_time);
 	append_key(out, EVF_LSN);
@@ -238,8 +336,6 @@ emit_event(LogicalDecodingContext *ctx, ReorderBufferTXN *txn, const char *type,
 		append_key(out, EVF_CAPACITY);
 		appendStringInfo(out, INT64_FORMAT, capacity);
 	}
-	appendStringInfoChar(out, '}');
-	write_line(ctx, out);
 	state->txn_events++;
 }
 
@@ -340,6 +436,7 @@ te_commit(LogicalDecodingContext *ctx, ReorderBufferTXN *txn, XLogRecPtr commit_
 	PluginState *state = ctx->output_plugin_private;
 	StringInfoData line;
 
+	write_held(ctx, true);
 	initStringInfo(&line);
 	if (state->txn_events > 0 && state->commit_markers)
 	{

@@ -15,6 +15,11 @@
  * stream_worker.c), so a sink that is down, slow or black-holed holds up
  * nobody else.
  *
+ * Before anything is sent, the sink's position (what it holds, and from
+ * which slot) is placed against the worker's slot (stream_history.c):
+ * the sink skips what it has, starts on the slot, waits for a snapshot,
+ * or refuses a slot older than what it holds.
+ *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
@@ -38,8 +43,16 @@ static MemoryContext send_cxt = NULL;	/* reset after every sink call */
 static EventId last_queued_id;
 static XLogRecPtr last_queued_commit = InvalidXLogRecPtr;
 
+/* the slot the worker streams from, once it knows it */
+static SlotOrigin slot;
+static bool slot_known = false;
+static bool slot_moved = false;
+static bool slot_snapshot_available = false;
+static XLogRecPtr replay_start = InvalidXLogRecPtr;	/* the stream replays all from here */
+static bool snapshot_wanted = false;
+
 static void advance_sink(Sink *s, int n);
-static void load_origin(Sink *s);
+static void note_failure(Sink *s, SinkResultCode code, const char *error);
 
 static void
 status_update(Sink *s, SinkState state, const char *error)
@@ -65,69 +78,67 @@ void
 pipeline_reload(void)
 {
 	Sink	   *s = &sink;
-	bool		was = s->enabled;
 
 	if (s->connected)
 		s->ops->disconnect(s);
 	s->connected = false;
+	s->placed = false;			/* another target may hold something else */
 	s->enabled = s->ops->enabled();
 	s->retry_at = 0;
 	s->backoff_ms = 0;
-	if (s->enabled && !was)
-	{
-		/* skip what it has: the saved position, where the sink keeps none */
-		memset(&s->last_id, 0, sizeof(s->last_id));
-		if (s->ops->position_target &&
-			sink_position_load(s->ops->name, s->ops->position_target(), &s->last_id))
-			ereport(LOG,
-					(errmsg("ticket_ext: %s sink resumes after event %X/%X-%u",
-							s->ops->name, LSN_FORMAT_ARGS(s->last_id.lsn), s->last_id.seq)));
-	}
-	load_origin(s);
 	status_update(s, s->enabled ? SINK_STATE_CONNECTING : SINK_STATE_DISABLED, NULL);
 }
 
-/* The slot's origin file: "<sink>-slot" with the slot name as target. */
-static void
-save_origin(Sink *s)
-{
-	EventId		origin = {s->slot_origin, s->adopted ? 1 : 0};
-	char		name[32];
-
-	snprintf(name, sizeof(name), "%s-slot", s->ops->name);
-	sink_position_save(name, s->ops->slot_name(), &origin);
-}
-
-static void
-load_origin(Sink *s)
-{
-	EventId		origin;
-	char		name[32];
-
-	snprintf(name, sizeof(name), "%s-slot", s->ops->name);
-	s->slot_origin = InvalidXLogRecPtr;
-	s->adopted = true;			/* a slot of unknown origin: as before */
-	if (sink_position_load(name, s->ops->slot_name(), &origin))
-	{
-		s->slot_origin = origin.lsn;
-		s->adopted = origin.seq != 0;
-	}
-}
-
-/* This worker just created the sink's slot, starting at origin. */
+/*
+ * The slot the worker streams from: moved = confirmed past its start
+ * (the sink acknowledged part of it once), snapshot_available = its
+ * creation snapshot can still be sent.  The sink is placed against it
+ * again before it sends.
+ */
 void
-pipeline_slot_created(XLogRecPtr origin)
+pipeline_set_slot(const SlotOrigin *origin, bool moved, bool snapshot_available)
 {
-	sink.slot_origin = origin;
-	sink.adopted = false;
-	save_origin(&sink);
+	slot = *origin;
+	slot_known = true;
+	slot_moved = moved;
+	slot_snapshot_available = snapshot_available;
+	snapshot_wanted = false;
+	sink.placed = false;
 }
 
-/* Does the sink resume after a saved position (it delivered before)? */
-bool
-pipeline_has_position(void)
+/*
+ * The stream starts again at start (the slot's confirmed position).  With
+ * nothing queued, it replays everything from there: the transaction of
+ * the sink's position shows up again if it is not before start.
+ */
+void
+pipeline_stream_started(XLogRecPtr start)
 {
-	return sink.last_id.lsn != 0;
+	replay_start = (event_queue_length() == 0 && last_queued_id.lsn == 0)
+		? start : InvalidXLogRecPtr;
+}
+
+/* The worker drops the slot (to make a new one): nothing to place against. */
+void
+pipeline_forget_slot(void)
+{
+	slot_known = false;
+	snapshot_wanted = false;
+	sink.placed = false;
+}
+
+/* Does the sink need a new slot with a snapshot (the worker makes it)? */
+bool
+pipeline_snapshot_wanted(void)
+{
+	return snapshot_wanted;
+}
+
+/* What the sink holds, as last read or acknowledged. */
+const SinkPosition *
+pipeline_position(void)
+{
+	return &sink.pos;
 }
 
 bool
@@ -279,6 +290,7 @@ static void
 note_progress(Sink *s, int acked)
 {
 	StreamEvent *last = QUEUE_AT(s->acked + acked - 1).event;
+	char		error[256];
 	TimestampTz now = GetCurrentTimestamp();
 	uint64		hist[DELAY_BUCKETS] = {0};
 	int			i;
@@ -297,9 +309,10 @@ note_progress(Sink *s, int acked)
 	s->failing = false;
 	s->backoff_ms = 0;
 	s->retry_at = 0;
+	s->verified = true;			/* what it has now came from this stream */
 	advance_sink(s, acked);
-	if (s->ops->position_target)
-		sink_position_save(s->ops->name, s->ops->position_target(), &s->last_id);
+	if (!s->ops->position_in_send)
+		(void) s->ops->write_position(s, &s->pos, error, sizeof(error));
 	sink_status_note_acked(s->index, acked, last->id.lsn, hist);
 }
 
@@ -316,23 +329,154 @@ advance_sink(Sink *s, int n)
 		if (q->txn_end != InvalidXLogRecPtr && q->txn_end > s->confirmed)
 			s->confirmed = q->txn_end;
 		/* skipping a replay passes older events: the position never goes back */
-		if (EVENT_ID_LT(s->last_id, q->event->id))
-			s->last_id = q->event->id;
+		if (EVENT_ID_LT(s->pos.id, q->event->id))
+		{
+			s->pos.id = q->event->id;
+			s->pos.xid = q->event->xid;
+		}
 	}
 	s->acked += n;
 }
 
-/* After a replay, skip what the sink acknowledged before. */
+/*
+ * Is ev, just past the sink's position, proof that the sink's last event
+ * came from another history under this very slot?  The stream replays
+ * from the slot's confirmed position; when that is not beyond the sink's
+ * last transaction, the replay must show it, with the same xid, before
+ * anything later.  (A copy of a running server's files, slot included,
+ * restored and run: the only fork a new origin does not reveal.)
+ */
+static bool
+forked(Sink *s, const StreamEvent *ev)
+{
+	if (s->verified || s->pos.xid == 0 || replay_start == InvalidXLogRecPtr ||
+		s->pos.id.lsn < replay_start)
+		return false;
+	if (ev->id.lsn == s->pos.id.lsn && ev->xid == s->pos.xid)
+		return false;			/* pos's own transaction, later events */
+	return true;
+}
+
 static void
+history_forked(Sink *s, const StreamEvent *ev)
+{
+	char		held[160];
+
+	history_describe(&s->pos, held, sizeof(held));
+	ereport(WARNING,
+			(errmsg("ticket_ext: the %s sink holds %s, which this server's WAL history does not have (transaction %u)",
+					s->ops->name, held, ev->xid),
+			 errdetail("This server was restored from a copy of its files taken while it ran, or its history was otherwise replaced."),
+			 errhint("The sink is brought up to date with a snapshot of the tables.")));
+	snapshot_wanted = true;
+}
+
+/* After a replay, skip what the sink acknowledged before. */
+static bool
 skip_known(Sink *s)
 {
 	int			n = 0;
 
-	while (s->acked + n < event_queue_length() &&
-		   !EVENT_ID_LT(s->last_id, QUEUE_AT(s->acked + n).event->id))
+	while (s->acked + n < event_queue_length())
+	{
+		StreamEvent *ev = QUEUE_AT(s->acked + n).event;
+
+		if (EVENT_ID_LT(s->pos.id, ev->id))
+		{
+			if (forked(s, ev))
+			{
+				history_forked(s, ev);
+				return false;
+			}
+			s->verified = true;
+			break;
+		}
+		if (ev->id.lsn == s->pos.id.lsn && ev->id.seq == s->pos.id.seq)
+		{
+			if (s->pos.xid != 0 && ev->xid != s->pos.xid)
+			{
+				history_forked(s, ev);
+				return false;
+			}
+			s->verified = true;
+		}
 		n++;
+	}
 	if (n > 0)
 		advance_sink(s, n);
+	return true;
+}
+
+/*
+ * Place the sink's position against the slot (once per connection or
+ * slot): false while it may not send (a snapshot is wanted, it is ahead
+ * of us, or its position could not be read or written).
+ */
+static bool
+place_sink(Sink *s)
+{
+	SinkPosition pos;
+	SinkResultCode rc;
+	char		error[256];
+	char		held[160];
+
+	if (s->placed)
+		return true;
+	if (!slot_known || snapshot_wanted)
+		return false;
+	rc = s->ops->read_position(s, &pos, error, sizeof(error));
+	if (rc != SINK_OK)
+	{
+		note_failure(s, rc, error);
+		return false;
+	}
+	switch (history_verdict(&pos, &slot, slot_moved, slot_snapshot_available))
+	{
+		case HISTORY_SAME:
+			/* still what we saw it take (a reconnect), or to be checked */
+			s->verified = s->verified && s->pos.origin == pos.origin &&
+				s->pos.id.lsn == pos.id.lsn && s->pos.id.seq == pos.id.seq;
+			s->pos = pos;
+			break;
+		case HISTORY_ADOPT:
+			s->pos = history_adopt(&pos, &slot);
+			if (pos.known)
+			{
+				history_describe(&pos, held, sizeof(held));
+				ereport(LOG,
+						(errmsg("ticket_ext: the %s sink holds %s; it continues with slot \"%s\" (origin " UINT64_FORMAT ") and its snapshot",
+								s->ops->name, held, slot.slot, slot.origin)));
+			}
+			rc = s->ops->write_position(s, &s->pos, error, sizeof(error));
+			if (rc != SINK_OK)
+			{
+				note_failure(s, rc, error);
+				return false;
+			}
+			s->verified = true;	/* nothing of this slot's to check */
+			break;
+		case HISTORY_SNAPSHOT:
+			history_describe(&pos, held, sizeof(held));
+			ereport(LOG,
+					(errmsg("ticket_ext: the %s sink holds %s, which slot \"%s\" (origin " UINT64_FORMAT ") cannot continue: taking a snapshot",
+							s->ops->name, held, slot.slot, slot.origin)));
+			s->pos = pos;
+			snapshot_wanted = true;
+			return false;
+		case HISTORY_AHEAD:
+			history_describe(&pos, held, sizeof(held));
+			s->pos = pos;
+			snprintf(error, sizeof(error),
+					 "history: the sink holds %s, newer than this server's slot (origin " UINT64_FORMAT "); "
+					 "nothing is sent (to make this server its source: SELECT ticket_ext.stream_resnapshot('%s'))",
+					 held, slot.origin, s->ops->name);
+			note_failure(s, SINK_FATAL_CONFIG, error);
+			return false;
+	}
+	s->placed = true;
+	if (!s->failing)
+		status_update(s, SINK_STATE_OK, NULL);	/* a failing one: once a write works */
+	return true;
 }
 
 /* Connect a sink in the per-call memory context. */
@@ -372,9 +516,10 @@ work_sink(Sink *s, TimestampTz now)
 			return;
 		}
 		s->connected = true;
-		status_update(s, SINK_STATE_OK, NULL);
+		s->placed = false;		/* what it holds may have changed meanwhile */
 	}
-	skip_known(s);
+	if (!place_sink(s) || !skip_known(s))
+		return;
 	if (s->acked >= event_queue_length())
 		return;
 	n = Min(Min(event_queue_length() - s->acked, stream_batch_size), (int) lengthof(batch));
@@ -385,13 +530,9 @@ work_sink(Sink *s, TimestampTz now)
 		/* whatever a sink allocates for one call is gone after it */
 		MemoryContext old = MemoryContextSwitchTo(send_cxt);
 
-		bool		was_adopted = s->adopted;
-
 		s->ops->send(s, batch, n, &result);
 		MemoryContextSwitchTo(old);
 		MemoryContextReset(send_cxt);
-		if (s->adopted && !was_adopted)
-			save_origin(s);		/* the sink took a write from this slot */
 	}
 	if (result.acked > 0)
 		note_progress(s, Min(result.acked, n));

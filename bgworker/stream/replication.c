@@ -74,7 +74,8 @@ build_conninfo(const char *superuser)
 		appendStringInfo(&buf, "host='%s' port=%d user='%s' ",
 						 sockdir ? sockdir : "127.0.0.1", PostPortNumber, superuser);
 	}
-	appendStringInfo(&buf, "dbname='%s' replication=database "
+	/* snapshots are read in UTF-8, whatever the database's encoding */
+	appendStringInfo(&buf, "dbname='%s' replication=database client_encoding=UTF8 "
 					 "application_name='ticket_ext stream' connect_timeout=%d",
 					 ticket_database, Max(stream_connect_timeout_ms / 1000, 2));
 	append_plugin_allowance(&buf);
@@ -172,8 +173,8 @@ run(const char *cmd, ExecStatusType want, char *err, int errlen, PGresult **out)
  * Create slot as a copy of src (its confirmed position and retained WAL),
  * if src is a usable slot of ours: true if it was copied.
  */
-static bool
-copy_slot(const char *src, const char *slot, char *err, int errlen)
+bool
+repl_copy_slot(const char *src, const char *slot, char *err, int errlen)
 {
 	PGresult   *res;
 	char	   *lsrc = PQescapeLiteral(conn, src, strlen(src));
@@ -201,6 +202,22 @@ copy_slot(const char *src, const char *slot, char *err, int errlen)
 		ereport(LOG,
 				(errmsg("ticket_ext: created replication slot \"%s\" as a copy of \"%s\"", slot, src)));
 	return copied;
+}
+
+/* Drop a slot of ours, waiting for a walsender that still lets go of it. */
+bool
+repl_drop_slot(const char *slot, char *err, int errlen)
+{
+	char	   *ident = PQescapeIdentifier(conn, slot, strlen(slot));
+	char		cmd[512];
+	bool		ok;
+
+	snprintf(cmd, sizeof(cmd), "DROP_REPLICATION_SLOT %s WAIT", ident);
+	PQfreemem(ident);
+	ok = run(cmd, PGRES_COMMAND_OK, err, errlen, NULL);
+	if (ok)
+		ereport(LOG, (errmsg("ticket_ext: dropped replication slot \"%s\"", slot)));
+	return ok;
 }
 
 /* The answer to CREATE_REPLICATION_SLOT, once it came: 1 ok, 0 not yet, -1 error. */
@@ -241,23 +258,16 @@ poll_slot_creation(const char *slot, char *err, int errlen)
 }
 
 /*
- * Make sure our slot exists, without blocking: 1 = it exists, 0 = being
- * created (creation waits for every transaction running now to end: call
- * again when the socket is readable), -1 = error in err.  A same-named
- * slot of another plugin or database is refused.  With copy_from, a
- * missing slot starts as a copy of that one (same position) if it exists.
+ * Does our slot exist?  1 yes, 0 no, -1 error (a same-named slot of
+ * another plugin or database is refused).
  */
 int
-repl_ensure_slot(const char *slot, const char *copy_from, char *err, int errlen)
+repl_slot_exists(const char *slot, char *err, int errlen)
 {
 	PGresult   *res;
 	char	   *lit;
-	char	   *ident;
 	char		cmd[512];
-	int			rc = 1;
-
-	if (creating_slot)
-		return poll_slot_creation(slot, err, errlen);
+	int			rc;
 
 	lit = PQescapeLiteral(conn, slot, strlen(slot));
 	snprintf(cmd, sizeof(cmd),
@@ -266,7 +276,8 @@ repl_ensure_slot(const char *slot, const char *copy_from, char *err, int errlen)
 	PQfreemem(lit);
 	if (!run(cmd, PGRES_TUPLES_OK, err, errlen, &res))
 		return -1;
-	if (PQntuples(res) == 1 &&
+	rc = PQntuples(res) == 1 ? 1 : 0;
+	if (rc == 1 &&
 		(strcmp(PQgetvalue(res, 0, 0), "ticket_ext") != 0 ||
 		 strcmp(PQgetvalue(res, 0, 1), ticket_database) != 0))
 	{
@@ -276,28 +287,82 @@ repl_ensure_slot(const char *slot, const char *copy_from, char *err, int errlen)
 				 PQgetvalue(res, 0, 0), PQgetvalue(res, 0, 1));
 		rc = -1;
 	}
-	else if (PQntuples(res) == 0 && copy_from != NULL && copy_slot(copy_from, slot, err, errlen))
-		rc = 1;
-	else if (PQntuples(res) == 0)
-	{
-		ident = PQescapeIdentifier(conn, slot, strlen(slot));
-		snprintf(cmd, sizeof(cmd),
-				 "CREATE_REPLICATION_SLOT %s LOGICAL ticket_ext (SNAPSHOT 'nothing')", ident);
-		PQfreemem(ident);
-		if (!PQsendQuery(conn, cmd))
-		{
-			snprintf(err, errlen, "could not create replication slot \"%s\": %s",
-					 slot, PQerrorMessage(conn));
-			rc = -1;
-		}
-		else
-		{
-			creating_slot = true;
-			rc = poll_slot_creation(slot, err, errlen);
-		}
-	}
 	PQclear(res);
 	return rc;
+}
+
+/*
+ * Create our slot, without blocking: 1 = created, and this connection is
+ * now in a read-only REPEATABLE READ transaction whose snapshot is the
+ * slot's starting point (read the tables, then repl_end_snapshot); 0 =
+ * being created (it waits for every transaction running now to end: call
+ * again when the socket is readable); -1 = error in err.
+ */
+int
+repl_create_slot(const char *slot, char *err, int errlen)
+{
+	char	   *ident;
+	char		cmd[512];
+
+	if (creating_slot)
+		return poll_slot_creation(slot, err, errlen);
+	if (!run("BEGIN READ ONLY ISOLATION LEVEL REPEATABLE READ", PGRES_COMMAND_OK, err, errlen, NULL))
+		return -1;
+	ident = PQescapeIdentifier(conn, slot, strlen(slot));
+	snprintf(cmd, sizeof(cmd),
+			 "CREATE_REPLICATION_SLOT %s LOGICAL ticket_ext (SNAPSHOT 'use')", ident);
+	PQfreemem(ident);
+	if (!PQsendQuery(conn, cmd))
+	{
+		snprintf(err, errlen, "could not create replication slot \"%s\": %s",
+				 slot, PQerrorMessage(conn));
+		return -1;
+	}
+	creating_slot = true;
+	return poll_slot_creation(slot, err, errlen);
+}
+
+/*
+ * Run a query in the slot's snapshot, a row at a time (single-row mode:
+ * a table of any size never sits in memory whole): row(res, arg) for
+ * each; false (err) on failure or when row returns false.
+ */
+bool
+repl_snapshot_rows(const char *sql, bool (*row) (PGresult *res, void *arg), void *arg,
+				   char *err, int errlen)
+{
+	PGresult   *res;
+	bool		ok = true;
+
+	if (!PQsendQuery(conn, sql) || !PQsetSingleRowMode(conn))
+	{
+		snprintf(err, errlen, "snapshot query: %s", PQerrorMessage(conn));
+		return false;
+	}
+	while ((res = PQgetResult(conn)) != NULL)
+	{
+		ExecStatusType st = PQresultStatus(res);
+
+		if (st == PGRES_SINGLE_TUPLE && ok && !row(res, arg))
+		{
+			snprintf(err, errlen, "snapshot interrupted");
+			ok = false;
+		}
+		else if (st != PGRES_SINGLE_TUPLE && st != PGRES_TUPLES_OK && ok)
+		{
+			snprintf(err, errlen, "snapshot query: %s", PQerrorMessage(conn));
+			ok = false;
+		}
+		PQclear(res);
+	}
+	return ok;
+}
+
+/* End the slot's snapshot transaction (before START_REPLICATION). */
+bool
+repl_end_snapshot(char *err, int errlen)
+{
+	return run("COMMIT", PGRES_COMMAND_OK, err, errlen, NULL);
 }
 
 bool
@@ -414,6 +479,13 @@ repl_send_feedback(XLogRecPtr flush, bool want_reply, char *err, int errlen)
 		return false;
 	}
 	return true;
+}
+
+/* Is there a replication connection (streaming or not)? */
+bool
+repl_is_open(void)
+{
+	return conn != NULL;
 }
 
 /* Is the stream open (START_REPLICATION answered)? */

@@ -275,6 +275,20 @@ classify_error(long http, const char *type)
 	return SINK_RETRY;
 }
 
+/* The event's JSON with the origin of its slot added (palloc'd). */
+static char *
+with_origin(const StreamEvent *ev, uint64 origin, int *len)
+{
+	int			body = ev->json_len;
+	char	   *out;
+
+	while (body > 0 && ev->json[body - 1] != '}')
+		body--;					/* the object's closing brace */
+	out = psprintf("%.*s,\"origin\":" UINT64_FORMAT "}", body > 0 ? body - 1 : 0, ev->json, origin);
+	*len = strlen(out);
+	return out;
+}
+
 /*
  * Build one request from events[0..n): each item's earliest pending events,
  * at most kinesis_records_per_item of them (1 by default: a later event of
@@ -284,11 +298,12 @@ classify_error(long http, const char *type)
  */
 static bool
 build_request(StringInfo body, StreamEvent **events, int n, int *idx, int *nrec,
-			  char *err, int errlen)
+			  uint64 origin, char *err, int errlen)
 {
 	int64		keys[MAX_RECORDS_PER_CALL];
 	int			counts[MAX_RECORDS_PER_CALL];
 	int			nkeys = 0;
+	int			datalen;
 	int			i;
 
 	*nrec = 0;
@@ -299,7 +314,8 @@ build_request(StringInfo body, StreamEvent **events, int n, int *idx, int *nrec,
 	{
 		StreamEvent *ev = events[i];
 		char		key[24];
-		int			b64len = pg_b64_enc_len(ev->json_len);
+		char	   *data = with_origin(ev, origin, &datalen);
+		int			b64len = pg_b64_enc_len(datalen);
 		int			k;
 
 		if (was_landed(&ev->id))
@@ -319,7 +335,10 @@ build_request(StringInfo body, StreamEvent **events, int n, int *idx, int *nrec,
 			counts[k] = INT_MAX;	/* the rest of this item waits */
 			continue;
 		}
-		snprintf(key, sizeof(key), INT64_FORMAT, ev->item_id);
+		if (ev->no_item)
+			strlcpy(key, "snapshot", sizeof(key));
+		else
+			snprintf(key, sizeof(key), INT64_FORMAT, ev->item_id);
 		if (b64len + strlen(key) > (size_t) kinesis_max_record_bytes)
 		{
 			snprintf(err, errlen, "event %lu-%u is %d bytes, over the %d-byte Kinesis record limit",
@@ -333,7 +352,7 @@ build_request(StringInfo body, StreamEvent **events, int n, int *idx, int *nrec,
 			appendStringInfoChar(body, ',');
 		appendStringInfoString(body, "{\"Data\":\"");
 		enlargeStringInfo(body, b64len + 1);
-		body->len += pg_b64_encode(ev->json, ev->json_len, body->data + body->len, b64len);
+		body->len += pg_b64_encode(data, datalen, body->data + body->len, b64len);
 		body->data[body->len] = '\0';
 		appendStringInfo(body, "\",\"PartitionKey\":\"%s\"}", key);
 		idx[(*nrec)++] = i;
@@ -433,7 +452,8 @@ kinesis_send(Sink *sink, StreamEvent **events, int n, SinkResult *result)
 	result->acked = 0;
 	n = Min(n, MAX_RECORDS_PER_CALL * 2);
 	initStringInfo(&body);
-	if (!build_request(&body, events, n, idx, &nrec, result->error, sizeof(result->error)))
+	if (!build_request(&body, events, n, idx, &nrec, sink->pos.origin,
+					   result->error, sizeof(result->error)))
 	{
 		result->code = SINK_FATAL_CONFIG;
 		pfree(body.data);
@@ -506,6 +526,24 @@ kinesis_position_target(void)
 	return target;
 }
 
+/*
+ * Kinesis keeps no position we could read back cheaply: the worker keeps
+ * it in $PGDATA/ticket_ext.kinesis.position, for this stream only.
+ */
+static SinkResultCode
+kinesis_read_position(Sink *sink, SinkPosition *pos, char *err, int errlen)
+{
+	(void) sink_position_load("kinesis", kinesis_position_target(), pos);
+	return SINK_OK;
+}
+
+static SinkResultCode
+kinesis_write_position(Sink *sink, const SinkPosition *pos, char *err, int errlen)
+{
+	sink_position_save("kinesis", kinesis_position_target(), pos);
+	return SINK_OK;
+}
+
 static const char *
 kinesis_slot(void)
 {
@@ -519,5 +557,7 @@ const SinkOps kinesis_sink_ops = {
 	.connect = kinesis_connect,
 	.disconnect = kinesis_disconnect,
 	.send = kinesis_send,
-	.position_target = kinesis_position_target,
+	.read_position = kinesis_read_position,
+	.write_position = kinesis_write_position,
+	.position_in_send = false,
 };

@@ -164,67 +164,186 @@ is_duplicate(const redisReply *r)
 static void
 stream_key(const StreamEvent *ev, char *key, size_t len)
 {
-	if (redis_stream_per_item)
+	if (redis_stream_per_item && !ev->no_item)
 		snprintf(key, len, "%s:" INT64_FORMAT, redis_stream, ev->item_id);
 	else
 		strlcpy(key, redis_stream, len);
 }
 
-/*
- * Redis refused ev as not above the stream's top.  Normally the sink has
- * it already.  But until the sink took a write from a slot this worker
- * created, a top beyond the slot's origin was written from another WAL
- * history (this server was restored from a backup, or is a promoted
- * standby): skipping would lose ev.  True (and result filled) then.
- */
+static void
+position_key(char *key, size_t len)
+{
+	snprintf(key, len, "%s:position", redis_stream);
+}
+
+/* "<a>-<b>" -> EventId; false if malformed */
 static bool
-history_conflict(Sink *sink, const StreamEvent *ev, SinkResult *result)
+parse_id(const char *s, EventId *id)
+{
+	unsigned long long a;
+	unsigned int b;
+	int			n = 0;
+
+	if (s == NULL || sscanf(s, "%llu-%u%n", &a, &b, &n) != 2 || s[n] != '\0')
+		return false;
+	id->lsn = a;
+	id->seq = b;
+	return true;
+}
+
+static uint64
+reply_u64(const redisReply *r)
+{
+	return r->type == REDIS_REPLY_STRING ? strtoull(r->str, NULL, 10) : 0;
+}
+
+/*
+ * The position hash; without one, a stream from before 1.1 (a top entry
+ * and no hash) is read as "legacy": it holds everything up to its top.
+ */
+static SinkResultCode
+redis_read_position(Sink *sink, SinkPosition *pos, char *err, int errlen)
 {
 	char		key[512];
 	const char *argv[6];
 	redisReply *reply;
-	unsigned long long top = 0;
+	size_t		i;
 
-	if (sink->adopted || sink->slot_origin == InvalidXLogRecPtr)
-		return false;
-	stream_key(ev, key, sizeof(key));
-	argv[0] = "XREVRANGE";
+	memset(pos, 0, sizeof(*pos));
+	position_key(key, sizeof(key));
+	argv[0] = "HGETALL";
 	argv[1] = key;
+	reply = redisCommandArgv(redis, 2, argv, NULL);
+	if (reply == NULL || reply->type == REDIS_REPLY_ERROR)
+	{
+		snprintf(err, errlen, "HGETALL %s: %s", key,
+				 reply ? reply->str : redis->errstr);
+		if (reply)
+			freeReplyObject(reply);
+		return reply ? SINK_FATAL_CONFIG : SINK_RETRY;
+	}
+	for (i = 0; reply->type == REDIS_REPLY_ARRAY && i + 1 < reply->elements; i += 2)
+	{
+		const char *f = reply->element[i]->str;
+		redisReply *v = reply->element[i + 1];
+
+		if (f == NULL)
+			continue;
+		if (strcmp(f, "event_id") == 0)
+			pos->known = v->type == REDIS_REPLY_STRING && parse_id(v->str, &pos->id);
+		else if (strcmp(f, "origin") == 0)
+			pos->origin = reply_u64(v);
+		else if (strcmp(f, "xid") == 0)
+			pos->xid = (uint32) reply_u64(v);
+		else if (strcmp(f, "offset") == 0)
+			pos->offset = reply_u64(v);
+		else if (strcmp(f, "system_identifier") == 0)
+			pos->sysid = reply_u64(v);
+		else if (strcmp(f, "timeline") == 0)
+			pos->timeline = (uint32) reply_u64(v);
+	}
+	freeReplyObject(reply);
+	if (pos->known)
+		return SINK_OK;
+	pos->legacy = true;			/* written before 1.1, if at all */
+	if (redis_stream_per_item)
+		return SINK_OK;
+
+	/* no position: a stream written before 1.1? */
+	argv[0] = "XREVRANGE";
+	argv[1] = redis_stream;
 	argv[2] = "+";
 	argv[3] = "-";
 	argv[4] = "COUNT";
 	argv[5] = "1";
 	reply = redisCommandArgv(redis, 6, argv, NULL);
-	if (reply != NULL && reply->type == REDIS_REPLY_ARRAY && reply->elements == 1 &&
+	if (reply == NULL)
+	{
+		snprintf(err, errlen, "XREVRANGE %s: %s", redis_stream, redis->errstr);
+		return SINK_RETRY;
+	}
+	if (reply->type == REDIS_REPLY_ARRAY && reply->elements == 1 &&
 		reply->element[0]->type == REDIS_REPLY_ARRAY && reply->element[0]->elements >= 1 &&
-		reply->element[0]->element[0]->type == REDIS_REPLY_STRING)
-		top = strtoull(reply->element[0]->element[0]->str, NULL, 10);
-	if (reply != NULL)
+		parse_id(reply->element[0]->element[0]->str, &pos->id))
+		pos->known = true;
+	freeReplyObject(reply);
+	return SINK_OK;
+}
+
+/* Queue "HSET <position> ..." for pos, with last as its event (may be NULL). */
+static void
+append_position(const SinkPosition *pos, const EventId *last, uint32 xid)
+{
+	char		key[512];
+	char		id[48],
+				origin[24],
+				xidbuf[16],
+				offset[24],
+				sysid[24],
+				tli[16];
+	const char *argv[14];
+
+	position_key(key, sizeof(key));
+	snprintf(id, sizeof(id), UINT64_FORMAT "-%u", last ? last->lsn : pos->id.lsn,
+			 last ? last->seq : pos->id.seq);
+	snprintf(origin, sizeof(origin), UINT64_FORMAT, pos->origin);
+	snprintf(xidbuf, sizeof(xidbuf), "%u", last ? xid : pos->xid);
+	snprintf(offset, sizeof(offset), UINT64_FORMAT, pos->offset);
+	snprintf(sysid, sizeof(sysid), UINT64_FORMAT, pos->sysid);
+	snprintf(tli, sizeof(tli), "%u", pos->timeline);
+	argv[0] = "HSET";
+	argv[1] = key;
+	argv[2] = "event_id";
+	argv[3] = id;
+	argv[4] = "origin";
+	argv[5] = origin;
+	argv[6] = "xid";
+	argv[7] = xidbuf;
+	argv[8] = "offset";
+	argv[9] = offset;
+	argv[10] = "system_identifier";
+	argv[11] = sysid;
+	argv[12] = "timeline";
+	argv[13] = tli;
+	redisAppendCommandArgv(redis, 14, argv, NULL);
+}
+
+static SinkResultCode
+redis_write_position(Sink *sink, const SinkPosition *pos, char *err, int errlen)
+{
+	redisReply *reply = NULL;
+
+	append_position(pos, NULL, 0);
+	if (redisGetReply(redis, (void **) &reply) != REDIS_OK || reply == NULL)
+	{
+		snprintf(err, errlen, "HSET position: %s", redis->errstr[0] ? redis->errstr : "no reply");
+		return SINK_RETRY;
+	}
+	if (reply->type == REDIS_REPLY_ERROR)
+	{
+		snprintf(err, errlen, "HSET position: %s", reply->str);
 		freeReplyObject(reply);
-	if (top <= sink->slot_origin)
-		return false;
-	result->code = SINK_FATAL_CONFIG;
-	snprintf(result->error, sizeof(result->error),
-			 "history changed: stream \"%s\" already holds entry %llu-*, written after this server's slot began "
-			 "(%X/%X) by another WAL history (restored backup or failover); nothing is skipped: "
-			 "set ticket_ext.redis_stream to a new key (README, \"Restore and failover\")",
-			 key, top, LSN_FORMAT_ARGS(sink->slot_origin));
-	return true;
+		return classify(err);
+	}
+	freeReplyObject(reply);
+	return SINK_OK;
 }
 
 static void
-append_xadd(StreamEvent *ev)
+append_xadd(const Sink *sink, StreamEvent *ev)
 {
-	const char *argv[6 + 2 * lengthof(ev->field_names)];
+	const char *argv[8 + 2 * lengthof(ev->field_names)];
 	size_t		lens[lengthof(argv)];
 	char		key[512];
 	char		maxlen[24];
 	char		id[48];
+	char		origin[24];
 	int			argc = 0;
 	int			i;
 
 	stream_key(ev, key, sizeof(key));
-	snprintf(id, sizeof(id), UINT64_FORMAT "-%u", ev->id.lsn, ev->id.seq);
+	snprintf(id, sizeof(id), UINT64_FORMAT "-%u", ev->id.lsn + sink->pos.offset, ev->id.seq);
+	snprintf(origin, sizeof(origin), UINT64_FORMAT, sink->pos.origin);
 	argv[argc++] = "XADD";
 	argv[argc++] = key;
 	if (redis_maxlen > 0)
@@ -240,6 +359,8 @@ append_xadd(StreamEvent *ev)
 		argv[argc++] = ev->field_names[i];
 		argv[argc++] = ev->field_values[i];
 	}
+	argv[argc++] = "origin";
+	argv[argc++] = origin;
 	for (i = 0; i < argc; i++)
 		lens[i] = strlen(argv[i]);
 	redisAppendCommandArgv(redis, argc, argv, lens);
@@ -261,6 +382,11 @@ next_reply(SinkResult *result)
 	return reply;
 }
 
+/*
+ * One MULTI: the events' XADDs and the position after the last of them.
+ * Errors found while queueing void it all (EXECABORT); an XADD refused
+ * when it runs stops the acknowledged prefix there.
+ */
 static void
 redis_send(Sink *sink, StreamEvent **events, int n, SinkResult *result)
 {
@@ -270,37 +396,14 @@ redis_send(Sink *sink, StreamEvent **events, int n, SinkResult *result)
 
 	result->code = SINK_OK;
 	result->acked = 0;
-	if (n == 1)
-	{
-		/* one XADD is atomic by itself: no MULTI/EXEC round */
-		append_xadd(events[0]);
-		if ((reply = next_reply(result)) == NULL)
-			return;
-		if (reply->type == REDIS_REPLY_ERROR && !is_duplicate(reply))
-		{
-			result->code = classify(reply->str);
-			snprintf(result->error, sizeof(result->error), "XADD: %s", reply->str);
-		}
-		else if (reply->type == REDIS_REPLY_ERROR)
-		{
-			if (!history_conflict(sink, events[0], result))
-				result->acked = 1;
-		}
-		else
-		{
-			result->acked = 1;
-			sink->adopted = true;
-		}
-		freeReplyObject(reply);
-		return;
-	}
 	redisAppendCommand(redis, "MULTI");
 	for (i = 0; i < n; i++)
-		append_xadd(events[i]);
+		append_xadd(sink, events[i]);
+	append_position(&sink->pos, &events[n - 1]->id, events[n - 1]->xid);
 	redisAppendCommand(redis, "EXEC");
 
-	/* MULTI, then one +QUEUED (or an error) per XADD, then EXEC */
-	for (i = 0; i < n + 1; i++)
+	/* MULTI, then one +QUEUED (or an error) per command, then EXEC */
+	for (i = 0; i < n + 2; i++)
 	{
 		if ((reply = next_reply(result)) == NULL)
 			return;
@@ -330,16 +433,21 @@ redis_send(Sink *sink, StreamEvent **events, int n, SinkResult *result)
 		{
 			redisReply *r = reply->element[i];
 
+			if (r->type == REDIS_REPLY_ERROR && is_duplicate(r) && !sink->pos.legacy)
+			{
+				result->code = SINK_FATAL_CONFIG;
+				snprintf(result->error, sizeof(result->error),
+						 "history: Redis refused event %lu-%u as not above the stream's top: "
+						 "another writer uses this stream, or it was changed by hand; nothing is skipped",
+						 (unsigned long) events[i]->id.lsn, events[i]->id.seq);
+				break;
+			}
 			if (r->type == REDIS_REPLY_ERROR && !is_duplicate(r))
 			{
 				result->code = classify(r->str);
 				snprintf(result->error, sizeof(result->error), "XADD: %s", r->str);
 				break;
 			}
-			if (r->type == REDIS_REPLY_ERROR && history_conflict(sink, events[i], result))
-				break;
-			if (r->type != REDIS_REPLY_ERROR)
-				sink->adopted = true;
 			result->acked++;
 		}
 	}
@@ -361,4 +469,7 @@ const SinkOps redis_sink_ops = {
 	.connect = redis_connect,
 	.disconnect = redis_disconnect,
 	.send = redis_send,
+	.read_position = redis_read_position,
+	.write_position = redis_write_position,
+	.position_in_send = true,
 };

@@ -28,25 +28,15 @@
 /* the installation (items relid) for which the slot was seen ready */
 static Oid	ready_for_relid = InvalidOid;
 
+/*
+ * Does every sink configured for this database have its slot?  What is
+ * configured is what the sink workers published (stream_status.c): the
+ * gate knows no sink and reads no sink setting.
+ */
 static bool
-served_by_worker(void)
+slot_ready(bool *configured)
 {
-	static int	served = -1;	/* per backend: -1 unknown, 0/1 */
-
-	if (served < 0)
-	{
-		char	   *db = get_database_name(MyDatabaseId);
-
-		served = (db != NULL && ticket_database != NULL && strcmp(db, ticket_database) == 0);
-	}
-	return served == 1;
-}
-
-/* Does our persistent slot exist for this database? */
-static bool
-slot_ready(void)
-{
-	return stream_sinks_ready(MyDatabaseId);
+	return stream_status_slots_ready(MyDatabaseId, configured);
 }
 
 static void
@@ -64,11 +54,11 @@ ticket_stream_gate(void)
 {
 	Oid			relid = ticket_items_relid(false);
 	TimestampTz start;
+	bool		configured;
 
 	if (relid == ready_for_relid)
 		return;
-	if (!stream_status_available() || !stream_sinks_configured() || !served_by_worker() ||
-		slot_ready())
+	if (!stream_status_available() || slot_ready(&configured) || !configured)
 	{
 		ready_for_relid = relid;
 		return;
@@ -83,7 +73,7 @@ ticket_stream_gate(void)
 						"ticket_ext writes nothing a configured sink could miss. Retry in a new transaction.");
 	stream_status_wake_workers();	/* it creates the slot */
 	start = GetCurrentTimestamp();
-	while (!slot_ready())
+	while (!slot_ready(&configured) && configured)
 	{
 		if (TimestampDifferenceExceeds(start, GetCurrentTimestamp(), STREAM_GATE_TIMEOUT_MS))
 			not_ready_error("ticket_ext writes nothing a configured sink could miss.");

@@ -30,6 +30,10 @@ typedef struct SinkStatus
 	pid_t		worker_pid;		/* shown only: wake-ups go by latch */
 	int			worker_procno;	/* -1: no worker attached */
 	char		slot[NAMEDATALEN];
+	bool		configured;		/* the worker's settings turn the sink on */
+	Oid			dboid;			/* the database it serves */
+	uint64		origin;			/* its slot's origin (stream_history.h) */
+	bool		resnapshot;		/* an admin asked for a new slot + snapshot */
 	StreamState stream_state;
 	char		detail[256];
 	XLogRecPtr	received_lsn;
@@ -61,6 +65,7 @@ static StreamShared *stream_shared = NULL;
 PG_FUNCTION_INFO_V1(ticket_stream_status);
 PG_FUNCTION_INFO_V1(ticket_stream_reset_stats);
 PG_FUNCTION_INFO_V1(ticket_stream_state);
+PG_FUNCTION_INFO_V1(ticket_stream_resnapshot);
 
 const double delay_bucket_ms[DELAY_BUCKETS] = {
 	0.5, 1, 2, 3, 5, 7, 10, 15, 20, 30, 50, 70, 100, 150, 200, 300, 500, 700,
@@ -146,6 +151,7 @@ detach_worker(int code, Datum arg)
 	SpinLockAcquire(&stream_shared->mutex);
 	st->worker_pid = 0;
 	st->worker_procno = -1;
+	st->configured = false;
 	st->stream_state = STREAM_STATE_STOPPED;
 	st->detail[0] = '\0';
 	st->queued = 0;
@@ -173,6 +179,117 @@ stream_status_attach_worker(int sink, const char *slot)
 	strlcpy(st->slot, slot, sizeof(st->slot));
 	SpinLockRelease(&stream_shared->mutex);
 	before_shmem_exit(detach_worker, Int32GetDatum(sink));
+}
+
+/*
+ * What the worker's settings say of its sink, and the database it serves:
+ * the stream gate asks here (stream_status_slots_ready), so backends never
+ * read sink settings themselves.
+ */
+void
+stream_status_set_configured(int sink, bool configured, Oid dboid)
+{
+	SpinLockAcquire(&stream_shared->mutex);
+	stream_shared->sinks[sink].configured = configured;
+	stream_shared->sinks[sink].dboid = dboid;
+	SpinLockRelease(&stream_shared->mutex);
+}
+
+/*
+ * Does every sink configured for database db have its slot?  *configured:
+ * is any sink configured for it.  (A worker that has not started yet
+ * counts as not configured.)
+ */
+bool
+stream_status_slots_ready(Oid db, bool *configured)
+{
+	char		slots[MAX_SINKS][NAMEDATALEN];
+	int			n = 0;
+	int			i;
+
+	*configured = false;
+	if (stream_shared == NULL)
+		return true;
+	SpinLockAcquire(&stream_shared->mutex);
+	for (i = 0; i < MAX_SINKS; i++)
+		if (stream_shared->sinks[i].configured && stream_shared->sinks[i].dboid == db &&
+			stream_shared->sinks[i].worker_procno >= 0)
+			strlcpy(slots[n++], stream_shared->sinks[i].slot, NAMEDATALEN);
+	SpinLockRelease(&stream_shared->mutex);
+	*configured = n > 0;
+	for (i = 0; i < n; i++)
+	{
+		StreamSlotInfo slot;
+
+		if (!stream_slot_read(slots[i], &slot) || slot.database != db || !slot.persistent)
+			return false;
+	}
+	return true;
+}
+
+void
+stream_status_set_origin(int sink, uint64 origin)
+{
+	SpinLockAcquire(&stream_shared->mutex);
+	stream_shared->sinks[sink].origin = origin;
+	SpinLockRelease(&stream_shared->mutex);
+}
+
+/* Did an admin ask this sink's worker for a new slot and snapshot? (once) */
+bool
+stream_status_take_resnapshot(int sink)
+{
+	bool		asked;
+
+	SpinLockAcquire(&stream_shared->mutex);
+	asked = stream_shared->sinks[sink].resnapshot;
+	stream_shared->sinks[sink].resnapshot = false;
+	SpinLockRelease(&stream_shared->mutex);
+	return asked;
+}
+
+/*
+ * ticket_ext.stream_resnapshot(sink) (1.1): the sink's worker drops its
+ * slot and starts a new one with a snapshot of the tables, which the sink
+ * takes whatever it holds (the way out of "history: the sink holds ...
+ * newer than this server's slot", or to repair a sink that lost data).
+ * True if that sink's worker runs and was told.
+ */
+Datum
+ticket_stream_resnapshot(PG_FUNCTION_ARGS)
+{
+	char	   *name;
+	int			procno = -1;
+	int			i;
+
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("sink must not be NULL")));
+	name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	if (stream_shared == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("ticket_ext must be loaded via shared_preload_libraries")));
+	SpinLockAcquire(&stream_shared->mutex);
+	for (i = 0; i < stream_shared->nsinks; i++)
+		if (strcmp(stream_shared->sinks[i].name, name) == 0)
+			break;
+	if (i < stream_shared->nsinks)
+	{
+		procno = stream_shared->sinks[i].worker_procno;
+		if (procno >= 0)
+			stream_shared->sinks[i].resnapshot = true;
+	}
+	SpinLockRelease(&stream_shared->mutex);
+	if (i >= MAX_SINKS || (i >= stream_shared->nsinks && procno < 0))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("no sink is called \"%s\"", name),
+				 errhint("The sinks are redis and kinesis.")));
+	if (procno >= 0)
+		SetLatch(&ProcGlobal->allProcs[procno].procLatch);
+	PG_RETURN_BOOL(procno >= 0);
 }
 
 /* Wake every streaming worker that runs (by latch, never by pid). */
@@ -339,6 +456,10 @@ stream_state_name(StreamState s)
 			return "retrying";
 		case STREAM_STATE_SLOT_LOST:
 			return "slot lost";
+		case STREAM_STATE_SNAPSHOT:
+			return "snapshot";
+		case STREAM_STATE_HISTORY:
+			return "history conflict";
 	}
 	return "unknown";
 }
@@ -429,8 +550,8 @@ ticket_stream_state(PG_FUNCTION_ARGS)
 	for (i = 0; i < copy.nsinks; i++)
 	{
 		SinkStatus *s = &copy.sinks[i];
-		Datum		values[5];
-		bool		nulls[5] = {0};
+		Datum		values[6];
+		bool		nulls[6] = {0};
 
 		values[0] = CStringGetTextDatum(s->name);
 		values[1] = CStringGetTextDatum(stream_state_name(s->stream_state));
@@ -440,6 +561,8 @@ ticket_stream_state(PG_FUNCTION_ARGS)
 		nulls[3] = s->slot[0] == '\0';
 		values[4] = Int32GetDatum(s->worker_pid);
 		nulls[4] = s->worker_pid == 0;
+		values[5] = Int64GetDatum((int64) s->origin);
+		nulls[5] = s->origin == 0;
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 	PG_RETURN_NULL();

@@ -41,6 +41,7 @@
 #include "postmaster/bgworker.h"
 #include "postmaster/interrupt.h"
 #include "replication.h"
+#include "snapshot.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
 #include "stream.h"
@@ -75,6 +76,9 @@ static TimestampTz repl_retry_at = 0;
 static TimestampTz stream_opened_at = 0;
 static TimestampTz full_since = 0;	/* the queue is full since */
 static bool closed_for_room = false;	/* closed, queue kept, until room */
+static SlotOrigin slot_origin;	/* the slot streamed from, once prepared */
+static bool slot_prepared = false;	/* ... on this connection */
+static uint64 creating_origin = 0;	/* origin of the slot being created */
 
 const char *
 stream_worker_slot(void)
@@ -99,6 +103,7 @@ static void
 close_connection(void)
 {
 	repl_close();
+	slot_prepared = false;
 	if (slot_in_use)
 		pfree(slot_in_use);
 	slot_in_use = NULL;
@@ -112,74 +117,262 @@ close_stream(void)
 {
 	close_connection();
 	pipeline_reset();
+	snapshot_rewind();			/* queued snapshot events are gone too */
 	closed_for_room = false;
 }
 
 static void
 stream_failed(const char *error)
 {
-	bool		lost = note_slot_lost();
-
+	if (note_slot_lost())
+	{
+		/* the main loop replaces the slot (resnapshot), at once */
+		close_stream();
+		return;
+	}
 	if (!stream_failing)
 		ereport(WARNING,
 				(errmsg("ticket_ext: event stream interrupted, retrying: %s", error)));
 	stream_failing = true;
 	close_stream();
 	repl_backoff_ms = repl_backoff_ms == 0 ? 200 : Min(repl_backoff_ms * 2, 10000);
-	if (lost)
-		repl_backoff_ms = 10000;	/* nothing to retry until an operator acts */
-	else
-		stream_status_set_state(stream_worker_sink, STREAM_STATE_RETRYING, error);
+	stream_status_set_state(stream_worker_sink, STREAM_STATE_RETRYING, error);
 	repl_retry_at = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), repl_backoff_ms);
+}
+
+static const char *
+sink_name(void)
+{
+	return stream_worker_ops->name;
+}
+
+/* Once the sink has the slot's whole snapshot, its spill file goes. */
+static void
+forget_sent_snapshot(void)
+{
+	static uint64 forgotten = 0;
+
+	if (slot_prepared && slot_origin.snapshot_events > 0 && forgotten != slot_origin.origin &&
+		history_snapshot_done(pipeline_position(), &slot_origin))
+	{
+		snapshot_discard(sink_name());
+		forgotten = slot_origin.origin;
+		pipeline_set_slot(&slot_origin, true, false);	/* it cannot be sent again */
+	}
+}
+
+/* The slot is created, in its snapshot: take the snapshot, finish. */
+static int
+finish_creation(const char *name, char *err, int errlen)
+{
+	int			rc = repl_create_slot(name, err, errlen);
+	XLogRecPtr	start;
+	SlotOrigin	o = {0};
+
+	if (rc != 1)
+		return rc;
+	start = repl_take_created_at();
+	stream_status_set_state(stream_worker_sink, STREAM_STATE_SNAPSHOT,
+							"taking a snapshot of the tables for the new slot");
+	if (!snapshot_dump(sink_name(), creating_origin, start, &o.snapshot_events, err, errlen) ||
+		!repl_end_snapshot(err, errlen))
+		return -1;				/* the origin file says "being created": redone */
+	strlcpy(o.slot, name, sizeof(o.slot));
+	o.origin = creating_origin;
+	o.start = start;
+	slot_origin_save(sink_name(), &o);
+	slot_origin = o;
+	ereport(LOG,
+			(errmsg("ticket_ext: %s sink: slot \"%s\" starts at %X/%X (origin " UINT64_FORMAT "), after a snapshot of %u events",
+					sink_name(), name, LSN_FORMAT_ARGS(start), o.origin, o.snapshot_events)));
+	return 1;
+}
+
+/*
+ * Create our slot, with a snapshot of the tables in the snapshot it
+ * starts from.  Its origin is recorded first, marked as being created.
+ */
+static int
+start_creation(const char *name, const SlotOrigin *before, char *err, int errlen)
+{
+	SlotOrigin	o = {0};
+
+	o.origin = history_new_origin(pipeline_position());
+	if (before != NULL && o.origin <= before->origin)
+		o.origin = before->origin + 1;	/* the clock went back */
+	strlcpy(o.slot, name, sizeof(o.slot));
+	o.start = InvalidXLogRecPtr;
+	slot_origin_save(sink_name(), &o);
+	snapshot_discard(sink_name());
+	creating_origin = o.origin;
+	return repl_create_slot(name, err, errlen) == 1 ? finish_creation(name, err, errlen)
+		: (repl_creating_slot() ? 0 : -1);
+}
+
+/*
+ * Make sure our slot exists and we know its origin: 1 ready, 0 being
+ * created (call again when the socket is readable), -1 failed (err).
+ */
+static int
+prepare_slot(char *err, int errlen)
+{
+	const char *name = stream_worker_slot();
+	SlotOrigin	file;
+	bool		have_file;
+	int			rc;
+
+	if (repl_creating_slot())
+		return finish_creation(name, err, errlen);
+	have_file = slot_origin_load(sink_name(), &file);
+	rc = repl_slot_exists(name, err, errlen);
+	if (rc < 0)
+		return -1;
+	if (rc == 1)
+	{
+		if (!have_file)
+		{
+			/* a slot from before 1.1 */
+			memset(&slot_origin, 0, sizeof(slot_origin));
+			strlcpy(slot_origin.slot, name, sizeof(slot_origin.slot));
+			slot_origin_save(sink_name(), &slot_origin);
+			return 1;
+		}
+		if (strcmp(file.slot, name) == 0 && SLOT_ORIGIN_COMPLETE(&file))
+		{
+			slot_origin = file;
+			return 1;
+		}
+		/* one we did not finish creating, or another's under our name */
+		ereport(LOG,
+				(errmsg("ticket_ext: replication slot \"%s\" was not finished by this worker: making it again", name)));
+		if (!repl_drop_slot(name, err, errlen))
+			return -1;
+		return start_creation(name, &file, err, errlen);
+	}
+
+	/* renamed by the settings: the old slot becomes the new one, nothing lost */
+	if (have_file && strcmp(file.slot, name) != 0 && SLOT_ORIGIN_COMPLETE(&file) &&
+		repl_slot_exists(file.slot, err, errlen) == 1 &&
+		repl_copy_slot(file.slot, name, err, errlen))
+	{
+		char		old[NAMEDATALEN];
+
+		strlcpy(old, file.slot, sizeof(old));
+		strlcpy(file.slot, name, sizeof(file.slot));
+		slot_origin_save(sink_name(), &file);
+		slot_origin = file;
+		(void) repl_drop_slot(old, err, errlen);
+		return 1;
+	}
+
+	/*
+	 * Up to 1.0 every sink shared the first sink's slot.  A sink that was
+	 * delivering then starts its own slot as a copy of that one, so the
+	 * upgrade loses nothing; it skips what it has.
+	 */
+	if (!have_file && stream_worker_sink != 0 && sink_position_legacy(sink_name()))
+	{
+		SlotOrigin	first;
+
+		if ((!slot_origin_load(stream_sink(0)->name, &first) || first.origin == 0) &&
+			repl_copy_slot(stream_sink(0)->slot_name(), name, err, errlen))
+		{
+			memset(&slot_origin, 0, sizeof(slot_origin));
+			strlcpy(slot_origin.slot, name, sizeof(slot_origin.slot));
+			slot_origin_save(sink_name(), &slot_origin);
+			return 1;
+		}
+	}
+	return start_creation(name, have_file ? &file : NULL, err, errlen);
+}
+
+/*
+ * Drop our slot and start a new one with a snapshot of the tables (the
+ * sink is behind what the slot can give it, or an admin asked).
+ */
+static void
+resnapshot(const char *why)
+{
+	char		err[1024];
+
+	ereport(LOG,
+			(errmsg("ticket_ext: %s sink: %s: a new slot and a snapshot of the tables", sink_name(), why)));
+	close_stream();
+	pipeline_forget_slot();
+	if (!repl_connect(superuser_name, err, sizeof(err)) ||
+		(repl_slot_exists(stream_worker_slot(), err, sizeof(err)) == 1 &&
+		 !repl_drop_slot(stream_worker_slot(), err, sizeof(err))))
+	{
+		stream_failed(err);
+		return;
+	}
+	snapshot_discard(sink_name());
+	/* the next open_stream creates the slot, with a snapshot */
 }
 
 /*
  * Open the stream, one step per call: connect, make sure the slot exists
  * (its creation waits for running transactions: we come back when the
- * walsender answers), START_REPLICATION.  True once streaming.
+ * walsender answers), queue the slot's snapshot, START_REPLICATION.  True
+ * once streaming.
  */
 static bool
 open_stream(void)
 {
 	char		err[1024];
-	int			slot;
+	int			rc;
+	StreamSlotInfo info;
 
-	if (!repl_creating_slot())
+	if (!repl_creating_slot() && !slot_prepared && !repl_is_open())
 	{
 		if (repl_retry_at != 0 && GetCurrentTimestamp() < repl_retry_at)
 			return false;
-		if (!note_slot_lost())
-			stream_status_set_state(stream_worker_sink, STREAM_STATE_CONNECTING, NULL);
+		stream_status_set_state(stream_worker_sink, STREAM_STATE_CONNECTING, NULL);
 		if (!repl_connect(superuser_name, err, sizeof(err)))
 		{
 			stream_failed(err);
 			return false;
 		}
 	}
-	/*
-	 * Up to 1.0 every sink shared the first sink's slot.  A sink that was
-	 * delivering then (it has a saved position) starts its own slot as a
-	 * copy of that one, so the upgrade loses nothing; it skips what it has.
-	 */
-	slot = repl_ensure_slot(stream_worker_slot(),
-							stream_worker_sink != 0 && pipeline_has_position() ? stream_sink(0)->slot_name() : NULL,
-							err, sizeof(err));
-	if (slot == 0)
+	if (!slot_prepared)
 	{
-		note_slot_wait(repl_backend_pid());
+		rc = prepare_slot(err, sizeof(err));
+		if (rc == 0)
+		{
+			note_slot_wait(repl_backend_pid());
+			return false;
+		}
+		if (rc < 0)
+		{
+			stream_failed(err);
+			return false;
+		}
+		slot_prepared = true;
+		(void) stream_slot_read(stream_worker_slot(), &info);
+		pipeline_set_slot(&slot_origin, info.confirmed_flush > slot_origin.start,
+						  slot_origin.snapshot_events == 0 ||
+						  snapshot_spilled(sink_name(), slot_origin.origin));
+		stream_status_set_origin(stream_worker_sink, slot_origin.origin);
+	}
+
+	/* the slot's snapshot goes first: the stream starts once it is queued */
+	if (!snapshot_feed(sink_name(), slot_origin.origin))
+	{
+		stream_status_set_state(stream_worker_sink, STREAM_STATE_SNAPSHOT,
+								"sending the snapshot of the tables; the stream starts after it");
 		return false;
 	}
-	if (slot < 0 || !repl_start(stream_worker_slot(), err, sizeof(err)))
+	if (!stream_slot_read(stream_worker_slot(), &info))
+	{
+		stream_failed("the slot is gone");
+		return false;
+	}
+	if (!repl_start(stream_worker_slot(), err, sizeof(err)))
 	{
 		stream_failed(err);
 		return false;
 	}
-	{
-		XLogRecPtr	origin = repl_take_created_at();
-
-		if (origin != InvalidXLogRecPtr)
-			pipeline_slot_created(origin);
-	}
+	pipeline_stream_started(info.confirmed_flush);
 	slot_in_use = MemoryContextStrdup(TopMemoryContext, stream_worker_slot());
 	stream_opened_at = GetCurrentTimestamp();
 	closed_for_room = false;
@@ -424,6 +617,7 @@ ticket_stream_worker_main(Datum main_arg)
 	curl_global_init(CURL_GLOBAL_DEFAULT);
 	lookup_superuser();
 	pipeline_init(stream_worker_ops, stream_worker_sink);
+	stream_status_set_configured(stream_worker_sink, pipeline_enabled(), MyDatabaseId);
 
 	while (!ShutdownRequestPending)
 	{
@@ -437,8 +631,9 @@ ticket_stream_worker_main(Datum main_arg)
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
 			pipeline_reload();
+			stream_status_set_configured(stream_worker_sink, pipeline_enabled(), MyDatabaseId);
 			stream_status_set_slot(stream_worker_sink, stream_worker_slot());
-			if ((slot_in_use && strcmp(slot_in_use, stream_worker_slot()) != 0) ||
+			if ((slot_prepared && strcmp(slot_origin.slot, stream_worker_slot()) != 0) ||
 				repl_creating_slot())
 				close_stream();	/* reopened with the new settings */
 		}
@@ -468,13 +663,33 @@ ticket_stream_worker_main(Datum main_arg)
 			 * while another sink's slot is still missing (upgrade from one
 			 * shared slot: the other may be about to copy it).
 			 */
+			bool		others_configured;
+
 			close_stream();
 			stream_status_set_state(stream_worker_sink, STREAM_STATE_NO_SINKS, NULL);
-			if (stream_sinks_ready(MyDatabaseId))
+			if (stream_status_slots_ready(MyDatabaseId, &others_configured))
 				(void) drop_own_slot("sink not configured");
 		}
 		else
+		{
+			XLogRecPtr	lost_at;
+
+			if (slot_lost(&lost_at))
+			{
+				ereport(WARNING,
+						(errmsg("ticket_ext: replication slot \"%s\" of the %s sink was invalidated at %X/%X (max_slot_wal_keep_size)",
+								stream_worker_slot(), sink_name(), LSN_FORMAT_ARGS(lost_at)),
+						 errdetail("Events after its confirmed position are gone from WAL."),
+						 errhint("The sink gets a new slot and a snapshot of the tables; see README, \"When the slot is lost\".")));
+				resnapshot("slot lost");
+			}
+			else if (pipeline_snapshot_wanted())
+				resnapshot("the sink holds what this slot cannot continue");
+			else if (stream_status_take_resnapshot(stream_worker_sink))
+				resnapshot("asked by ticket_ext.stream_resnapshot()");
 			events |= stream_round(parse_cxt, &timeout);
+			forget_sent_snapshot();
+		}
 
 		if (TimestampDifferenceExceeds(checked_wal, now, 1000))
 		{

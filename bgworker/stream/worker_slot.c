@@ -12,8 +12,12 @@
 
 #include "access/xact.h"
 #include "access/xlog.h"
+#include "catalog/pg_extension.h"
 #include "catalog/pg_type.h"
+#include "commands/extension.h"
 #include "executor/spi.h"
+#include "snapshot.h"
+#include "storage/lmgr.h"
 #include "stream.h"
 #include "stream_slot.h"
 #include "stream_worker.h"
@@ -46,46 +50,74 @@ run_sql(const char *sql, const char *arg)
 	return n;
 }
 
-/* Drop our slot if it exists and no walsender uses it: true once gone. */
+/*
+ * Drop our slot if it exists and no walsender uses it: true once gone.
+ * Its origin and snapshot files go with it.
+ */
 bool
 drop_own_slot(const char *why)
 {
 	StreamSlotInfo slot;
+	char		name[64];
 
-	if (!stream_slot_read(stream_worker_slot(), &slot))
-		return true;
-	if (slot.active_pid != 0)
-		return false;			/* the walsender is still letting go */
-	if (run_sql("SELECT pg_catalog.pg_drop_replication_slot(slot_name) "
-				"  FROM pg_catalog.pg_replication_slots "
-				" WHERE slot_name = $1 AND NOT active", stream_worker_slot()) != 1)
-		return false;
-	ereport(LOG,
-			(errmsg("ticket_ext: %s, replication slot \"%s\" of the %s sink removed",
-					why, stream_worker_slot(), stream_worker_ops->name)));
+	if (stream_slot_read(stream_worker_slot(), &slot))
+	{
+		if (slot.active_pid != 0)
+			return false;		/* the walsender is still letting go */
+		if (run_sql("SELECT pg_catalog.pg_drop_replication_slot(slot_name) "
+					"  FROM pg_catalog.pg_replication_slots "
+					" WHERE slot_name = $1 AND NOT active", stream_worker_slot()) != 1)
+			return false;
+		ereport(LOG,
+				(errmsg("ticket_ext: %s, replication slot \"%s\" of the %s sink removed",
+						why, stream_worker_slot(), stream_worker_ops->name)));
+	}
+	snprintf(name, sizeof(name), "%s.slot", stream_worker_ops->name);
+	state_file_remove(name);
+	snapshot_discard(stream_worker_ops->name);
 	return true;
 }
 
 /*
  * After DROP EXTENSION: drop our slot and (the first sink's worker) the
- * publication PostgreSQL 15 cannot tie to the extension.
+ * publication PostgreSQL 15 cannot tie to the extension.  Under a lock on
+ * pg_extension that CREATE EXTENSION's insert conflicts with, and only if
+ * the extension is still absent then: a CREATE EXTENSION that commits
+ * meanwhile never has its new publication or slot dropped.
  */
 void
 drop_leftovers(void)
 {
-	(void) drop_own_slot("extension dropped");
-	if (stream_worker_sink == 0 &&
-		run_sql("SELECT 1 FROM pg_catalog.pg_publication WHERE pubname = $1",
-				"ticket_ext_events") == 1)
+	bool		absent;
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	LockRelationOid(ExtensionRelationId, ShareRowExclusiveLock);
+	absent = !OidIsValid(get_extension_oid("ticket_ext", true));
+	if (absent)
 	{
-		(void) run_sql("DROP PUBLICATION IF EXISTS ticket_ext_events", NULL);
-		ereport(LOG,
-				(errmsg("ticket_ext: extension dropped, publication ticket_ext_events removed")));
+		(void) drop_own_slot("extension dropped");
+		if (stream_worker_sink == 0)
+		{
+			SPI_connect();
+			PushActiveSnapshot(GetTransactionSnapshot());
+			SPI_execute("SELECT 1 FROM pg_catalog.pg_publication WHERE pubname = 'ticket_ext_events'",
+						true, 1);
+			if (SPI_processed == 1)
+			{
+				SPI_execute("DROP PUBLICATION ticket_ext_events", false, 0);
+				ereport(LOG,
+						(errmsg("ticket_ext: extension dropped, publication ticket_ext_events removed")));
+			}
+			SPI_finish();
+			PopActiveSnapshot();
+		}
 	}
+	CommitTransactionCommand();
 }
 
 /* Was the slot invalidated (max_slot_wal_keep_size)? */
-static bool
+bool
 slot_lost(XLogRecPtr *at)
 {
 	StreamSlotInfo slot;

@@ -129,7 +129,7 @@ sub check_stream
 	my (%got, @dups);
 	for my $e (@$entries)
 	{
-		next unless $e->{hold_id} ne '';
+		next unless $e->{hold_id} ne '' && $e->{type} !~ /^snapshot/;
 		my $k = "$e->{type} $e->{hold_id}";
 		push @dups, $k if $got{$k}++;
 	}
@@ -154,7 +154,7 @@ sub check_stream
 		}
 		$last = $e->{id};
 		$ordered = 0 unless $e->{id} eq $e->{event_id};
-		next unless $e->{hold_id} ne '';
+		next unless $e->{hold_id} ne '' && $e->{type} !~ /^snapshot/;
 		$ordered = 0 if ($stage{ $e->{hold_id} } // 0) >= $rank{ $e->{type} };
 		$stage{ $e->{hold_id} } = $rank{ $e->{type} };
 	}

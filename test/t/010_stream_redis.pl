@@ -36,10 +36,21 @@ my $n = check_stream($node, $redis, $key, 'basic');
 cmp_ok($n, '>', 30, "basic: $n hold events");
 
 my @entries = @{ $redis->entries($key) };
+is($entries[0]{type}, 'snapshot_end', 'the stream begins with the new slot\'s (empty) snapshot');
+is_deeply([ @{ $entries[0] }{qw(holds last tx_events)} ], [ 0, 'true', 1 ],
+	'... which says it had no holds and was the one event of its snapshot');
 my ($first) = grep { $_->{type} eq 'reserved' } @entries;
 is_deeply([ sort keys %$first ],
-	[ sort qw(id event_id type item_id hold_id qty holder commit_time lsn xid) ],
+	[ sort qw(id event_id v type item_id hold_id qty holder commit_time lsn xid origin) ],
 	'an event carries exactly the documented fields');
+is($first->{v}, '2', 'format version 2');
+is($first->{origin}, $node->safe_psql('postgres', "SELECT origin FROM ticket_ext.stream_state WHERE sink = 'redis'"),
+	'origin is the slot\'s, as stream_state shows it');
+my @tx = grep { $_->{lsn} eq $first->{lsn} } @entries;
+is(scalar(@tx), 20, 'the 20 reservations of one transaction share its commit LSN');
+is_deeply([ map { $_->{last} // '' } @tx ], [ ('') x 19, 'true' ],
+	'only the last event of the transaction says "last"');
+is($tx[-1]{tx_events}, 20, '... with the number of events of the transaction');
 like($first->{commit_time}, qr/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$/, 'commit_time is ISO 8601 UTC');
 like($first->{lsn}, qr{^[0-9A-F]+/[0-9A-F]+$}, 'lsn looks like an LSN');
 like($first->{xid}, qr/^\d+$/, 'xid is a number');
@@ -47,7 +58,7 @@ my ($holder) = grep { $_->{holder} eq 'buyer "7" \\ ok' } @entries;
 ok($holder, 'holder text with quotes and backslashes arrives unchanged');
 ok(!grep({ $_->{holder} =~ /aborted|rolled back/ } @entries),
 	'aborted transactions and rolled-back savepoints produce no event');
-is(join(',', map { $_->{type} } grep { $_->{hold_id} eq '' } @entries),
+is(join(',', map { $_->{type} } grep { $_->{hold_id} eq '' && $_->{type} !~ /^snapshot/ } @entries),
 	'capacity,capacity,paused,resumed', 'item events: created, capacity changed, paused, resumed');
 my ($cap) = grep { $_->{type} eq 'capacity' && $_->{capacity} eq '900' } @entries;
 ok($cap, 'the capacity event carries the new capacity');
@@ -171,8 +182,24 @@ for (1 .. 100)
 	last if @$per_item;
 	usleep(100_000);
 }
-is(scalar(@$per_item), 1, 'after SIGHUP the event went to the per-item stream shop:1');
-is($per_item->[0]{holder}, 'after reload', '... and it is the new reservation');
+# a new stream key holds nothing: it gets a snapshot of the tables first
+for (1 .. 100)
+{
+	$per_item = $redis->entries('shop:1');
+	last if grep { $_->{type} eq 'reserved' } @$per_item;
+	usleep(100_000);
+}
+my @news = grep { $_->{type} !~ /^snapshot/ } @$per_item;
+is(scalar(@news), 1, 'after SIGHUP the new event went to the per-item stream shop:1');
+is($news[0]{holder}, 'after reload', '... and it is the new reservation');
+my ($snap_item) = grep { $_->{type} eq 'snapshot_item' } @$per_item;
+my $active = $node->safe_psql('postgres',
+	"SELECT count(*) FROM ticket_ext.holds WHERE item_id = 1 AND ended_at IS NULL AND holder IS DISTINCT FROM 'after reload'");
+is($snap_item->{holds}, $active, "... after a snapshot of item 1 with its $active active holds");
+is(scalar(grep { $_->{type} eq 'snapshot_hold' } @$per_item), $active, '... each of them listed');
+is($per_item->[0]{type}, 'snapshot_item', '... which comes first');
+is(join(',', map { $_->{type} } @{ $redis->entries('shop') }), 'snapshot_end',
+	'the end of the snapshot, of no item, is in the base stream');
 
 # --- MAXLEN ~ trimming ------------------------------------------------------
 $node->safe_psql('postgres', q{
