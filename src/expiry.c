@@ -75,8 +75,10 @@ ticket_due_items(uint64 *count)
 	while ((slot = ticket_slot_next(&cursor, &dboid, &item_id)) != NULL)
 	{
 		if (dboid != MyDatabaseId ||
-			SLOT_STATE(pg_atomic_read_u32(&slot->state)) != SLOT_READY ||
-			slot->items_relid != relid ||
+			SLOT_STATE(pg_atomic_read_u32(&slot->state)) != SLOT_READY)
+			continue;
+		pg_read_barrier();		/* items_relid is written before the state */
+		if (slot->items_relid != relid ||
 			(int64) pg_atomic_read_u64(&slot->next_expiry) > now)
 			continue;
 		if (n == cap)
@@ -145,8 +147,11 @@ ticket_refresh_expiry_hint(int64 item_id)
 	bool		isnull;
 
 	/* read hint, epoch and open count before our snapshot exists */
+	/* in this order (as they are written in the other order), on any CPU */
 	seen = (TimestampTz) pg_atomic_read_u64(&slot->next_expiry);
+	pg_read_barrier();
 	epoch = pg_atomic_read_u32(&slot->expiry_epoch);
+	pg_read_barrier();
 	open = counter_gate_open_count(slot) - 1;	/* but us */
 	pg_memory_barrier();
 

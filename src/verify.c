@@ -253,10 +253,22 @@ resync_item(int64 item_id, int64 *before, int64 *table_taken)
 	corrected = fix_capacity != 0 || fix_avail != 0;
 	/* bracketed like our own effects: a verify reading now sees it move */
 	ticket_inflight_change_begin();
-	if (fix_capacity != 0)
-		counter_add_capacity(r.slot, fix_capacity);
-	if (fix_avail != fix_capacity)
+
+	/*
+	 * Two changes: capacity (which moves avail with it) and the rest of
+	 * avail.  The smaller move of avail goes first, so between them the
+	 * counter never offers more than the tables have (test/t/016).
+	 */
+	if (fix_avail - fix_capacity < fix_capacity)
+	{
 		counter_add(r.slot, fix_avail - fix_capacity);
+		counter_add_capacity(r.slot, fix_capacity);
+	}
+	else
+	{
+		counter_add_capacity(r.slot, fix_capacity);
+		counter_add(r.slot, fix_avail - fix_capacity);
+	}
 	if (PAUSE_PAUSED(r.pause_word) != r.want_paused &&
 		counter_pause_correct(r.slot, r.pause_word, r.want_paused))
 		corrected = true;

@@ -101,6 +101,14 @@ ticket_xact_joined_any(void)
 	return njoined > 0;
 }
 
+/* items_relid, read after the state that says it is set (weak-memory CPUs) */
+static Oid
+slot_relid_after_state(TicketSlot *slot)
+{
+	pg_read_barrier();
+	return slot->items_relid;
+}
+
 /*
  * The item's slot, joined by this transaction: counted as open on the
  * item, so it cannot be reclaimed or reloaded under us.  Waits while the
@@ -140,7 +148,7 @@ ticket_join(int64 item_id)
 		pg_read_barrier();
 		if (ticket_slot_is(slot, incarnation) &&
 			SLOT_STATE(pg_atomic_read_u32(&slot->state)) == SLOT_READY &&
-			slot->items_relid == relid)
+			slot_relid_after_state(slot) == relid)
 		{
 			ticket_inflight_join(slot);
 			joined_pause_version[njoined] = 0;

@@ -9,6 +9,7 @@ use warnings;
 use Exporter 'import';
 use File::Temp qw(tempdir);
 use IPC::Run;
+use POSIX ();
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
@@ -17,7 +18,7 @@ use Time::HiRes qw(usleep);
 our @EXPORT = qw(new_ticket_node pgbench_scripts check_invariants
   sqlstate_of wait_for_server expected_hold_events check_stream
   stream_worker_pid start_load start_ack_client acked_holds
-  test_hooks_path check_no_overdue);
+  test_hooks_path check_no_overdue gdb_hold gdb_release);
 
 my $root = $ENV{TICKET_ROOT} or die "TICKET_ROOT not set";
 
@@ -239,6 +240,47 @@ sub test_hooks_path
 	my $so = "$root/test/modules/ticket_test_hooks.so";
 	die "$so is missing: build it with make -C test/modules" unless -e $so;
 	return $so;
+}
+
+# gdb on a backend, for windows a test cannot reach otherwise (microseconds
+# between two statements of ours).  gdb_hold($pid, @commands) runs the gdb
+# commands on the attached backend (e.g. a breakpoint, continue, finish)
+# and returns once they are done, with the backend stopped there;
+# gdb_release($h) lets it go on.  gdb runs them as a batch script, which
+# then waits for a file of the test's: no terminal, no prompt to parse.
+sub gdb_hold
+{
+	my ($pid, @commands) = @_;
+	my $dir = tempdir(CLEANUP => 1);
+	open my $fh, '>', "$dir/script" or die $!;
+	print $fh "set pagination off\nset confirm off\nset debuginfod enabled off\n";
+	print $fh "$_\n" for @commands;
+	print $fh "shell touch $dir/held\n";
+	print $fh "shell while [ ! -e $dir/go ]; do sleep 0.05; done\n";
+	print $fh "detach\nquit\n";
+	close $fh;
+	my $out = '';
+	my $h = IPC::Run::start([ 'gdb', '-q', '-nx', '-batch', '-x', "$dir/script", '-p', $pid ],
+		init => sub { POSIX::setsid() },	# no terminal to stop it (SIGTTOU)
+		'<', \undef, '>&', \$out);
+	for (1 .. 1200)
+	{
+		return { run => $h, dir => $dir, out => \$out } if -e "$dir/held";
+		die "gdb ended before holding the backend: $out" unless $h->pumpable;
+		$h->pump_nb;
+		usleep(100_000);
+	}
+	$h->kill_kill;
+	die "gdb did not hold the backend in 120 s: $out";
+}
+
+sub gdb_release
+{
+	my ($h) = @_;
+	open my $fh, '>', "$h->{dir}/go" or die $!;
+	close $fh;
+	$h->{run}->finish;
+	return ${ $h->{out} };
 }
 
 # After a crash restart: wait until the server accepts queries again.
