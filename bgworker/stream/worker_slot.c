@@ -28,45 +28,34 @@
 
 static bool wal_warning = false;
 
-/* Run one utility statement in a transaction of its own. */
-static uint64
-run_sql(const char *sql, const char *arg)
-{
-	uint64		n;
-
-	SetCurrentStatementStartTimestamp();
-	StartTransactionCommand();
-	SPI_connect();
-	PushActiveSnapshot(GetTransactionSnapshot());
-	if (arg)
-		SPI_execute_with_args(sql, 1, (Oid[]) {TEXTOID},
-							  (Datum[]) {CStringGetTextDatum(arg)}, NULL, false, 0);
-	else
-		SPI_execute(sql, false, 0);
-	n = SPI_processed;
-	SPI_finish();
-	PopActiveSnapshot();
-	CommitTransactionCommand();
-	return n;
-}
-
 /*
- * Drop our slot if it exists and no walsender uses it: true once gone.
- * Its origin and snapshot files go with it.
+ * In a transaction: drop our slot if it exists and no walsender uses it;
+ * true once gone.  Its origin and snapshot files go with it.
  */
-bool
-drop_own_slot(const char *why)
+static bool
+drop_slot_in_xact(const char *why)
 {
 	StreamSlotInfo slot;
 	char		name[64];
 
 	if (stream_slot_read(stream_worker_slot(), &slot))
 	{
+		bool		dropped;
+
 		if (slot.active_pid != 0)
 			return false;		/* the walsender is still letting go */
-		if (run_sql("SELECT pg_catalog.pg_drop_replication_slot(slot_name) "
-					"  FROM pg_catalog.pg_replication_slots "
-					" WHERE slot_name = $1 AND NOT active", stream_worker_slot()) != 1)
+		SPI_connect();
+		PushActiveSnapshot(GetTransactionSnapshot());
+		SPI_execute_with_args("SELECT pg_catalog.pg_drop_replication_slot(slot_name) "
+							  "  FROM pg_catalog.pg_replication_slots "
+							  " WHERE slot_name = $1 AND NOT active",
+							  1, (Oid[]) {TEXTOID},
+							  (Datum[]) {CStringGetTextDatum(stream_worker_slot())},
+							  NULL, false, 0);
+		dropped = SPI_processed == 1;
+		SPI_finish();
+		PopActiveSnapshot();
+		if (!dropped)
 			return false;
 		ereport(LOG,
 				(errmsg("ticket_ext: %s, replication slot \"%s\" of the %s sink removed",
@@ -76,6 +65,19 @@ drop_own_slot(const char *why)
 	state_file_remove(name);
 	snapshot_discard(stream_worker_ops->name);
 	return true;
+}
+
+/* Drop our slot (see drop_slot_in_xact), in a transaction of its own. */
+bool
+drop_own_slot(const char *why)
+{
+	bool		gone;
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	gone = drop_slot_in_xact(why);
+	CommitTransactionCommand();
+	return gone;
 }
 
 /*
@@ -88,15 +90,12 @@ drop_own_slot(const char *why)
 void
 drop_leftovers(void)
 {
-	bool		absent;
-
 	SetCurrentStatementStartTimestamp();
 	StartTransactionCommand();
 	LockRelationOid(ExtensionRelationId, ShareRowExclusiveLock);
-	absent = !OidIsValid(get_extension_oid("ticket_ext", true));
-	if (absent)
+	if (!OidIsValid(get_extension_oid("ticket_ext", true)))
 	{
-		(void) drop_own_slot("extension dropped");
+		(void) drop_slot_in_xact("extension dropped");
 		if (stream_worker_sink == 0)
 		{
 			SPI_connect();

@@ -18,7 +18,8 @@ use Time::HiRes qw(usleep);
 our @EXPORT = qw(new_ticket_node pgbench_scripts check_invariants
   sqlstate_of wait_for_server expected_hold_events check_stream
   stream_worker_pid start_load start_ack_client acked_holds
-  test_hooks_path check_no_overdue gdb_hold gdb_release);
+  test_hooks_path check_no_overdue gdb_hold gdb_release check_converged
+  sink_state);
 
 my $root = $ENV{TICKET_ROOT} or die "TICKET_ROOT not set";
 
@@ -161,6 +162,67 @@ sub check_stream
 	}
 	ok($ordered, "$label: ids increase, id = event_id, each hold's events in order");
 	return scalar(keys %got);
+}
+
+# What a consumer that applies a sink's events in order ends up believing:
+# { hold_id => status } for the holds it knows (held, sold, released,
+# expired).  A snapshot_item forgets every hold of its item, and its
+# snapshot_holds (held or sold) follow: that is what it means.
+# $events: in the order the sink gives them (per item, for Kinesis).
+sub sink_state
+{
+	my ($events) = @_;
+	my (%status, %item_of);
+	my %from = (reserved => 'held', confirmed => 'sold', released => 'released', expired => 'expired');
+	for my $e (@$events)
+	{
+		my $t = $e->{type};
+		if ($t eq 'snapshot_item')
+		{
+			delete @status{ grep { $item_of{$_} == $e->{item_id} } keys %status };
+		}
+		elsif ($t eq 'snapshot_hold')
+		{
+			$status{ $e->{hold_id} } = $e->{status};
+			$item_of{ $e->{hold_id} } = $e->{item_id};
+		}
+		elsif ($from{$t})
+		{
+			$status{ $e->{hold_id} } = $from{$t};
+			$item_of{ $e->{hold_id} } = $e->{item_id};
+		}
+	}
+	return \%status;
+}
+
+# Has the sink converged on the tables?  Every held or sold hold is in it
+# with that status; a released or expired one is so, or unknown to it (a
+# snapshot lists active holds only); nothing else is active in it (a hold
+# the tables do not have, or have ended, from another history).
+sub check_converged
+{
+	my ($node, $events, $label) = @_;
+	my $sink = sink_state($events);
+	my %table = map { split /\|/ } split /\n/,
+	  $node->safe_psql('postgres', 'SELECT hold_id, status FROM ticket_ext.holds');
+	my (@wrong, @ghosts);
+	for my $h (sort { $a <=> $b } keys %table)
+	{
+		my $want = $table{$h};
+		my $got = $sink->{$h} // 'unknown';
+		push @wrong, "$h: $got, not $want"
+		  unless $got eq $want || ($want =~ /released|expired/ && $got eq 'unknown');
+	}
+	for my $h (sort { $a <=> $b } keys %$sink)
+	{
+		push @ghosts, "$h: $sink->{$h}"
+		  if $sink->{$h} =~ /held|sold/ && !exists $table{$h};
+	}
+	is(scalar(@wrong), 0, "$label: every hold's state is in the sink (" . scalar(keys %table) . ' holds)')
+	  or diag("wrong: @wrong[0 .. ($#wrong < 9 ? $#wrong : 9)]");
+	is(scalar(@ghosts), 0, "$label: no hold active in the sink that the tables do not have")
+	  or diag("ghosts: @ghosts[0 .. ($#ghosts < 9 ? $#ghosts : 9)]");
+	return scalar(@wrong) + scalar(@ghosts) == 0;
 }
 
 # pid of a sink's streaming worker, Redis's by default (waits for it)

@@ -49,9 +49,10 @@ my $out;
 }
 my @lines = grep { /^\{/ } split /\n/, $out;
 is(scalar(@lines), 2, 'pg_recvlogical printed two events (the aborted one is absent)') or diag($out);
-like($lines[0], qr/^\{"event_id":"\d+-0","type":"reserved","item_id":1,"hold_id":\d+,"qty":2,"holder":"recv","commit_time":"[0-9T:.\-]+Z","lsn":"[0-9A-F\/]+","xid":\d+\}$/,
+like($lines[0], qr/^\{"event_id":"\d+-0","v":2,"type":"reserved","item_id":1,"hold_id":\d+,"qty":2,"holder":"recv","commit_time":"[0-9T:.\-]+Z","lsn":"[0-9A-F\/]+","xid":\d+\}$/,
 	'reserved: one JSON object with the documented fields');
-like($lines[1], qr/"event_id":"\d+-1","type":"confirmed"/, 'confirmed: same transaction, next index');
+like($lines[1], qr/^\{"event_id":"\d+-1","v":2,"type":"confirmed",.*,"last":true,"tx_events":2\}$/,
+	'confirmed: same transaction, next index, its last event');
 $node->safe_psql('postgres', "SELECT pg_drop_replication_slot('recv_test')");
 
 # --- a second cluster subscribes to the publication ----------------------
