@@ -40,7 +40,7 @@ typedef struct SinkResult
 {
 	SinkResultCode code;
 	int			acked;			/* events acknowledged, from the start, in order */
-	char		error[256];		/* never contains secrets */
+	char		error[512];		/* never contains secrets */
 } SinkResult;
 
 typedef struct SinkOps SinkOps;
@@ -77,6 +77,13 @@ struct SinkOps
 	void		(*send) (Sink *sink, StreamEvent **events, int n, SinkResult *result);
 	/* what it holds (pos->known false: nothing) */
 	SinkResultCode (*read_position) (Sink *sink, SinkPosition *pos, char *error, int errlen);
+	/*
+	 * Does the sink hold exactly these events (to be skipped as delivered
+	 * after a replay)?  *same false: it holds others at their ids, or lacks
+	 * some it should have: another history wrote it.  NULL: cannot tell.
+	 */
+	SinkResultCode (*check_delivered) (Sink *sink, StreamEvent **events, int n, bool *same,
+									   char *error, int errlen);
 	/* keep pos as what it holds (send keeps it too, where position_in_send) */
 	SinkResultCode (*write_position) (Sink *sink, const SinkPosition *pos, char *error, int errlen);
 	bool		position_in_send;	/* send stores the position with the data */

@@ -290,7 +290,7 @@ static void
 note_progress(Sink *s, int acked)
 {
 	StreamEvent *last = QUEUE_AT(s->acked + acked - 1).event;
-	char		error[256];
+	char		error[512];
 	TimestampTz now = GetCurrentTimestamp();
 	uint64		hist[DELAY_BUCKETS] = {0};
 	int			i;
@@ -358,53 +358,87 @@ forked(Sink *s, const StreamEvent *ev)
 }
 
 static void
-history_forked(Sink *s, const StreamEvent *ev)
+history_forked(Sink *s, const StreamEvent *ev, const char *why)
 {
 	char		held[160];
 
 	history_describe(&s->pos, held, sizeof(held));
 	ereport(WARNING,
-			(errmsg("ticket_ext: the %s sink holds %s, which this server's WAL history does not have (transaction %u)",
-					s->ops->name, held, ev->xid),
+			(errmsg("ticket_ext: the %s sink holds %s, which this server's WAL history does not have (%s, at event %lu-%u)",
+					s->ops->name, held, why, (unsigned long) ev->id.lsn, ev->id.seq),
 			 errdetail("This server was restored from a copy of its files taken while it ran, or its history was otherwise replaced."),
 			 errhint("The sink is brought up to date with a snapshot of the tables.")));
 	snapshot_wanted = true;
 }
 
-/* After a replay, skip what the sink acknowledged before. */
+/*
+ * After a replay, skip what the sink acknowledged before: the events up
+ * to its position, once the sink confirms it holds exactly those (where it
+ * can tell); false if the sink may not send now.
+ */
 static bool
 skip_known(Sink *s)
 {
-	int			n = 0;
+	StreamEvent *batch[1024];
 
-	while (s->acked + n < event_queue_length())
+	for (;;)
 	{
-		StreamEvent *ev = QUEUE_AT(s->acked + n).event;
+		int			n = 0;
+		bool		beyond = false;
 
-		if (EVENT_ID_LT(s->pos.id, ev->id))
+		while (s->acked + n < event_queue_length() && n < (int) lengthof(batch))
 		{
-			if (forked(s, ev))
+			StreamEvent *ev = QUEUE_AT(s->acked + n).event;
+
+			if (EVENT_ID_LT(s->pos.id, ev->id))
 			{
-				history_forked(s, ev);
+				if (forked(s, ev))
+				{
+					history_forked(s, ev, "its last transaction is not in the replay");
+					return false;
+				}
+				s->verified = true;
+				beyond = true;
+				break;
+			}
+			if (ev->id.lsn == s->pos.id.lsn && ev->id.seq == s->pos.id.seq)
+			{
+				if (s->pos.xid != 0 && ev->xid != s->pos.xid)
+				{
+					history_forked(s, ev, "another transaction at its last event's position");
+					return false;
+				}
+				s->verified = true;
+			}
+			batch[n++] = ev;
+		}
+		if (n == 0)
+			return true;
+		if (s->ops->check_delivered != NULL)
+		{
+			bool		same = true;
+			char		error[512];
+			SinkResultCode rc;
+			MemoryContext old = MemoryContextSwitchTo(send_cxt);
+
+			rc = s->ops->check_delivered(s, batch, n, &same, error, sizeof(error));
+			MemoryContextSwitchTo(old);
+			MemoryContextReset(send_cxt);
+			if (rc != SINK_OK)
+			{
+				note_failure(s, rc, error);
 				return false;
 			}
-			s->verified = true;
-			break;
-		}
-		if (ev->id.lsn == s->pos.id.lsn && ev->id.seq == s->pos.id.seq)
-		{
-			if (s->pos.xid != 0 && ev->xid != s->pos.xid)
+			if (!same)
 			{
-				history_forked(s, ev);
+				history_forked(s, batch[0], error);
 				return false;
 			}
-			s->verified = true;
 		}
-		n++;
-	}
-	if (n > 0)
 		advance_sink(s, n);
-	return true;
+		if (beyond || s->acked >= event_queue_length())
+			return true;
+	}
 }
 
 /*
@@ -417,7 +451,7 @@ place_sink(Sink *s)
 {
 	SinkPosition pos;
 	SinkResultCode rc;
-	char		error[256];
+	char		error[512];
 	char		held[160];
 
 	if (s->placed)
@@ -499,7 +533,7 @@ work_sink(Sink *s, TimestampTz now)
 	SinkResult	result;
 	int			n;
 	int			i;
-	char		error[256];
+	char		error[512];
 
 	if (!s->enabled || (s->retry_at != 0 && now < s->retry_at))
 		return;

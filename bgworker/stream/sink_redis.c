@@ -366,6 +366,164 @@ append_xadd(const Sink *sink, StreamEvent *ev)
 	redisAppendCommandArgv(redis, argc, argv, lens);
 }
 
+/* A flat field of an event ("" if it has none). */
+static const char *
+event_field(const StreamEvent *ev, const char *name)
+{
+	int			i;
+
+	for (i = 0; i < ev->nfields; i++)
+		if (strcmp(ev->field_names[i], name) == 0)
+			return ev->field_values[i];
+	return "";
+}
+
+/* A field of a Redis stream entry's [field, value, ...] array ("" if none). */
+static const char *
+entry_field(const redisReply *kv, const char *name)
+{
+	size_t		i;
+
+	for (i = 0; kv->type == REDIS_REPLY_ARRAY && i + 1 < kv->elements; i += 2)
+		if (kv->element[i]->str && strcmp(kv->element[i]->str, name) == 0)
+			return kv->element[i + 1]->str ? kv->element[i + 1]->str : "";
+	return "";
+}
+
+/* The id of entry i of an XRANGE reply (0-0 if malformed). */
+static EventId
+entry_id(const redisReply *r, size_t i)
+{
+	EventId		id = {0, 0};
+	redisReply *e = r->element[i];
+
+	if (e->type == REDIS_REPLY_ARRAY && e->elements >= 2 && e->element[0]->str)
+		(void) parse_id(e->element[0]->str, &id);
+	return id;
+}
+
+/*
+ * Does Redis hold exactly these events, about to be skipped as delivered?
+ * Per stream key: one XRANGE over their ids (and the key's first entry, to
+ * tell an entry trimmed by MAXLEN from one never written).  Any entry in
+ * that range that is not one of ours, or one of ours missing or holding
+ * another transaction, means another history wrote the stream.
+ */
+static SinkResultCode
+redis_check_delivered(Sink *sink, StreamEvent **events, int n, bool *same, char *err, int errlen)
+{
+	char	  **keys = palloc(sizeof(char *) * n);
+	int		   *key_of = palloc(sizeof(int) * n);
+	int			nkeys = 0;
+	int			k;
+	int			i;
+
+	*same = true;
+	for (i = 0; i < n; i++)
+	{
+		char		key[512];
+
+		stream_key(events[i], key, sizeof(key));
+		for (k = 0; k < nkeys && strcmp(keys[k], key) != 0; k++)
+			;
+		if (k == nkeys)
+			keys[nkeys++] = pstrdup(key);
+		key_of[i] = k;
+	}
+	for (k = 0; k < nkeys; k++)
+	{
+		int			lo = -1,
+					hi = -1;
+		char		from[48],
+					to[48];
+
+		for (i = 0; i < n; i++)
+			if (key_of[i] == k)
+			{
+				if (lo < 0)
+					lo = i;
+				hi = i;
+			}
+		snprintf(from, sizeof(from), UINT64_FORMAT "-%u",
+				 events[lo]->id.lsn + sink->pos.offset, events[lo]->id.seq);
+		snprintf(to, sizeof(to), UINT64_FORMAT "-%u",
+				 events[hi]->id.lsn + sink->pos.offset, events[hi]->id.seq);
+		redisAppendCommand(redis, "XRANGE %s - + COUNT 1", keys[k]);
+		redisAppendCommand(redis, "XRANGE %s %s %s", keys[k], from, to);
+	}
+	for (k = 0; k < nkeys; k++)
+	{
+		redisReply *first = NULL;
+		redisReply *range = NULL;
+		EventId		first_id = {0, 0};
+		size_t		j = 0;
+
+		if (redisGetReply(redis, (void **) &first) != REDIS_OK || first == NULL ||
+			redisGetReply(redis, (void **) &range) != REDIS_OK || range == NULL)
+		{
+			snprintf(err, errlen, "XRANGE: %s", redis->errstr[0] ? redis->errstr : "no reply");
+			if (first)
+				freeReplyObject(first);
+			return SINK_RETRY;
+		}
+		if (range->type == REDIS_REPLY_ERROR || first->type == REDIS_REPLY_ERROR)
+		{
+			snprintf(err, errlen, "XRANGE %s: %s", keys[k],
+					 range->type == REDIS_REPLY_ERROR ? range->str : first->str);
+			freeReplyObject(first);
+			freeReplyObject(range);
+			/* the other replies are read by nobody: start over */
+			redis_disconnect(sink);
+			return SINK_FATAL_CONFIG;
+		}
+		if (first->type == REDIS_REPLY_ARRAY && first->elements == 1)
+			first_id = entry_id(first, 0);
+		for (i = 0; i < n && *same && range->type == REDIS_REPLY_ARRAY; i++)
+		{
+			EventId		want;
+
+			if (key_of[i] != k)
+				continue;
+			want.lsn = events[i]->id.lsn + sink->pos.offset;
+			want.seq = events[i]->id.seq;
+			if (j < range->elements && EVENT_ID_LT(entry_id(range, j), want))
+			{
+				snprintf(err, errlen, "Redis holds entry %lu-%u, which this server never wrote",
+						 (unsigned long) entry_id(range, j).lsn, entry_id(range, j).seq);
+				*same = false;
+			}
+			else if (j < range->elements && !EVENT_ID_LT(want, entry_id(range, j)))
+			{
+				redisReply *kv = range->element[j]->element[1];
+
+				if (strcmp(entry_field(kv, "xid"), event_field(events[i], "xid")) != 0 ||
+					strcmp(entry_field(kv, "type"), event_field(events[i], "type")) != 0 ||
+					strcmp(entry_field(kv, "hold_id"), event_field(events[i], "hold_id")) != 0)
+				{
+					snprintf(err, errlen, "Redis entry %lu-%u is another transaction's",
+							 (unsigned long) want.lsn, want.seq);
+					*same = false;
+				}
+				j++;
+			}
+			else if (first_id.lsn == 0 || !EVENT_ID_LT(want, first_id))
+			{
+				snprintf(err, errlen, "Redis lacks entry %lu-%u", (unsigned long) want.lsn, want.seq);
+				*same = false;	/* not trimmed away: never written */
+			}
+		}
+		if (*same && range->type == REDIS_REPLY_ARRAY && j < range->elements)
+		{
+			snprintf(err, errlen, "Redis holds entry %lu-%u, which this server never wrote",
+					 (unsigned long) entry_id(range, j).lsn, entry_id(range, j).seq);
+			*same = false;
+		}
+		freeReplyObject(first);
+		freeReplyObject(range);
+	}
+	return SINK_OK;
+}
+
 /* Read one reply of the pipeline; NULL (and result filled) on I/O error. */
 static redisReply *
 next_reply(SinkResult *result)
@@ -470,6 +628,7 @@ const SinkOps redis_sink_ops = {
 	.disconnect = redis_disconnect,
 	.send = redis_send,
 	.read_position = redis_read_position,
+	.check_delivered = redis_check_delivered,
 	.write_position = redis_write_position,
 	.position_in_send = true,
 };

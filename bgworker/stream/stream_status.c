@@ -47,7 +47,7 @@ typedef struct SinkStatus
 	uint64		requests;		/* sends that acknowledged something */
 	uint64		retries;
 	uint64		throttles;
-	char		last_error[256];
+	char		last_error[512];
 	TimestampTz last_error_at;
 	TimestampTz oldest_unacked_commit;	/* 0 when nothing is pending */
 	uint64		delay_hist[DELAY_BUCKETS];	/* commit -> ack delays */
