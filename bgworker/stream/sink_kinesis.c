@@ -515,14 +515,18 @@ kinesis_send(Sink *sink, StreamEvent **events, int n, SinkResult *result)
 	}
 }
 
-/* The stream events go to: a saved position applies to this one only. */
+/*
+ * The stream events go to (name and region, whatever the endpoint: a
+ * proxy or a VPC endpoint reaches the same stream): a saved position
+ * applies to this one only.
+ */
 static const char *
 kinesis_position_target(void)
 {
 	static char target[1024];
 
-	snprintf(target, sizeof(target), "%s %s %s", kinesis_stream,
-			 kinesis_region ? kinesis_region : "", kinesis_endpoint ? kinesis_endpoint : "");
+	snprintf(target, sizeof(target), "%s %s", kinesis_stream,
+			 kinesis_region ? kinesis_region : "");
 	return target;
 }
 

@@ -101,7 +101,9 @@ sink_position_load(const char *sink, const char *target, SinkPosition *pos)
 	if (!state_file_load(name, buf, sizeof(buf)) || (nl = strchr(buf, '\n')) == NULL)
 		return false;
 	*nl = '\0';
-	if (strcmp(buf, target) != 0 ||
+	/* before 1.1 the target also named the endpoint: "<stream> <region> <endpoint>" */
+	if ((strncmp(buf, target, strlen(target)) != 0 ||
+		 (buf[strlen(target)] != '\0' && buf[strlen(target)] != ' ')) ||
 		sscanf(nl + 1, "%llu %u %llu %u %llu %u", &lsn, &seq, &origin, &xid, &sysid, &tli) < 2)
 		return false;
 	pos->known = true;

@@ -140,14 +140,14 @@ is($delivered, 1, 'a sale after the wait reaches Redis once');
 # --- identity cleared on exit; SIGTERM is a clean shutdown ---------------
 $worker = stream_worker_pid($node);
 my $confirmed_before = $node->safe_psql('postgres', 'SELECT pg_current_wal_lsn()');
-$log_at = -s $node->logfile;
+my $log_at = -s $node->logfile;
 $node->safe_psql('postgres', "SELECT pg_terminate_backend($worker)");
 ok($node->poll_query_until('postgres',
 		"SELECT worker_pid IS DISTINCT FROM $worker FROM ticket_ext.stream_state WHERE sink = 'redis'"),
 	'the exited worker is no longer shown as the worker');
 my $new = stream_worker_pid($node);
 ok($new && $new != $worker, 'a new worker took over');
-$later = substr(slurp_file($node->logfile), $log_at);
+my $later = substr(slurp_file($node->logfile), $log_at);
 unlike($later, qr/FATAL:.*terminating background worker "ticket_ext stream"/,
 	'SIGTERM: a clean shutdown, not a FATAL');
 ok($node->poll_query_until('postgres',
