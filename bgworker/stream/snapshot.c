@@ -243,7 +243,7 @@ static void
 feed_close(void)
 {
 	if (feed)
-		FreeFile(feed);
+		fclose(feed);
 	feed = NULL;
 	feed_done = false;
 }
@@ -307,7 +307,11 @@ snapshot_feed(const char *sink, uint64 origin)
 			initStringInfo(&feed_line);
 			MemoryContextSwitchTo(old);
 		}
-		feed = AllocateFile(path, PG_BINARY_R);
+		/*
+		 * Plain fopen, not AllocateFile: the file stays open across the
+		 * worker's transactions, whose ends close what AllocateFile opened.
+		 */
+		feed = fopen(path, PG_BINARY_R);
 		if (feed == NULL || fscanf(feed, "origin %llu\n", &o) != 1 || o != origin)
 		{
 			feed_close();
