@@ -204,7 +204,12 @@ repl_copy_slot(const char *src, const char *slot, char *err, int errlen)
 	return copied;
 }
 
-/* Drop a slot of ours, waiting for a walsender that still lets go of it. */
+/*
+ * Drop a slot of ours.  Without WAIT: a slot some other consumer holds
+ * would block the worker for as long as that lasts; an error here is
+ * retried with backoff like any stream failure (our own walsender that
+ * still lets go of it is gone by then).
+ */
 bool
 repl_drop_slot(const char *slot, char *err, int errlen)
 {
@@ -212,7 +217,7 @@ repl_drop_slot(const char *slot, char *err, int errlen)
 	char		cmd[512];
 	bool		ok;
 
-	snprintf(cmd, sizeof(cmd), "DROP_REPLICATION_SLOT %s WAIT", ident);
+	snprintf(cmd, sizeof(cmd), "DROP_REPLICATION_SLOT %s", ident);
 	PQfreemem(ident);
 	ok = run(cmd, PGRES_COMMAND_OK, err, errlen, NULL);
 	if (ok)

@@ -1,8 +1,10 @@
 # Sinks never wait on each other: each has its own worker process and its
 # own replication slot.
-#  - Kinesis black-holed (an endpoint that accepts TCP and never answers):
-#    Redis's commit-to-XADD p99 stays under 50 ms, every sale reaches Redis,
-#    and only Kinesis's slot holds WAL back;
+#  - Kinesis black-holed (an endpoint that accepts TCP and never answers),
+#    throttled and failing part of its calls (the fault proxy), or slow
+#    (300 ms per call): Redis's commit-to-XADD p99 stays under 50 ms and
+#    every sale reaches Redis; with Kinesis black-holed only Kinesis's
+#    slot holds WAL back;
 #  - Redis accepting connections but refusing writes (OOM): Kinesis keeps
 #    flowing; Redis is never "reattached" on a mere connect: it retries
 #    its own backlog and, once writes work again, has every event.
@@ -29,6 +31,8 @@ my $node = new_ticket_node('independence', conf => "ticket_ext.redis_url = '" . 
 	  . "ticket_ext.stream_backoff_max = 500ms\n");
 my $rpid = stream_worker_pid($node, 'redis');
 my $kpid = stream_worker_pid($node, 'kinesis');
+my $kin = KinesisTest->new(proxy => 1, slow_proxy => 300);
+$kin->create_stream('tickets', 2);
 ok($rpid && $kpid && $rpid != $kpid, 'one worker process per sink');
 ok($node->poll_query_until('postgres',
 		"SELECT string_agg(slot_name, ',' ORDER BY slot_name) FROM pg_replication_slots",
@@ -56,15 +60,36 @@ my ($rlag, $klag) = split /\|/, $node->safe_psql('postgres', q{
 	SELECT max(lag_bytes) FILTER (WHERE sink = 'redis'), max(lag_bytes) FILTER (WHERE sink = 'kinesis')
 	  FROM ticket_ext.stream_status});
 ok($klag > $rlag, "only Kinesis's slot holds WAL back (kinesis $klag bytes, redis $rlag)");
-$node->stop;
 close $hole;
 
+# --- Kinesis throttled and partly failing, then slow --------------------------
+for my $case ([ 'throttled and partly failing', $kin->proxy_endpoint ], [ 'slow (300 ms a call)', $kin->slow_endpoint ])
+{
+	my ($label, $endpoint) = @$case;
+	$node->safe_psql('postgres', "ALTER SYSTEM SET ticket_ext.kinesis_endpoint = '$endpoint'");
+	$node->safe_psql('postgres', 'SELECT pg_reload_conf()');
+	$node->poll_query_until('postgres',
+		"SELECT requests > 0 FROM ticket_ext.stream_status WHERE sink = 'kinesis'") or die "$label: Kinesis idle";
+	$node->safe_psql('postgres', 'SELECT ticket_ext.stream_reset_stats()');
+	$load = start_load($node, 10, 4, 300, @mix);
+	$load->finish;
+	check_stream($node, $redis, 'ticket_ext:events', "Kinesis $label");
+	($p50, $p99, $sent) = split /\|/, $node->safe_psql('postgres',
+		"SELECT delay_p50_ms, delay_p99_ms, events_sent FROM ticket_ext.stream_status WHERE sink = 'redis'");
+	ok($sent > 2000, "Kinesis $label: Redis got the load's events ($sent)");
+	ok($p99 <= 50, "Kinesis $label: Redis commit-to-XADD p99 ${p99} ms (p50 ${p50} ms)");
+	my ($kthrottles, $kretries) = split /\|/, $node->safe_psql('postgres',
+		"SELECT throttles, retries FROM ticket_ext.stream_status WHERE sink = 'kinesis'");
+	ok($kthrottles > 0, "Kinesis $label: it was throttled ($kthrottles times)") if $label =~ /throttled/;
+}
+$node->stop;
+
 # --- Redis refusing writes, Kinesis healthy -----------------------------------
-my $kin = KinesisTest->new;
-$kin->create_stream('tickets', 2);
 $node->append_conf('postgresql.conf',
 	"ticket_ext.kinesis_endpoint = '" . $kin->endpoint . "'\n");
 $node->start;
+$node->safe_psql('postgres', 'ALTER SYSTEM RESET ticket_ext.kinesis_endpoint');
+$node->safe_psql('postgres', 'SELECT pg_reload_conf()');
 $node->poll_query_until('postgres',
 	"SELECT bool_and(state = 'ok') FROM ticket_ext.stream_status") or die 'sinks not ok';
 my $lsn = $node->safe_psql('postgres', 'SELECT pg_current_wal_lsn()');
