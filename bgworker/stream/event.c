@@ -182,6 +182,31 @@ parse_commit_time(const char *s)
 			h * 3600 + mi * 60 + sec) * USECS_PER_SEC + usec;
 }
 
+/*
+ * A parsed string in UTF-8.  The output is ASCII in a database that is not
+ * UTF-8 (text as \u escapes), and the server's JSON parser turns escapes
+ * into the database's encoding: back to UTF-8 for the sinks.  The worker
+ * set its client encoding to UTF-8 (stream_worker.c), so this conversion
+ * needs no catalog lookup, outside any transaction.
+ */
+static char *
+to_utf8(char *value)
+{
+#ifndef FRONTEND
+	if (GetDatabaseEncoding() != PG_UTF8)
+	{
+		char	   *utf8 = pg_server_to_client(value, strlen(value));
+
+		if (utf8 != value)
+		{
+			pfree(value);
+			return utf8;
+		}
+	}
+#endif
+	return value;
+}
+
 /* an xid (decimal), 0 when absent or malformed */
 static uint32
 parse_xid(const char *s)
@@ -300,7 +325,7 @@ stream_parse_message(char *json, int len, StreamEvent *event,
 		if (i == EVF_END_LSN || i == EVF_ORIGIN || (!always && st.values[i] == NULL))
 			continue;
 		event->field_names[event->nfields] = event_field_names[i];
-		event->field_values[event->nfields] = st.values[i] ? st.values[i] : pstrdup("");
+		event->field_values[event->nfields] = st.values[i] ? to_utf8(st.values[i]) : pstrdup("");
 		event->nfields++;
 		st.values[i] = NULL;	/* now the event's */
 	}

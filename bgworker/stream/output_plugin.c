@@ -45,6 +45,7 @@
 #include "utils/datetime.h"
 #include "utils/json.h"
 #include "event_fields.h"
+#include "event_text.h"
 #include "utils/lsyscache.h"
 #include "mb/pg_wchar.h"
 #include "utils/memutils.h"
@@ -206,59 +207,6 @@ write_line(LogicalDecodingContext *ctx, StringInfo line)
 		flush_pending(ctx);
 }
 
-/*
- * Text as a JSON string.  UTF-8 databases write it as it is (escape_json);
- * any other encoding is converted to UTF-8 and written in ASCII, every
- * other character as \uXXXX (a byte that is not valid UTF-8, as can come
- * from SQL_ASCII, as the Latin-1 character of that value).
- */
-static void
-append_json_text(StringInfo out, const char *text)
-{
-	const unsigned char *s;
-	int			len;
-
-	if (GetDatabaseEncoding() == PG_UTF8)
-	{
-		escape_json(out, text);
-		return;
-	}
-	s = (const unsigned char *) pg_server_to_any(text, strlen(text), PG_UTF8);
-	len = strlen((const char *) s);
-	appendStringInfoChar(out, '"');
-	while (len > 0)
-	{
-		int			n = pg_utf_mblen(s);
-		pg_wchar	c;
-
-		if (*s < 0x80)
-		{
-			char		one[2] = {(char) *s, '\0'};
-			StringInfoData tmp;
-
-			/* escape_json's rules for quotes, backslashes and controls */
-			initStringInfo(&tmp);
-			escape_json(&tmp, one);
-			appendBinaryStringInfo(out, tmp.data + 1, tmp.len - 2);
-			pfree(tmp.data);
-			s++, len--;
-			continue;
-		}
-		if (n > len || !pg_utf8_islegal(s, n))
-			c = *s, n = 1;
-		else
-			c = utf8_to_unicode(s);
-		if (c > 0xFFFF)
-			appendStringInfo(out, "\\u%04X\\u%04X",
-							 (unsigned) (0xD800 + ((c - 0x10000) >> 10)),
-							 (unsigned) (0xDC00 + ((c - 0x10000) & 0x3FF)));
-		else
-			appendStringInfo(out, "\\u%04X", (unsigned) c);
-		s += n, len -= n;
-	}
-	appendStringInfoChar(out, '"');
-}
-
 /* ,"<name>": (the first field without the comma) */
 static void
 append_key(StringInfo out, EventField f)
@@ -324,7 +272,12 @@ emit_event(LogicalDecodingContext *ctx, ReorderBufferTXN *txn, const char *type,
 	if (isnull)
 		appendStringInfoString(out, "null");
 	else
-		append_json_text(out, TextDatumGetCString(holder));
+	{
+		char	   *chars = TextDatumGetCString(holder);
+
+		/* decoding runs in a transaction: the conversion may look up its function */
+		event_append_text(out, (char *) pg_server_to_any(chars, strlen(chars), PG_UTF8));
+	}
 	append_key(out, EVF_COMMIT_TIME);
 	append_iso8601(out, txn->xact_time.commit_time);
 	append_key(out, EVF_LSN);

@@ -74,7 +74,7 @@ build_conninfo(const char *superuser)
 		appendStringInfo(&buf, "host='%s' port=%d user='%s' ",
 						 sockdir ? sockdir : "127.0.0.1", PostPortNumber, superuser);
 	}
-	/* snapshots are read in UTF-8, whatever the database's encoding */
+	/* the snapshot's text comes in UTF-8, whatever the database's encoding */
 	appendStringInfo(&buf, "dbname='%s' replication=database client_encoding=UTF8 "
 					 "application_name='ticket_ext stream' connect_timeout=%d",
 					 ticket_database, Max(stream_connect_timeout_ms / 1000, 2));

@@ -25,6 +25,7 @@
 #include "postgres.h"
 
 #include "event_fields.h"
+#include "event_text.h"
 #include "libpq-fe.h"
 #include "postmaster/interrupt.h"
 #include "replication.h"
@@ -134,7 +135,7 @@ dump_row(PGresult *res, void *arg)
 	if (PQgetisnull(res, 0, 4))
 		appendStringInfoString(&line, "null");
 	else
-		escape_json(&line, PQgetvalue(res, 0, 4));	/* UTF-8: client_encoding */
+		event_append_text(&line, PQgetvalue(res, 0, 4));
 	end_event(&line, d);
 	if (item)
 	{

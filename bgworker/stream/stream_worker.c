@@ -36,6 +36,7 @@
 #include "access/xlog.h"
 #include "catalog/pg_authid.h"
 #include "commands/extension.h"
+#include "mb/pg_wchar.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "postmaster/bgworker.h"
@@ -524,12 +525,19 @@ send_feedback(void)
 	stream_status_set_confirmed(stream_worker_sink, confirmed, now);
 }
 
+/*
+ * Once, in a transaction: who connects the replication stream, and UTF-8
+ * as this process's client encoding, so text parsed from the stream is
+ * converted to UTF-8 for the sinks without catalog lookups (event.c).
+ */
 static void
-lookup_superuser(void)
+worker_setup(void)
 {
 	StartTransactionCommand();
 	superuser_name = MemoryContextStrdup(TopMemoryContext,
 										 GetUserNameFromId(BOOTSTRAP_SUPERUSERID, false));
+	if (PrepareClientEncoding(PG_UTF8) == 0)
+		(void) SetClientEncoding(PG_UTF8);
 	CommitTransactionCommand();
 }
 
@@ -615,7 +623,7 @@ ticket_stream_worker_main(Datum main_arg)
 	parse_cxt = AllocSetContextCreate(TopMemoryContext, "ticket_ext stream parse",
 									  ALLOCSET_DEFAULT_SIZES);
 	curl_global_init(CURL_GLOBAL_DEFAULT);
-	lookup_superuser();
+	worker_setup();
 	pipeline_init(stream_worker_ops, stream_worker_sink);
 	stream_status_set_configured(stream_worker_sink, pipeline_enabled(), MyDatabaseId);
 

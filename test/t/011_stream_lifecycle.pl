@@ -159,6 +159,73 @@ ok($node->poll_query_until('postgres', q{
 	SELECT count(*) = 1 FROM pg_replication_slots WHERE slot_name = 'ticket_ext_stream' AND active}),
 	'CREATE EXTENSION again: the worker streams again');
 
+# --- DROP EXTENSION, then CREATE EXTENSION while the worker cleans up ------
+# gdb holds the worker as it starts its cleanup (it has just seen the
+# extension gone); CREATE EXTENSION runs meanwhile.  The cleanup must not
+# drop the new installation's publication or slot.
+$node->safe_psql('postgres', 'DROP EXTENSION ticket_ext');
+my $wpid = stream_worker_pid($node);
+my $held = gdb_hold($wpid, 'break drop_leftovers', 'continue');
+my ($cin, $cout, $cerr) = ('', '', '');
+my $creator = IPC::Run::start([ 'psql', '-XAtq', '-d', $node->connstr('postgres'),
+	'-c', 'CREATE EXTENSION ticket_ext', '-c', "SELECT 'created'" ], '<', \$cin, '>', \$cout, '2>', \$cerr);
+# it is either done or waiting for the worker's lock; give it a moment
+$node->poll_query_until('postgres', q{
+	SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'ticket_ext')
+	    OR EXISTS (SELECT 1 FROM pg_stat_activity WHERE query = 'CREATE EXTENSION ticket_ext' AND wait_event_type = 'Lock')});
+gdb_release($held);
+$creator->finish;
+is($cout, "created\n", 'CREATE EXTENSION during the cleanup succeeded') or diag($cerr);
+$node->safe_psql('postgres', "SELECT ticket_ext.create_item(6, 10)");
+ok($node->poll_query_until('postgres', q{
+	SELECT count(*) = 1 FROM pg_replication_slots WHERE slot_name = 'ticket_ext_stream' AND active}),
+	'the new installation streams');
+sleep 3;	# a cleanup that went wrong would have dropped them by now
+is($node->safe_psql('postgres', q{
+	SELECT (SELECT count(*) FROM pg_publication WHERE pubname = 'ticket_ext_events') || ','
+	    || (SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'ticket_ext_stream')}), '1,1',
+	'the cleanup of the dropped installation left the new publication and slot alone');
+$node->safe_psql('postgres', "SELECT ticket_reserve(6, 1, 'after-race')");
+my $after_race;
+for (1 .. 100)
+{
+	($after_race) = grep { ($_->{holder} // '') eq 'after-race' } @{ $redis->entries('ticket_ext:events') };
+	last if $after_race;
+	usleep(100_000);
+}
+ok($after_race, '... and its events reach Redis');
+
+# --- the slot renamed by a reload: the old slot becomes the new one --------
+my $origin = $node->safe_psql('postgres', "SELECT origin FROM ticket_ext.stream_state WHERE sink = 'redis'");
+$redis->kill9;			# nothing delivered meanwhile: the old slot holds the events
+$node->safe_psql('postgres', "SELECT ticket_reserve(6, 1, 'before-rename-' || g) FROM generate_series(1, 5) g");
+$node->safe_psql('postgres', "ALTER SYSTEM SET ticket_ext.stream_slot = 'renamed_stream'");
+$node->safe_psql('postgres', 'SELECT pg_reload_conf()');
+ok($node->poll_query_until('postgres', q{
+	SELECT string_agg(slot_name, ',') = 'renamed_stream' FROM pg_replication_slots WHERE plugin = 'ticket_ext'}),
+	'after the rename only the new slot is left');
+is($node->safe_psql('postgres', "SELECT origin FROM ticket_ext.stream_state WHERE sink = 'redis'"), $origin,
+	'... with the same origin: a copy, not a new history');
+$redis->start;
+check_stream($node, $redis, 'ticket_ext:events', 'after the rename');
+
+# --- a sink turned off and on again: its slot goes, then a snapshot --------
+$node->safe_psql('postgres', "ALTER SYSTEM SET ticket_ext.redis_url = ''");
+$node->safe_psql('postgres', 'SELECT pg_reload_conf()');
+ok($node->poll_query_until('postgres', q{
+	SELECT NOT EXISTS (SELECT 1 FROM pg_replication_slots WHERE plugin = 'ticket_ext')}),
+	'a sink turned off: its slot is dropped (it would pin WAL)');
+$node->safe_psql('postgres', "SELECT ticket_confirm(ticket_reserve(6, 1, 'while-off'))");
+$node->safe_psql('postgres', "ALTER SYSTEM RESET ticket_ext.redis_url");
+$node->safe_psql('postgres', 'SELECT pg_reload_conf()');
+ok($node->poll_query_until('postgres', qq{
+	SELECT origin > $origin AND state = 'streaming' FROM ticket_ext.stream_state WHERE sink = 'redis'}),
+	'turned on again: a new slot');
+my $lsn = $node->safe_psql('postgres', 'SELECT pg_current_wal_lsn()');
+$node->poll_query_until('postgres', qq{
+	SELECT slot_confirmed_lsn >= '$lsn' FROM ticket_ext.stream_status WHERE sink = 'redis'});
+check_converged($node, $redis->entries('ticket_ext:events'), 'a sink turned off and on');
+
 $node->stop;
 $redis->stop;
 done_testing();
