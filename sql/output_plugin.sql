@@ -1,6 +1,7 @@
 -- The output plugin, deterministically, through the SQL interface (as
 -- contrib/test_decoding does): committed changes, an aborted transaction,
--- a rolled-back savepoint, capacity, pause/resume, commit markers.  LSNs,
+-- a rolled-back savepoint, capacity, pause/resume, commit markers, the last
+-- event of each transaction ("last", "tx_events").  LSNs,
 -- xids and times are masked.
 SET client_min_messages = warning;
 CREATE EXTENSION IF NOT EXISTS ticket_ext;
