@@ -26,6 +26,7 @@
 	X(EVF_CAPACITY, "capacity")	/* capacity and snapshot_item events */ \
 	X(EVF_PAUSED, "paused")		/* snapshot_item events */ \
 	X(EVF_HOLDS, "holds")		/* snapshot_item: its holds that follow */ \
+	X(EVF_ITEMS, "items")		/* snapshot_end: the items of the snapshot */ \
 	X(EVF_STATUS, "status")		/* snapshot_hold events: held or sold */ \
 	X(EVF_LAST, "last")			/* the last event of its transaction */ \
 	X(EVF_TX_EVENTS, "tx_events")	/* ... and how many it had */ \

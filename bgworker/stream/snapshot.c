@@ -57,6 +57,7 @@ typedef struct Dump
 	char		time[40];		/* commit_time of every snapshot event */
 	uint32		n;
 	int64		holds;
+	int64		items;
 } Dump;
 
 static void
@@ -145,6 +146,7 @@ dump_row(PGresult *res, void *arg)
 		appendStringInfoString(&line, strcmp(PQgetvalue(res, 0, 7), "t") == 0 ? "true" : "false");
 		key(&line, EVF_HOLDS);
 		number(&line, res, 8);
+		d->items++;
 	}
 	else
 	{
@@ -207,6 +209,8 @@ snapshot_dump(const char *sink, uint64 origin, XLogRecPtr start, uint32 *events,
 		end_event(&line, &d);
 		key(&line, EVF_HOLDS);
 		appendStringInfo(&line, INT64_FORMAT, d.holds);
+		key(&line, EVF_ITEMS);
+		appendStringInfo(&line, INT64_FORMAT, d.items);
 		key(&line, EVF_LAST);
 		appendStringInfoString(&line, "true");
 		key(&line, EVF_TX_EVENTS);

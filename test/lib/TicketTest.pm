@@ -167,7 +167,8 @@ sub check_stream
 # What a consumer that applies a sink's events in order ends up believing:
 # { "item:hold" => status } for the holds it knows (held, sold, released,
 # expired).  A snapshot_item forgets every hold of its item, and its
-# snapshot_holds (held or sold) follow: that is what it means.  Keyed by
+# snapshot_holds (held or sold) follow: that is what it means; the
+# snapshot_end says that items it listed none of are gone (a reinstall).  Keyed by
 # item and hold: after a restore or failover a hold id can come back in
 # another item (the new history's sequence), while the old history's hold
 # of that id is forgotten by its own item's snapshot.
@@ -185,12 +186,19 @@ sub sink_state_apply
 {
 	my ($status, $events) = @_;
 	my %from = (reserved => 'held', confirmed => 'sold', released => 'released', expired => 'expired');
+	my %listed;
 	for my $e (@$events)
 	{
 		my $t = $e->{type};
 		if ($t eq 'snapshot_item')
 		{
 			delete @$status{ grep { /^\Q$e->{item_id}\E:/ } keys %$status };
+			$listed{ $e->{item_id} } = 1;
+		}
+		elsif ($t eq 'snapshot_end')
+		{
+			delete @$status{ grep { !$listed{ (split /:/)[0] } } keys %$status };
+			%listed = ();
 		}
 		elsif ($t eq 'snapshot_hold')
 		{

@@ -197,6 +197,7 @@ ok($after_race, '... and its events reach Redis');
 
 # --- the slot renamed by a reload: the old slot becomes the new one --------
 my $origin = $node->safe_psql('postgres', "SELECT origin FROM ticket_ext.stream_state WHERE sink = 'redis'");
+my $top = $redis->entries('ticket_ext:events')->[-1]{id};
 $redis->kill9;			# nothing delivered meanwhile: the old slot holds the events
 $node->safe_psql('postgres', "SELECT ticket_reserve(6, 1, 'before-rename-' || g) FROM generate_series(1, 5) g");
 $node->safe_psql('postgres', "ALTER SYSTEM SET ticket_ext.stream_slot = 'renamed_stream'");
@@ -207,7 +208,15 @@ ok($node->poll_query_until('postgres', q{
 is($node->safe_psql('postgres', "SELECT origin FROM ticket_ext.stream_state WHERE sink = 'redis'"), $origin,
 	'... with the same origin: a copy, not a new history');
 $redis->start;
-check_stream($node, $redis, 'ticket_ext:events', 'after the rename');
+$node->safe_psql('postgres', "SELECT ticket_reserve(6, 1, 'after-rename')");
+my $lsn0 = $node->safe_psql('postgres', 'SELECT pg_current_wal_lsn()');
+$node->poll_query_until('postgres', qq{
+	SELECT slot_confirmed_lsn >= '$lsn0' FROM ticket_ext.stream_status WHERE sink = 'redis'});
+my @since = @{ $redis->entries('ticket_ext:events', $top) };
+is(join(',', sort map { $_->{holder} } grep { ($_->{holder} // '') =~ /rename/ } @since),
+	join(',', sort((map { "before-rename-$_" } 1 .. 5), 'after-rename')),
+	'after the rename: the events committed before and after it, each once');
+is(scalar(grep { $_->{type} =~ /^snapshot/ } @since), 0, '... and no snapshot (nothing was lost)');
 
 # --- a sink turned off and on again: its slot goes, then a snapshot --------
 $node->safe_psql('postgres', "ALTER SYSTEM SET ticket_ext.redis_url = ''");
