@@ -26,7 +26,6 @@
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
-static bool wal_warning = false;
 
 /*
  * In a transaction: drop our slot if it exists and no walsender uses it;
@@ -180,51 +179,97 @@ note_slot_wait(int walsender_pid)
 }
 
 /*
- * WARNING when the slot holds more WAL than ticket_ext.stream_wal_warning,
- * saying why: WAL not yet acknowledged by a sink (past confirmed_flush),
- * or WAL decoding must start from because a transaction that was running
- * back then is still open (restart_lsn lags confirmed_flush), which no
- * sink can help.
+ * The oldest transaction with an xid open for more than 15 s, if any: its
+ * pid and how long (s).  15 s: a slot's restart_lsn moves only at the
+ * running-transactions records PostgreSQL writes that often, so a younger
+ * lag is no long transaction's doing.
+ */
+static bool
+oldest_long_transaction(int *pid, double *age)
+{
+	bool		found = false;
+
+	SetCurrentStatementStartTimestamp();
+	StartTransactionCommand();
+	SPI_connect();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	if (SPI_execute("SELECT pid, extract(epoch FROM now() - xact_start)::float8 "
+					"  FROM pg_catalog.pg_stat_activity "
+					" WHERE backend_xid IS NOT NULL AND xact_start < now() - interval '15 seconds' "
+					" ORDER BY xact_start LIMIT 1", true, 1) == SPI_OK_SELECT && SPI_processed == 1)
+	{
+		bool		isnull;
+
+		*pid = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
+		*age = DatumGetFloat8(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 2, &isnull));
+		found = true;
+	}
+	SPI_finish();
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	return found;
+}
+
+/*
+ * WARNINGs when the slot holds more WAL than ticket_ext.stream_wal_warning,
+ * one per cause, each with a LOG when it is back under: events the sink
+ * has not acknowledged (past confirmed_flush), and WAL decoding must
+ * restart from (restart_lsn behind confirmed_flush) because a long
+ * transaction is open, which no sink can help.
  */
 void
 check_retained_wal(bool streaming)
 {
+	static bool warned_unacked = false;
+	static bool warned_held = false;
 	StreamSlotInfo slot;
 	XLogRecPtr	insert = GetXLogInsertRecPtr();
-	uint64		retained;
+	uint64		limit = (uint64) stream_wal_warning_mb * 1024 * 1024;
 	uint64		unacked;
+	uint64		held;
 	bool		over;
+	int			pid = 0;
+	double		age = 0;
 
 	if (!streaming && note_slot_lost())
 		return;					/* e.g. closed for room when the slot was lost */
-	if (!stream_slot_read(stream_worker_slot(), &slot) || slot.restart_lsn == InvalidXLogRecPtr)
+	if (!stream_slot_read(stream_worker_slot(), &slot) || slot.restart_lsn == InvalidXLogRecPtr ||
+		slot.confirmed_flush == InvalidXLogRecPtr)
 		return;
-	retained = insert - slot.restart_lsn;
-	unacked = slot.confirmed_flush != InvalidXLogRecPtr && insert > slot.confirmed_flush
-		? insert - slot.confirmed_flush : 0;
-	over = retained > (uint64) stream_wal_warning_mb * 1024 * 1024;
-	if (over && !wal_warning)
-	{
-		if (unacked * 2 >= retained)
-			ereport(WARNING,
-					(errmsg("ticket_ext: replication slot \"%s\" retains %lu MB of WAL",
-							stream_worker_slot(), (unsigned long) (retained / (1024 * 1024))),
-					 errdetail("%lu MB are events the %s sink has not acknowledged yet; they are kept until it does.",
-							   (unsigned long) (unacked / (1024 * 1024)), stream_worker_ops->name),
-					 errhint("Check ticket_ext.stream_status. max_slot_wal_keep_size bounds the WAL kept, at the cost of losing the slot.")));
-		else
-			ereport(WARNING,
-					(errmsg("ticket_ext: replication slot \"%s\" retains %lu MB of WAL",
-							stream_worker_slot(), (unsigned long) (retained / (1024 * 1024))),
-					 errdetail("The sinks have all but %lu MB; the rest is held by a long-running transaction "
-							   "that was open when that WAL was written (decoding restarts at its beginning).",
-							   (unsigned long) (unacked / (1024 * 1024))),
-					 errhint("Look for old transactions in pg_stat_activity (xact_start, backend_xid).")));
-	}
-	else if (!over && wal_warning)
-		ereport(LOG,
-				(errmsg("ticket_ext: replication slot \"%s\" retained WAL is back under %d MB",
-						stream_worker_slot(), stream_wal_warning_mb)));
-	wal_warning = over;
-}
+	unacked = insert > slot.confirmed_flush ? insert - slot.confirmed_flush : 0;
+	held = slot.confirmed_flush > slot.restart_lsn ? slot.confirmed_flush - slot.restart_lsn : 0;
 
+	over = unacked > limit;
+	if (over && !warned_unacked)
+		ereport(WARNING,
+				(errmsg("ticket_ext: replication slot \"%s\" retains %lu MB of WAL",
+						stream_worker_slot(), (unsigned long) ((insert - slot.restart_lsn) / (1024 * 1024))),
+				 errdetail("%lu MB are events the %s sink has not acknowledged yet; they are kept until it does.",
+						   (unsigned long) (unacked / (1024 * 1024)), stream_worker_ops->name),
+				 errhint("Check ticket_ext.stream_status. max_slot_wal_keep_size bounds the WAL kept, at the cost of losing the slot.")));
+	else if (!over && warned_unacked)
+		ereport(LOG,
+				(errmsg("ticket_ext: replication slot \"%s\": the WAL the %s sink has not acknowledged is back under %d MB",
+						stream_worker_slot(), stream_worker_ops->name, stream_wal_warning_mb)));
+	warned_unacked = over;
+
+	over = held > limit && oldest_long_transaction(&pid, &age);
+	if (over && !warned_held)
+		ereport(WARNING,
+				(errmsg("ticket_ext: replication slot \"%s\" retains %lu MB of WAL",
+						stream_worker_slot(), (unsigned long) ((insert - slot.restart_lsn) / (1024 * 1024))),
+				 errdetail("%lu MB are held by a long-running transaction (the oldest: pid %d, open %.0f s): "
+						   "decoding restarts at the oldest transaction open when that WAL was written. "
+						   "The %s sink has all but %lu MB.",
+						   (unsigned long) (held / (1024 * 1024)), pid, age,
+						   stream_worker_ops->name, (unsigned long) (unacked / (1024 * 1024))),
+				 errhint("End old transactions (pg_stat_activity: xact_start, backend_xid).")));
+	else if (!over && warned_held && held <= limit)
+		ereport(LOG,
+				(errmsg("ticket_ext: replication slot \"%s\": the WAL long transactions hold is back under %d MB",
+						stream_worker_slot(), stream_wal_warning_mb)));
+	if (!over && held <= limit)
+		warned_held = false;
+	else if (over)
+		warned_held = true;
+}

@@ -141,10 +141,22 @@ is($delivered, 1, 'a sale after the wait reaches Redis once');
 $worker = stream_worker_pid($node);
 my $confirmed_before = $node->safe_psql('postgres', 'SELECT pg_current_wal_lsn()');
 my $log_at = -s $node->logfile;
-$node->safe_psql('postgres', "SELECT pg_terminate_backend($worker)");
-ok($node->poll_query_until('postgres',
-		"SELECT worker_pid IS DISTINCT FROM $worker FROM ticket_ext.stream_state WHERE sink = 'redis'"),
-	'the exited worker is no longer shown as the worker');
+# the postmaster restarts it after a second: in between nobody is shown
+is($node->safe_psql('postgres', qq{
+	SELECT pg_terminate_backend($worker);
+	DO \$\$
+	BEGIN
+		FOR i IN 1 .. 100 LOOP
+			IF (SELECT worker_pid IS NULL AND state = 'stopped'
+			      FROM ticket_ext.stream_state WHERE sink = 'redis') THEN
+				RAISE NOTICE 'cleared';
+				RETURN;
+			END IF;
+			PERFORM pg_sleep(0.01);
+		END LOOP;
+		RAISE EXCEPTION 'the exited worker was still shown';
+	END \$\$;
+	SELECT 'cleared'}), "t\ncleared", 'the exited worker\'s identity is cleared (worker_pid NULL, stopped)');
 my $new = stream_worker_pid($node);
 ok($new && $new != $worker, 'a new worker took over');
 my $later = substr(slurp_file($node->logfile), $log_at);
@@ -153,6 +165,29 @@ unlike($later, qr/FATAL:.*terminating background worker "ticket_ext stream"/,
 ok($node->poll_query_until('postgres',
 		"SELECT confirmed_flush_lsn >= '$confirmed_before' FROM pg_replication_slots WHERE slot_name = 'ticket_ext_stream'"),
 	'the slot is confirmed past what was committed before the restart');
+
+# --- a stream that fails right after it starts backs off ------------------
+$node->poll_query_until('postgres',
+	"SELECT state = 'streaming' FROM ticket_ext.stream_state WHERE sink = 'redis'") or die 'not streaming';
+$log_at = -s $node->logfile;
+my $killed = $node->safe_psql('postgres', q{
+	DO $$
+	DECLARE n int := 0;
+	BEGIN
+		FOR i IN 1 .. 300 LOOP		-- 6 s: kill its walsender as soon as it appears
+			n := n + (SELECT count(*) FROM pg_stat_activity
+			           WHERE backend_type = 'walsender' AND application_name = 'ticket_ext stream'
+			             AND pg_terminate_backend(pid));
+			PERFORM pg_sleep(0.02);
+		END LOOP;
+		RAISE NOTICE '%', n;
+		PERFORM set_config('test.killed', n::text, false);
+	END $$;
+	SELECT current_setting('test.killed')});
+cmp_ok($killed, '<=', 12, "a stream failing right after it starts is retried with backoff ($killed attempts in 6 s, not 30)");
+cmp_ok($killed, '>=', 2, '... and retried');
+my $interrupted = () = substr(slurp_file($node->logfile), $log_at) =~ /event stream interrupted/g;
+is($interrupted, 1, 'one WARNING, not one per attempt');
 
 $node->stop;
 $redis->stop;
