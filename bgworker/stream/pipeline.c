@@ -50,6 +50,7 @@ static bool slot_moved = false;
 static bool slot_snapshot_available = false;
 static XLogRecPtr replay_start = InvalidXLogRecPtr;	/* the stream replays all from here */
 static bool snapshot_wanted = false;
+static char ahead_of_us[512] = "";	/* the sink follows a newer slot: why */
 
 static void advance_sink(Sink *s, int n);
 static void note_failure(Sink *s, SinkResultCode code, const char *error);
@@ -132,6 +133,13 @@ bool
 pipeline_snapshot_wanted(void)
 {
 	return snapshot_wanted;
+}
+
+/* Is the sink fed by a newer slot than ours?  (the error says so) */
+const char *
+pipeline_history_conflict(void)
+{
+	return ahead_of_us[0] ? ahead_of_us : NULL;
 }
 
 /* What the sink holds, as last read or acknowledged. */
@@ -464,6 +472,7 @@ place_sink(Sink *s)
 		note_failure(s, rc, error);
 		return false;
 	}
+	ahead_of_us[0] = '\0';
 	switch (history_verdict(&pos, &slot, slot_moved, slot_snapshot_available))
 	{
 		case HISTORY_SAME:
@@ -504,6 +513,7 @@ place_sink(Sink *s)
 					 "history: the sink holds %s, newer than this server's slot (origin " UINT64_FORMAT "); "
 					 "nothing is sent (to make this server its source: SELECT ticket_ext.stream_resnapshot('%s'))",
 					 held, slot.origin, s->ops->name);
+			strlcpy(ahead_of_us, error, sizeof(ahead_of_us));
 			note_failure(s, SINK_FATAL_CONFIG, error);
 			return false;
 	}

@@ -569,6 +569,9 @@ stream_round(MemoryContext parse_cxt, long *timeout)
 
 	/* the sinks work from the queue whether or not the stream is open */
 	retry = pipeline_work();
+	if (pipeline_history_conflict())
+		stream_status_set_state(stream_worker_sink, STREAM_STATE_HISTORY,
+								pipeline_history_conflict());
 	send_feedback();			/* may fail and close the stream */
 	if (retry >= 0)
 		*timeout = Min(*timeout, retry);

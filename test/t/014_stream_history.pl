@@ -138,6 +138,9 @@ ok($a->poll_query_until('postgres', q{
 	'the old server finds Redis fed by a newer slot: it refuses, and says so');
 like($a->safe_psql('postgres', "SELECT last_error FROM ticket_ext.stream_status WHERE sink = 'redis'"),
 	qr/stream_resnapshot\('redis'\)/, '... and what to do to make it the source anyway');
+ok($a->poll_query_until('postgres',
+		"SELECT state = 'history conflict' AND detail LIKE 'history:%' FROM ticket_ext.stream_state WHERE sink = 'redis'"),
+	'stream_state says "history conflict"');
 $a->safe_psql('postgres', "SELECT ticket_reserve(1, 1, 'zombie')");
 sleep 2;
 is(scalar(@{ $redis->entries('restore') }), $before, 'nothing of the old server reached Redis');
