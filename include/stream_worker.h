@@ -12,6 +12,7 @@ extern int	stream_worker_sink;			/* this worker's sink, index in the sink list *
 extern const SinkOps *stream_worker_ops;
 extern const char *stream_worker_slot(void);
 
+extern int	slot_prepare(SlotOrigin *slot_origin, char *err, int errlen);
 extern bool drop_own_slot(const char *why);
 extern void drop_leftovers(void);
 extern bool slot_lost(XLogRecPtr *at);

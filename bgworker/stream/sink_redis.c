@@ -281,7 +281,6 @@ append_position(const SinkPosition *pos, const EventId *last, uint32 xid)
 				offset[24],
 				sysid[24],
 				tli[16];
-	const char *argv[14];
 
 	position_key(key, sizeof(key));
 	snprintf(id, sizeof(id), UINT64_FORMAT "-%u", last ? last->lsn : pos->id.lsn,
@@ -291,21 +290,12 @@ append_position(const SinkPosition *pos, const EventId *last, uint32 xid)
 	snprintf(offset, sizeof(offset), UINT64_FORMAT, pos->offset);
 	snprintf(sysid, sizeof(sysid), UINT64_FORMAT, pos->sysid);
 	snprintf(tli, sizeof(tli), "%u", pos->timeline);
-	argv[0] = "HSET";
-	argv[1] = key;
-	argv[2] = "event_id";
-	argv[3] = id;
-	argv[4] = "origin";
-	argv[5] = origin;
-	argv[6] = "xid";
-	argv[7] = xidbuf;
-	argv[8] = "offset";
-	argv[9] = offset;
-	argv[10] = "system_identifier";
-	argv[11] = sysid;
-	argv[12] = "timeline";
-	argv[13] = tli;
-	redisAppendCommandArgv(redis, 14, argv, NULL);
+	{
+		const char *args[] = {"HSET", key, "event_id", id, "origin", origin, "xid", xidbuf,
+		"offset", offset, "system_identifier", sysid, "timeline", tli};
+
+		redisAppendCommandArgv(redis, lengthof(args), args, NULL);
+	}
 }
 
 static SinkResultCode

@@ -79,7 +79,6 @@ static TimestampTz full_since = 0;	/* the queue is full since */
 static bool closed_for_room = false;	/* closed, queue kept, until room */
 static SlotOrigin slot_origin;	/* the slot streamed from, once prepared */
 static bool slot_prepared = false;	/* ... on this connection */
-static uint64 creating_origin = 0;	/* origin of the slot being created */
 
 const char *
 stream_worker_slot(void)
@@ -162,131 +161,6 @@ forget_sent_snapshot(void)
 	}
 }
 
-/* The slot is created, in its snapshot: take the snapshot, finish. */
-static int
-finish_creation(const char *name, char *err, int errlen)
-{
-	int			rc = repl_create_slot(name, err, errlen);
-	XLogRecPtr	start;
-	SlotOrigin	o = {0};
-
-	if (rc != 1)
-		return rc;
-	start = repl_take_created_at();
-	stream_status_set_state(stream_worker_sink, STREAM_STATE_SNAPSHOT,
-							"taking a snapshot of the tables for the new slot");
-	if (!snapshot_dump(sink_name(), creating_origin, start, &o.snapshot_events, err, errlen) ||
-		!repl_end_snapshot(err, errlen))
-		return -1;				/* the origin file says "being created": redone */
-	strlcpy(o.slot, name, sizeof(o.slot));
-	o.origin = creating_origin;
-	o.start = start;
-	slot_origin_save(sink_name(), &o);
-	slot_origin = o;
-	ereport(LOG,
-			(errmsg("ticket_ext: %s sink: slot \"%s\" starts at %X/%X (origin " UINT64_FORMAT "), after a snapshot of %u events",
-					sink_name(), name, LSN_FORMAT_ARGS(start), o.origin, o.snapshot_events)));
-	return 1;
-}
-
-/*
- * Create our slot, with a snapshot of the tables in the snapshot it
- * starts from.  Its origin is recorded first, marked as being created.
- */
-static int
-start_creation(const char *name, const SlotOrigin *before, char *err, int errlen)
-{
-	SlotOrigin	o = {0};
-
-	o.origin = history_new_origin(pipeline_position());
-	if (before != NULL && o.origin <= before->origin)
-		o.origin = before->origin + 1;	/* the clock went back */
-	strlcpy(o.slot, name, sizeof(o.slot));
-	o.start = InvalidXLogRecPtr;
-	slot_origin_save(sink_name(), &o);
-	snapshot_discard(sink_name());
-	creating_origin = o.origin;
-	return repl_create_slot(name, err, errlen) == 1 ? finish_creation(name, err, errlen)
-		: (repl_creating_slot() ? 0 : -1);
-}
-
-/*
- * Make sure our slot exists and we know its origin: 1 ready, 0 being
- * created (call again when the socket is readable), -1 failed (err).
- */
-static int
-prepare_slot(char *err, int errlen)
-{
-	const char *name = stream_worker_slot();
-	SlotOrigin	file;
-	bool		have_file;
-	int			rc;
-
-	if (repl_creating_slot())
-		return finish_creation(name, err, errlen);
-	have_file = slot_origin_load(sink_name(), &file);
-	rc = repl_slot_exists(name, err, errlen);
-	if (rc < 0)
-		return -1;
-	if (rc == 1)
-	{
-		if (!have_file)
-		{
-			/* a slot from before 1.1 */
-			memset(&slot_origin, 0, sizeof(slot_origin));
-			strlcpy(slot_origin.slot, name, sizeof(slot_origin.slot));
-			slot_origin_save(sink_name(), &slot_origin);
-			return 1;
-		}
-		if (strcmp(file.slot, name) == 0 && SLOT_ORIGIN_COMPLETE(&file))
-		{
-			slot_origin = file;
-			return 1;
-		}
-		/* one we did not finish creating, or another's under our name */
-		ereport(LOG,
-				(errmsg("ticket_ext: replication slot \"%s\" was not finished by this worker: making it again", name)));
-		if (!repl_drop_slot(name, err, errlen))
-			return -1;
-		return start_creation(name, &file, err, errlen);
-	}
-
-	/* renamed by the settings: the old slot becomes the new one, nothing lost */
-	if (have_file && strcmp(file.slot, name) != 0 && SLOT_ORIGIN_COMPLETE(&file) &&
-		repl_slot_exists(file.slot, err, errlen) == 1 &&
-		repl_copy_slot(file.slot, name, err, errlen))
-	{
-		char		old[NAMEDATALEN];
-
-		strlcpy(old, file.slot, sizeof(old));
-		strlcpy(file.slot, name, sizeof(file.slot));
-		slot_origin_save(sink_name(), &file);
-		slot_origin = file;
-		(void) repl_drop_slot(old, err, errlen);
-		return 1;
-	}
-
-	/*
-	 * Up to 1.0 every sink shared the first sink's slot.  A sink that was
-	 * delivering then starts its own slot as a copy of that one, so the
-	 * upgrade loses nothing; it skips what it has.
-	 */
-	if (!have_file && stream_worker_sink != 0 && sink_position_legacy(sink_name()))
-	{
-		SlotOrigin	first;
-
-		if ((!slot_origin_load(stream_sink(0)->name, &first) || first.origin == 0) &&
-			repl_copy_slot(stream_sink(0)->slot_name(), name, err, errlen))
-		{
-			memset(&slot_origin, 0, sizeof(slot_origin));
-			strlcpy(slot_origin.slot, name, sizeof(slot_origin.slot));
-			slot_origin_save(sink_name(), &slot_origin);
-			return 1;
-		}
-	}
-	return start_creation(name, have_file ? &file : NULL, err, errlen);
-}
-
 /*
  * Drop our slot and start a new one with a snapshot of the tables (the
  * sink is behind what the slot can give it, or an admin asked).
@@ -337,7 +211,7 @@ open_stream(void)
 	}
 	if (!slot_prepared)
 	{
-		rc = prepare_slot(err, sizeof(err));
+		rc = slot_prepare(&slot_origin, err, sizeof(err));
 		if (rc == 0)
 		{
 			note_slot_wait(repl_backend_pid());
