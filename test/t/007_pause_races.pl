@@ -37,15 +37,17 @@ sub start_held_admin
 }
 
 # While admin A is still held in the window: verify must not report the
-# consistent item as "not ok" (A's pause state was overtaken by B's), and
-# resync must find nothing to correct.
+# consistent item as "not ok" (A's pause state was overtaken by B's); with
+# $resync, resync must find nothing to correct then either.  (The first
+# scenarios resync only afterwards: a resync that rebuilt the counter from
+# the tables would repair what they check.)
 sub check_window
 {
-	my ($label) = @_;
+	my ($label, $resync) = @_;
 	is($node->safe_psql('postgres', 'SELECT ok FROM ticket_ext.verify(207)'), 't',
 		"$label: verify ok while the first admin's callback is pending");
 	is($node->safe_psql('postgres', 'SELECT corrected FROM ticket_ext.resync(207)'), 'f',
-		"$label: resync corrects nothing then");
+		"$label: resync corrects nothing then") if $resync;
 }
 
 # The item's pause state everywhere: table, counter (through reserve), verify.
@@ -58,6 +60,8 @@ sub check_paused
 	is($state, $want ? '55000' : '', "$label: reserve " . ($want ? 'refused (paused)' : 'sells'));
 	is($node->safe_psql('postgres', 'SELECT ok FROM ticket_ext.verify(207)'), 't',
 		"$label: verify ok");
+	is($node->safe_psql('postgres', 'SELECT corrected FROM ticket_ext.resync(207)'), 'f',
+		"$label: resync finds nothing to correct");
 }
 
 sub set_paused
@@ -127,7 +131,7 @@ set_paused(0);
 ($h, $err) = start_held_admin('ticket_test.commit_delay_ms', $row_unlocked,
 	'BEGIN', 'SELECT ticket_ext.resume(207)', 'COMMIT');
 set_paused(1);
-check_window('late no-op resume vs. pause');
+check_window('late no-op resume vs. pause', 1);
 $h->finish;
 check_paused(1, 'late no-op resume vs. pause');
 
@@ -135,7 +139,7 @@ check_paused(1, 'late no-op resume vs. pause');
 ($h, $err) = start_held_admin('ticket_test.commit_delay_ms', $row_unlocked,
 	'BEGIN', 'SELECT ticket_ext.pause(207)', 'COMMIT');
 set_paused(0);
-check_window('late no-op pause vs. resume');
+check_window('late no-op pause vs. resume', 1);
 $h->finish;
 check_paused(0, 'late no-op pause vs. resume');
 
