@@ -59,6 +59,10 @@ typedef struct Sink
 	bool		warned;			/* a "failing" WARNING is out, no "recovered" yet */
 	TimestampTz warned_at;		/* when; flapping sinks warn once a minute */
 	XLogRecPtr	confirmed;		/* end of the last transaction it fully has */
+	XLogRecPtr	durable;		/* ... as the sink itself records it (Redis):
+								 * the slot is never confirmed past it */
+	TimestampTz durable_at;		/* when it was last written on its own */
+	XLogRecPtr	batch_confirmed;	/* confirmed once the batch in send is acked */
 	SinkPosition pos;			/* what it has (read at connect, then kept) */
 	bool		placed;			/* pos checked against the slot (history_verdict) */
 	bool		verified;		/* the stream showed pos's event as ours */

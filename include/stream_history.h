@@ -32,6 +32,9 @@ typedef struct SinkPosition
 	uint64		origin;			/* origin of the slot that wrote it */
 	EventId		id;				/* its last event (0-0: none yet) */
 	uint32		xid;			/* that event's transaction, 0 = unknown */
+	XLogRecPtr	confirmed;		/* the slot may be confirmed this far: it
+								 * holds every transaction ending before
+								 * (0 = unknown, a position from before) */
 	uint64		offset;			/* Redis: entry id = event id + offset */
 	uint64		sysid;			/* the server that wrote it (shown only) */
 	uint32		timeline;

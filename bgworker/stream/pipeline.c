@@ -27,6 +27,7 @@
 #include "common/pg_prng.h"
 #include "event_queue.h"
 #include "stream.h"
+#include "stream_slot.h"
 #include "utils/memutils.h"
 #include "utils/timestamp.h"
 
@@ -228,6 +229,14 @@ pipeline_idle(void)
 XLogRecPtr
 pipeline_confirmed(void)
 {
+	/*
+	 * A sink that records its position confirms the slot only as far as it
+	 * has recorded: one that later loses writes (Redis without AOF, a
+	 * failover to a lagging replica) is then caught holding less than the
+	 * slot was confirmed to (place_sink).
+	 */
+	if (sink.ops->position_in_send)
+		return Min(sink.confirmed, sink.durable);
 	return sink.confirmed;
 }
 
@@ -449,6 +458,15 @@ skip_known(Sink *s)
 	}
 }
 
+/* The slot's confirmed position, as shared memory says now. */
+static XLogRecPtr
+slot_confirmed_now(void)
+{
+	StreamSlotInfo info;
+
+	return stream_slot_read(slot.slot, &info) ? info.confirmed_flush : InvalidXLogRecPtr;
+}
+
 /*
  * Place the sink's position against the slot (once per connection or
  * slot): false while it may not send (a snapshot is wanted, it is ahead
@@ -476,13 +494,30 @@ place_sink(Sink *s)
 	switch (history_verdict(&pos, &slot, slot_moved, slot_snapshot_available))
 	{
 		case HISTORY_SAME:
+			if (s->ops->position_in_send && pos.confirmed != InvalidXLogRecPtr &&
+				slot_confirmed_now() > pos.confirmed)
+			{
+				history_describe(&pos, held, sizeof(held));
+				ereport(WARNING,
+						(errmsg("ticket_ext: the %s sink holds %s, less than it acknowledged: the slot was confirmed to %X/%X, it holds everything up to %X/%X only",
+								s->ops->name, held, LSN_FORMAT_ARGS(slot_confirmed_now()),
+								LSN_FORMAT_ARGS(pos.confirmed)),
+						 errdetail("The sink lost acknowledged writes (no append-only file, or a failover to a replica that lagged)."),
+						 errhint("It is brought up to date with a snapshot of the tables.")));
+				s->pos = pos;
+				snapshot_wanted = true;
+				return false;
+			}
 			/* still what we saw it take (a reconnect), or to be checked */
 			s->verified = s->verified && s->pos.origin == pos.origin &&
 				s->pos.id.lsn == pos.id.lsn && s->pos.id.seq == pos.id.seq;
 			s->pos = pos;
+			s->durable = pos.confirmed != InvalidXLogRecPtr ? Max(pos.confirmed, s->durable)
+				: s->confirmed;	/* a position from before: as then */
 			break;
 		case HISTORY_ADOPT:
 			s->pos = history_adopt(&pos, &slot);
+			s->pos.confirmed = slot_confirmed_now();	/* it has all it needs before */
 			if (pos.known)
 			{
 				history_describe(&pos, held, sizeof(held));
@@ -497,6 +532,9 @@ place_sink(Sink *s)
 				return false;
 			}
 			s->verified = true;	/* nothing of this slot's to check */
+			/* what it holds of this slot starts here (not where the last slot was) */
+			s->confirmed = Max(s->confirmed, s->pos.confirmed);
+			s->durable = s->confirmed;
 			break;
 		case HISTORY_SNAPSHOT:
 			history_describe(&pos, held, sizeof(held));
@@ -567,8 +605,13 @@ work_sink(Sink *s, TimestampTz now)
 	if (s->acked >= event_queue_length())
 		return;
 	n = Min(Min(event_queue_length() - s->acked, stream_batch_size), (int) lengthof(batch));
+	s->batch_confirmed = s->confirmed;
 	for (i = 0; i < n; i++)
+	{
 		batch[i] = QUEUE_AT(s->acked + i).event;
+		if (QUEUE_AT(s->acked + i).txn_end > s->batch_confirmed)
+			s->batch_confirmed = QUEUE_AT(s->acked + i).txn_end;
+	}
 	memset(&result, 0, sizeof(result));
 	{
 		/* whatever a sink allocates for one call is gone after it */
@@ -580,8 +623,33 @@ work_sink(Sink *s, TimestampTz now)
 	}
 	if (result.acked > 0)
 		note_progress(s, Min(result.acked, n));
+	if (result.acked >= n && s->batch_confirmed > s->durable)
+		s->durable = s->batch_confirmed;	/* the sink wrote it with the batch */
 	if (result.code != SINK_OK)
 		note_failure(s, result.code, result.error);
+}
+
+/*
+ * Nothing pending and the stream moved on past other tables' WAL: a sink
+ * that records its position records that too (once a second), so the
+ * slot may be confirmed that far.
+ */
+static void
+record_idle_progress(Sink *s)
+{
+	char		error[512];
+	TimestampTz now = GetCurrentTimestamp();
+
+	if (!s->ops->position_in_send || !s->enabled || !s->connected || !s->placed ||
+		s->confirmed <= s->durable || s->acked < event_queue_length() ||
+		!TimestampDifferenceExceeds(s->durable_at, now, 1000))
+		return;
+	s->durable_at = now;
+	s->pos.confirmed = s->confirmed;
+	if (s->ops->write_position(s, &s->pos, error, sizeof(error)) == SINK_OK)
+		s->durable = s->confirmed;
+	else
+		note_failure(s, SINK_RETRY, error);
 }
 
 /*
@@ -597,6 +665,7 @@ pipeline_work(void)
 
 	work_sink(&sink, now);
 	pop_acknowledged();
+	record_idle_progress(&sink);
 
 	now = GetCurrentTimestamp();
 	if (sink.enabled && event_queue_length() > 0)

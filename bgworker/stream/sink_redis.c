@@ -241,6 +241,8 @@ redis_read_position(Sink *sink, SinkPosition *pos, char *err, int errlen)
 			pos->sysid = reply_u64(v);
 		else if (strcmp(f, "timeline") == 0)
 			pos->timeline = (uint32) reply_u64(v);
+		else if (strcmp(f, "confirmed") == 0)
+			pos->confirmed = (XLogRecPtr) reply_u64(v);
 	}
 	freeReplyObject(reply);
 	if (pos->known)
@@ -270,9 +272,12 @@ redis_read_position(Sink *sink, SinkPosition *pos, char *err, int errlen)
 	return SINK_OK;
 }
 
-/* Queue "HSET <position> ..." for pos, with last as its event (may be NULL). */
+/*
+ * Queue "HSET <position> ..." for pos, with last as its event and confirmed
+ * as how far the slot may be confirmed (last NULL: pos's own).
+ */
 static void
-append_position(const SinkPosition *pos, const EventId *last, uint32 xid)
+append_position(const SinkPosition *pos, const EventId *last, uint32 xid, XLogRecPtr confirmed)
 {
 	char		key[512];
 	char		id[48],
@@ -280,7 +285,8 @@ append_position(const SinkPosition *pos, const EventId *last, uint32 xid)
 				xidbuf[16],
 				offset[24],
 				sysid[24],
-				tli[16];
+				tli[16],
+				conf[24];
 
 	position_key(key, sizeof(key));
 	snprintf(id, sizeof(id), UINT64_FORMAT "-%u", last ? last->lsn : pos->id.lsn,
@@ -290,9 +296,10 @@ append_position(const SinkPosition *pos, const EventId *last, uint32 xid)
 	snprintf(offset, sizeof(offset), UINT64_FORMAT, pos->offset);
 	snprintf(sysid, sizeof(sysid), UINT64_FORMAT, pos->sysid);
 	snprintf(tli, sizeof(tli), "%u", pos->timeline);
+	snprintf(conf, sizeof(conf), UINT64_FORMAT, (uint64) (last ? confirmed : pos->confirmed));
 	{
 		const char *args[] = {"HSET", key, "event_id", id, "origin", origin, "xid", xidbuf,
-		"offset", offset, "system_identifier", sysid, "timeline", tli};
+			"offset", offset, "system_identifier", sysid, "timeline", tli, "confirmed", conf};
 
 		redisAppendCommandArgv(redis, lengthof(args), args, NULL);
 	}
@@ -303,7 +310,7 @@ redis_write_position(Sink *sink, const SinkPosition *pos, char *err, int errlen)
 {
 	redisReply *reply = NULL;
 
-	append_position(pos, NULL, 0);
+	append_position(pos, NULL, 0, InvalidXLogRecPtr);
 	if (redisGetReply(redis, (void **) &reply) != REDIS_OK || reply == NULL)
 	{
 		snprintf(err, errlen, "HSET position: %s", redis->errstr[0] ? redis->errstr : "no reply");
@@ -547,7 +554,7 @@ redis_send(Sink *sink, StreamEvent **events, int n, SinkResult *result)
 	redisAppendCommand(redis, "MULTI");
 	for (i = 0; i < n; i++)
 		append_xadd(sink, events[i]);
-	append_position(&sink->pos, &events[n - 1]->id, events[n - 1]->xid);
+	append_position(&sink->pos, &events[n - 1]->id, events[n - 1]->xid, sink->batch_confirmed);
 	redisAppendCommand(redis, "EXEC");
 
 	/* MULTI, then one +QUEUED (or an error) per command, then EXEC */

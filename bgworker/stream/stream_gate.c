@@ -19,7 +19,7 @@
 #include "commands/dbcommands.h"
 #include "miscadmin.h"
 #include "storage/latch.h"
-#include "stream.h"
+#include "stream_status.h"
 #include "utils/timestamp.h"
 #include "utils/wait_event.h"
 
@@ -34,9 +34,9 @@ static Oid	ready_for_relid = InvalidOid;
  * gate knows no sink and reads no sink setting.
  */
 static bool
-slot_ready(bool *configured)
+slot_ready(Oid relid, bool *configured)
 {
-	return stream_status_slots_ready(MyDatabaseId, configured);
+	return stream_status_slots_ready(MyDatabaseId, relid, configured);
 }
 
 static void
@@ -58,7 +58,7 @@ ticket_stream_gate(void)
 
 	if (relid == ready_for_relid)
 		return;
-	if (!stream_status_available() || slot_ready(&configured) || !configured)
+	if (!stream_status_available() || slot_ready(relid, &configured) || !configured)
 	{
 		ready_for_relid = relid;
 		return;
@@ -73,7 +73,7 @@ ticket_stream_gate(void)
 						"ticket_ext writes nothing a configured sink could miss. Retry in a new transaction.");
 	stream_status_wake_workers();	/* it creates the slot */
 	start = GetCurrentTimestamp();
-	while (!slot_ready(&configured) && configured)
+	while (!slot_ready(relid, &configured) && configured)
 	{
 		if (TimestampDifferenceExceeds(start, GetCurrentTimestamp(), STREAM_GATE_TIMEOUT_MS))
 			not_ready_error("ticket_ext writes nothing a configured sink could miss.");

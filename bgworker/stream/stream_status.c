@@ -32,6 +32,8 @@ typedef struct SinkStatus
 	char		slot[NAMEDATALEN];
 	bool		configured;		/* the worker's settings turn the sink on */
 	Oid			dboid;			/* the database it serves */
+	Oid			ready_for;		/* the installation (items relid) its slot
+								 * was made for: writes need not wait */
 	uint64		origin;			/* its slot's origin (stream_history.h) */
 	bool		resnapshot;		/* an admin asked for a new slot + snapshot */
 	StreamState stream_state;
@@ -195,13 +197,23 @@ stream_status_set_configured(int sink, bool configured, Oid dboid)
 	SpinLockRelease(&stream_shared->mutex);
 }
 
+/* A sink's worker has a slot for this installation (items relid). */
+void
+stream_status_set_ready(int sink, Oid installation)
+{
+	SpinLockAcquire(&stream_shared->mutex);
+	stream_shared->sinks[sink].ready_for = installation;
+	SpinLockRelease(&stream_shared->mutex);
+}
+
 /*
- * Does every sink configured for database db have its slot?  *configured:
- * is any sink configured for it.  (A worker that has not started yet
- * counts as not configured.)
+ * Does every sink configured for database db have its slot (or had one
+ * for installation relid: a slot made again later comes with a snapshot,
+ * so writes need not wait for it)?  *configured: is any sink configured
+ * for it.  (A worker that has not started yet counts as not configured.)
  */
 bool
-stream_status_slots_ready(Oid db, bool *configured)
+stream_status_slots_ready(Oid db, Oid relid, bool *configured)
 {
 	char		slots[MAX_SINKS][NAMEDATALEN];
 	int			n = 0;
@@ -212,11 +224,17 @@ stream_status_slots_ready(Oid db, bool *configured)
 		return true;
 	SpinLockAcquire(&stream_shared->mutex);
 	for (i = 0; i < MAX_SINKS; i++)
-		if (stream_shared->sinks[i].configured && stream_shared->sinks[i].dboid == db &&
-			stream_shared->sinks[i].worker_procno >= 0)
-			strlcpy(slots[n++], stream_shared->sinks[i].slot, NAMEDATALEN);
+	{
+		SinkStatus *st = &stream_shared->sinks[i];
+
+		if (st->configured && st->dboid == db && st->worker_procno >= 0)
+		{
+			*configured = true;
+			if (!OidIsValid(relid) || st->ready_for != relid)
+				strlcpy(slots[n++], st->slot, NAMEDATALEN);
+		}
+	}
 	SpinLockRelease(&stream_shared->mutex);
-	*configured = n > 0;
 	for (i = 0; i < n; i++)
 	{
 		StreamSlotInfo slot;

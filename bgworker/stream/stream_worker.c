@@ -79,6 +79,7 @@ static TimestampTz full_since = 0;	/* the queue is full since */
 static bool closed_for_room = false;	/* closed, queue kept, until room */
 static SlotOrigin slot_origin;	/* the slot streamed from, once prepared */
 static bool slot_prepared = false;	/* ... on this connection */
+static Oid	installation = InvalidOid;	/* items relid of the installation served */
 
 const char *
 stream_worker_slot(void)
@@ -86,16 +87,21 @@ stream_worker_slot(void)
 	return stream_worker_ops->slot_name();
 }
 
-/* Is the extension installed in our database?  (catalog lookup) */
-static bool
-extension_installed(void)
+/*
+ * The installation in our database, as its items table: InvalidOid if the
+ * extension is not installed.  A new OID means DROP and CREATE EXTENSION
+ * happened since we looked.
+ */
+static Oid
+extension_installation(void)
 {
-	bool		installed;
+	Oid			relid = InvalidOid;
 
 	StartTransactionCommand();
-	installed = OidIsValid(get_extension_oid("ticket_ext", true));
+	if (OidIsValid(get_extension_oid("ticket_ext", true)))
+		relid = ticket_items_relid(true);
 	CommitTransactionCommand();
-	return installed;
+	return relid;
 }
 
 /* Close the replication connection; the queue and sink progress stay. */
@@ -161,11 +167,31 @@ forget_sent_snapshot(void)
 	}
 }
 
+/* Wait (at most 5 s) for the walsender of our last stream to let go of the slot. */
+static void
+wait_slot_released(void)
+{
+	StreamSlotInfo info;
+	int			i;
+
+	for (i = 0; i < 250 && !ShutdownRequestPending; i++)
+	{
+		if (!stream_slot_read(stream_worker_slot(), &info) || info.active_pid == 0)
+			return;
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH, 20L,
+						 PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+		CHECK_FOR_INTERRUPTS();
+	}
+}
+
 /*
  * Drop our slot and start a new one with a snapshot of the tables (the
- * sink is behind what the slot can give it, or an admin asked).
+ * sink is behind what the slot can give it, the extension was
+ * reinstalled, or an admin asked).  False if the slot could not be
+ * dropped yet: the caller asks again.
  */
-static void
+static bool
 resnapshot(const char *why)
 {
 	char		err[1024];
@@ -174,15 +200,16 @@ resnapshot(const char *why)
 			(errmsg("ticket_ext: %s sink: %s: a new slot and a snapshot of the tables", sink_name(), why)));
 	close_stream();
 	pipeline_forget_slot();
+	wait_slot_released();
 	if (!repl_connect(superuser_name, err, sizeof(err)) ||
 		(repl_slot_exists(stream_worker_slot(), err, sizeof(err)) == 1 &&
 		 !repl_drop_slot(stream_worker_slot(), err, sizeof(err))))
 	{
 		stream_failed(err);
-		return;
+		return false;
 	}
 	snapshot_discard(sink_name());
-	/* the next open_stream creates the slot, with a snapshot */
+	return true;				/* the next open_stream creates the slot, with a snapshot */
 }
 
 /*
@@ -223,6 +250,7 @@ open_stream(void)
 			return false;
 		}
 		slot_prepared = true;
+		stream_status_set_ready(stream_worker_sink, installation);
 		(void) stream_slot_read(stream_worker_slot(), &info);
 		pipeline_set_slot(&slot_origin, info.confirmed_flush > slot_origin.start,
 						  slot_origin.snapshot_events == 0 ||
@@ -486,7 +514,7 @@ ticket_stream_worker_main(Datum main_arg)
 	MemoryContext parse_cxt;
 	TimestampTz checked_extension = 0;
 	TimestampTz checked_wal = 0;
-	bool		installed = false;
+	bool		resnapshot_asked = false;
 
 	stream_worker_sink = DatumGetInt32(main_arg);
 	stream_worker_ops = stream_sink(stream_worker_sink);
@@ -525,17 +553,24 @@ ticket_stream_worker_main(Datum main_arg)
 
 		now = GetCurrentTimestamp();
 		/* not installed: look at every wake-up (CREATE EXTENSION nudges us) */
-		if (!installed || TimestampDifferenceExceeds(checked_extension, now, CHECK_EXTENSION_MS))
+		if (!OidIsValid(installation) ||
+			TimestampDifferenceExceeds(checked_extension, now, CHECK_EXTENSION_MS))
 		{
-			bool		was = installed;
+			Oid			was = installation;
 
-			installed = extension_installed();
+			installation = extension_installation();
 			checked_extension = now;
-			if (was && !installed)
+			if (OidIsValid(was) && installation != was)
+			{
 				close_stream();
+				stream_status_set_ready(stream_worker_sink, InvalidOid);
+				/* dropped and created again in between: the old slot's consumers need a snapshot */
+				if (OidIsValid(installation) && pipeline_enabled())
+					resnapshot_asked = true;
+			}
 		}
 
-		if (!installed)
+		if (!OidIsValid(installation))
 		{
 			stream_status_set_state(stream_worker_sink, STREAM_STATE_NOT_INSTALLED, NULL);
 			drop_leftovers();
@@ -552,7 +587,7 @@ ticket_stream_worker_main(Datum main_arg)
 
 			close_stream();
 			stream_status_set_state(stream_worker_sink, STREAM_STATE_NO_SINKS, NULL);
-			if (stream_status_slots_ready(MyDatabaseId, &others_configured))
+			if (stream_status_slots_ready(MyDatabaseId, InvalidOid, &others_configured))
 				(void) drop_own_slot("sink not configured");
 		}
 		else
@@ -570,8 +605,14 @@ ticket_stream_worker_main(Datum main_arg)
 			}
 			else if (pipeline_snapshot_wanted())
 				resnapshot("the sink holds what this slot cannot continue");
-			else if (stream_status_take_resnapshot(stream_worker_sink))
-				resnapshot("asked by ticket_ext.stream_resnapshot()");
+			else
+			{
+				/* kept until done: the old walsender may not have let go yet */
+				if (stream_status_take_resnapshot(stream_worker_sink))
+					resnapshot_asked = true;
+				if (resnapshot_asked && !(repl_retry_at != 0 && GetCurrentTimestamp() < repl_retry_at))
+					resnapshot_asked = !resnapshot("asked by ticket_ext.stream_resnapshot(), or the extension was reinstalled");
+			}
 			events |= stream_round(parse_cxt, &timeout);
 			forget_sent_snapshot();
 		}

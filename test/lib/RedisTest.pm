@@ -36,6 +36,7 @@ sub new
 		port => $opts{port} // free_port(),
 		dir => tempdir('redis_XXXX', DIR => $PostgreSQL::Test::Utils::tmp_check, CLEANUP => 1),
 		password => $opts{password},
+		aof => $opts{aof} // 1,	# appendonly yes, appendfsync always; 0: RDB snapshots (SAVE) only
 	}, $class;
 	$self->start;
 	push @started, $self;
@@ -46,7 +47,7 @@ sub start
 {
 	my ($self) = @_;
 	my @args = ('redis-server', '--port', $self->{port}, '--bind', '127.0.0.1',
-		'--dir', $self->{dir}, '--save', '', '--appendonly', 'yes',
+		'--dir', $self->{dir}, '--save', '', '--appendonly', $self->{aof} ? 'yes' : 'no',
 		'--appendfsync', 'always', '--daemonize', 'yes',
 		'--pidfile', "$self->{dir}/redis.pid", '--logfile', "$self->{dir}/redis.log");
 	push @args, '--requirepass', $self->{password} if $self->{password};

@@ -220,6 +220,20 @@ for (1 .. 100)
 }
 ok($after_race, '... and its events reach Redis');
 
+# --- DROP and CREATE EXTENSION in one breath (between the worker's looks) --
+my $before_quick = $node->safe_psql('postgres', "SELECT origin FROM ticket_ext.stream_state WHERE sink = 'redis'");
+$node->safe_psql('postgres', "SELECT ticket_reserve(6, 1, 'old-installation-' || g) FROM generate_series(1, 5) g");
+$node->poll_query_until('postgres', "SELECT queued = 0 FROM ticket_ext.stream_status WHERE sink = 'redis'");
+$node->safe_psql('postgres', 'DROP EXTENSION ticket_ext; CREATE EXTENSION ticket_ext; SELECT ticket_ext.create_item(7, 10)');
+$node->safe_psql('postgres', "SELECT ticket_reserve(7, 1, 'new-installation')");
+ok($node->poll_query_until('postgres', qq{
+	SELECT origin > $before_quick FROM ticket_ext.stream_state WHERE sink = 'redis'}),
+	'a reinstall between two of the worker\'s looks: a new slot and a snapshot');
+my $lsn_q = $node->safe_psql('postgres', 'SELECT pg_current_wal_lsn()');
+$node->poll_query_until('postgres', qq{
+	SELECT slot_confirmed_lsn >= '$lsn_q' FROM ticket_ext.stream_status WHERE sink = 'redis'});
+check_converged($node, $redis->entries('ticket_ext:events'), 'after a quick reinstall');
+
 # --- the slot renamed by a reload: the old slot becomes the new one --------
 my $origin = $node->safe_psql('postgres', "SELECT origin FROM ticket_ext.stream_state WHERE sink = 'redis'");
 my $top = $redis->entries('ticket_ext:events')->[-1]{id};

@@ -175,10 +175,12 @@ my $killed = $node->safe_psql('postgres', q{
 	DECLARE n int := 0;
 	BEGIN
 		FOR i IN 1 .. 300 LOOP		-- 6 s: kill its walsender as soon as it appears
-			n := n + (SELECT count(*) FROM pg_stat_activity
-			           WHERE backend_type = 'walsender' AND application_name = 'ticket_ext stream'
-			             AND pg_terminate_backend(pid));
+			n := n + (SELECT count(*) FILTER (WHERE pg_terminate_backend(pid))
+			            FROM (SELECT pid FROM pg_stat_activity
+			                   WHERE backend_type = 'walsender' AND application_name = 'ticket_ext stream'
+			                  OFFSET 0) w);		-- OFFSET 0: filter first, then terminate
 			PERFORM pg_sleep(0.02);
+			PERFORM pg_stat_clear_snapshot();	-- see new backends within this transaction
 		END LOOP;
 		RAISE NOTICE '%', n;
 		PERFORM set_config('test.killed', n::text, false);
@@ -188,6 +190,20 @@ cmp_ok($killed, '<=', 12, "a stream failing right after it starts is retried wit
 cmp_ok($killed, '>=', 2, '... and retried');
 my $interrupted = () = substr(slurp_file($node->logfile), $log_at) =~ /event stream interrupted/g;
 is($interrupted, 1, 'one WARNING, not one per attempt');
+
+# --- stream_resnapshot() while the old walsender holds on to the slot -------
+$node->poll_query_until('postgres',
+	"SELECT state = 'streaming' FROM ticket_ext.stream_state WHERE sink = 'redis'") or die 'not streaming';
+my $origin0 = $node->safe_psql('postgres', "SELECT origin FROM ticket_ext.stream_state WHERE sink = 'redis'");
+my $walsender = $node->safe_psql('postgres',
+	"SELECT active_pid FROM pg_replication_slots WHERE slot_name = 'ticket_ext_stream'");
+kill 'STOP', $walsender;		# slow to let go of the slot
+$node->safe_psql('postgres', "SELECT ticket_ext.stream_resnapshot('redis')");
+sleep 7;						# longer than the worker waits for it
+kill 'CONT', $walsender;
+ok($node->poll_query_until('postgres',
+		"SELECT origin > $origin0 FROM ticket_ext.stream_state WHERE sink = 'redis'"),
+	'stream_resnapshot() asked while the slot was still held: done once it was let go');
 
 $node->stop;
 $redis->stop;

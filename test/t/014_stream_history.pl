@@ -11,6 +11,8 @@
 #  4. a file-level copy of the data directory, slot included, started
 #     after the original went on: the fork under the same slot is caught
 #     by the transaction of Redis's last event;
+#  5. a Redis that lost writes it had acknowledged (no append-only file):
+#     it holds less than the slot was confirmed to, and gets a snapshot;
 # and a crash restart is never taken for a new history.
 use strict;
 use warnings;
@@ -204,6 +206,33 @@ caught_up($e, 'after the fork', 'redis');
 check_converged($e, $redis->entries('fork'), 'fork, Redis');
 ok(ids_increase($redis->entries('fork')), 'Redis entry ids increase across the fork');
 $e->stop;
+
+# --- 5. a Redis that lost acknowledged writes (no append-only file) ----------
+my $lossy = RedisTest->new(aof => 0);
+my $f = new_ticket_node('lossy', conf => "ticket_ext.redis_url = '" . $lossy->url . "'\nticket_ext.redis_stream = 'lossy'\n"
+	  . "ticket_ext.stream_backoff_max = 500ms\n");
+$f->safe_psql('postgres', "SELECT ticket_ext.create_item(4, 1000, 'lossy')");
+$f->safe_psql('postgres', "SELECT ticket_reserve(4, 1, 'kept-' || g) FROM generate_series(1, 5) g");
+caught_up($f, 'before the RDB save', 'redis');
+$lossy->command('SAVE');
+$f->safe_psql('postgres', "SELECT ticket_reserve(4, 1, 'forgotten-' || g) FROM generate_series(1, 5) g");
+caught_up($f, 'after the save', 'redis');
+sleep 2;					# the slot is confirmed past what Redis will forget
+my $lossy_origin = origin_of($f, 'redis');
+$lossy->kill9;
+$lossy->start;				# back from the RDB: the forgotten reservations are gone
+is(scalar(grep { ($_->{holder} // '') =~ /^forgotten/ } @{ $lossy->entries('lossy') }), 0,
+	'Redis lost writes it had acknowledged');
+my $wpid = $f->safe_psql('postgres', "SELECT pid FROM pg_stat_activity WHERE backend_type = 'ticket_ext stream redis'");
+$f->safe_psql('postgres', "SELECT pg_terminate_backend($wpid)");
+$f->safe_psql('postgres', "SELECT ticket_reserve(4, 1, 'after-' || g) FROM generate_series(1, 5) g");
+ok($f->poll_query_until('postgres', "SELECT origin > $lossy_origin FROM ticket_ext.stream_state WHERE sink = 'redis'"),
+	'the sink holding less than it acknowledged gets a new slot and a snapshot');
+like(slurp_file($f->logfile), qr/the redis sink holds .*, less than it acknowledged/, 'the log says why');
+caught_up($f, 'after the snapshot', 'redis');
+check_converged($f, $lossy->entries('lossy'), 'Redis that lost writes');
+$f->stop;
+$lossy->stop;
 
 $redis->stop;
 done_testing();
