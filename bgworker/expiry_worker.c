@@ -147,7 +147,7 @@ ticket_expiry_worker_main(Datum main_arg)
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, die);
 	BackgroundWorkerUnblockSignals();
-	BackgroundWorkerInitializeConnection(ticket_database, NULL, 0);
+	ticket_worker_connect(TICKET_WORKER_EXPIRY);
 	/* the expiry protocol relies on fresh snapshots per statement */
 	SetConfigOption("default_transaction_isolation", "read committed",
 					PGC_SUSET, PGC_S_OVERRIDE);

@@ -11,8 +11,11 @@
 #                    [--keep] [--quiet] [--no-speed-check]
 #   --keep   leave everything running and print how to connect
 #   --quiet  no live progress line (for tests and logs)
-#   --no-speed-check  do not judge throughput (short runs in `make test`:
-#            speed is the benchmarks' business)
+#   --no-speed-check  accepted for old scripts: speed is never a check here
+#            (it is the benchmarks' business: bench/)
+# The live line redraws itself on a terminal and prints every 3 s
+# otherwise (a log).  Throughput is measured from the tables: ticket
+# operations between the first reservation and the sell-out.
 set -uo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -20,7 +23,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 source "$ROOT/test/lib/common.sh"
 reexec_unprivileged "$ROOT" demo/run_demo.sh "$@"
 
-USERS=50000 CLIENTS=1000 TICKETS=20000 ABANDON=2 KEEP=0 QUIET=0 SPEED=1
+USERS=50000 CLIENTS=1000 TICKETS=20000 ABANDON=2 KEEP=0 QUIET=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --users) USERS=$2; shift 2 ;;
@@ -29,7 +32,7 @@ while [ $# -gt 0 ]; do
     --abandon-secs) ABANDON=$2; shift 2 ;;
     --keep) KEEP=1; shift ;;
     --quiet) QUIET=1; shift ;;
-    --no-speed-check) SPEED=0; shift ;;
+    --no-speed-check) shift ;;
     *) sed -n '2,18p' "$0"; exit 2 ;;
   esac
 done
@@ -59,6 +62,8 @@ trap cleanup EXIT
 trap 'echo; echo "interrupted: tearing everything down"; exit 130' INT TERM
 
 sql() { psql -X -q -At -h "$DIR" -p "$PORT" -U postgres -d postgres "$@"; }
+table() { psql -X -q -P footer=off -h "$DIR" -p "$PORT" -U postgres -d postgres "$@"; }
+[ -t 1 ] && TTY=1 || TTY=0
 say() { echo "== $*"; }
 
 say "starting redis-server, kinesalite, PostgreSQL and pgbouncer on 127.0.0.1 (ports $RPORT, $KPORT, $PORT, $BPORT)"
@@ -143,9 +148,13 @@ STATUS_SQL="SELECT (SELECT coalesce(sum(qty) FILTER (WHERE status = 'sold'), 0) 
   (SELECT last_value FROM demo.users), (SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM demo.rejected),
   (SELECT coalesce(sum(available), 0) FROM ticket_ext.availability),
   (SELECT string_agg(events_sent::text, '/' ORDER BY sink) FROM ticket_ext.stream_status)"
-prev_users=0 prev_t=$START
+prev_users=0 prev_t=$START tick=0
 while kill -0 $LOAD 2>/dev/null; do
   sleep 1
+  tick=$((tick + 1))
+  # not a terminal: a line every 3 s instead of redrawing one
+  [ "$QUIET" = 1 ] && continue
+  [ "$TTY" = 1 ] || [ $((tick % 3)) = 0 ] || continue
   IFS='|' read -r sold held users rejected avail streamed <<<"$(sql -c "$STATUS_SQL" 2>/dev/null)"
   now=$(date +%s.%N)
   tps=$(awk -v a="${users:-0}" -v b="$prev_users" -v t="$now" -v s="$prev_t" 'BEGIN {printf "%.0f", (a - b) / (t - s)}')
@@ -153,12 +162,11 @@ while kill -0 $LOAD 2>/dev/null; do
   line=$(printf '%5.1fs users %6s/%s  sold %6s  held %5s  left %6s  rejected %6s  %6s users/s  p99 %6s ms  events kinesis/redis %s' \
     "$(awk -v t="$now" -v s="$START" 'BEGIN {print t - s}')" "${users:-0}" "$USERS" "${sold:-0}" "${held:-0}" \
     "${avail:-0}" "${rejected:-0}" "$tps" "$(p99_since_last)" "${streamed:-0}")
-  if [ "$QUIET" = 1 ]; then :; else printf '\r%s' "$line"; fi
+  if [ "$TTY" = 1 ]; then printf '\r%s' "$line"; else echo "$line"; fi
 done
 wait $LOAD
 LOAD_RC=$?
-END=$(date +%s.%N)
-[ "$QUIET" = 1 ] || echo
+[ "$QUIET" = 1 ] || [ "$TTY" = 0 ] || echo
 grep -E '^(number of transactions actually processed|number of failed|latency average|tps)' "$DIR/pgbench.out"
 [ $LOAD_RC = 0 ] || tail -5 "$DIR/pgbench.out"
 
@@ -171,32 +179,49 @@ say "waiting for Redis and Kinesis to have every event"
 LSN=$(sql -c "SELECT pg_current_wal_lsn()")
 for i in $(seq 600); do
   [ "$(sql -c "SELECT bool_and(slot_confirmed_lsn >= '$LSN') FROM ticket_ext.stream_status WHERE state <> 'disabled'")" = t ] && break
-  [ "$QUIET" = 1 ] || printf '\r  streamed kinesis/redis: %s' "$(sql -c "SELECT string_agg(events_sent::text, '/' ORDER BY sink) FROM ticket_ext.stream_status")"
+  if [ "$QUIET" = 0 ] && { [ "$TTY" = 1 ] || [ $((i % 6)) = 0 ]; }; then
+    streamed=$(sql -c "SELECT string_agg(events_sent::text, '/' ORDER BY sink) FROM ticket_ext.stream_status")
+    if [ "$TTY" = 1 ]; then printf '\r  streamed kinesis/redis: %s' "$streamed"; else echo "  streamed kinesis/redis: $streamed"; fi
+  fi
   sleep 0.5
 done
-[ "$QUIET" = 1 ] || echo
+[ "$QUIET" = 1 ] || [ "$TTY" = 0 ] || echo
 
 say "what happened"
-sql -F ' | ' -P footer=off -c "
-  SELECT i.item_id, i.name, i.capacity,
+table -c "
+  SELECT i.item_id AS item, i.name, i.capacity,
          coalesce(sum(h.qty) FILTER (WHERE h.status = 'sold'), 0) AS sold,
          coalesce(sum(h.qty) FILTER (WHERE h.status = 'held'), 0) AS held,
          count(*) FILTER (WHERE h.status = 'released') AS cancelled,
          count(*) FILTER (WHERE h.status = 'expired') AS expired,
          ticket_available(i.item_id) AS available
     FROM ticket_ext.items i LEFT JOIN ticket_ext.holds h USING (item_id)
-   GROUP BY i.item_id, i.name, i.capacity ORDER BY i.item_id" | column -t -s '|'
-read -r CALLS SOLD_T OVER VERIFY_OK EXPIRED RESOLD REJ <<<"$(sql -F ' ' -c "
-  SELECT (SELECT last_value FROM demo.users)
-         + (SELECT count(*) FILTER (WHERE confirmed_at IS NOT NULL) + count(*) FILTER (WHERE status = 'released') FROM ticket_ext.holds),
-         (SELECT coalesce(sum(qty) FILTER (WHERE status = 'sold'), 0) FROM ticket_ext.holds),
+   GROUP BY i.item_id, i.name, i.capacity ORDER BY i.item_id"
+# The sale, from the tables: from the first reservation to the moment every
+# ticket was taken (the running sum of tickets taken and given back reaches
+# the capacity), and the ticket operations (reserve, confirm, release) in it.
+read -r SALE_SECS SALE_OPS SOLD_OUT <<<"$(sql -F ' ' -c "
+  WITH d AS (SELECT created_at AS t, qty AS n FROM ticket_ext.holds
+             UNION ALL SELECT ended_at, -qty FROM ticket_ext.holds WHERE ended_at IS NOT NULL),
+       r AS (SELECT t, sum(n) OVER (ORDER BY t ROWS UNBOUNDED PRECEDING) AS taken FROM d),
+       w AS (SELECT (SELECT min(created_at) FROM ticket_ext.holds) AS t0,
+                    (SELECT min(t) FROM r WHERE taken >= (SELECT sum(capacity) FROM ticket_ext.items)) AS sold_out,
+                    (SELECT max(t) FROM r) AS last)
+  SELECT round(extract(epoch FROM coalesce(sold_out, last) - t0)::numeric, 2),
+         (SELECT count(*) FILTER (WHERE created_at BETWEEN t0 AND coalesce(sold_out, last))
+               + count(*) FILTER (WHERE confirmed_at BETWEEN t0 AND coalesce(sold_out, last))
+               + count(*) FILTER (WHERE status = 'released' AND ended_at BETWEEN t0 AND coalesce(sold_out, last))
+            FROM ticket_ext.holds),
+         sold_out IS NOT NULL
+    FROM w")"
+read -r SOLD_T OVER VERIFY_OK EXPIRED RESOLD REJ <<<"$(sql -F ' ' -c "
+  SELECT (SELECT coalesce(sum(qty) FILTER (WHERE status = 'sold'), 0) FROM ticket_ext.holds),
          (SELECT count(*) FROM ticket_ext.verify() WHERE table_taken > capacity),
          (SELECT bool_and(ok) FROM ticket_ext.verify()),
          (SELECT count(*) FROM ticket_ext.holds WHERE status = 'expired'),
          (SELECT count(*) FROM ticket_ext.holds h WHERE status IN ('sold', 'held')
              AND created_at > (SELECT min(ended_at) FROM ticket_ext.holds WHERE status = 'expired')),
          (SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM demo.rejected)")"
-SECS=$(awk -v a="$START" -v b="$END" 'BEGIN {print b - a}')
 
 fail=0
 check() { if eval "$2"; then echo "  ok   $1"; else echo "  FAIL $1"; fail=1; fi; }
@@ -210,10 +235,12 @@ check "users turned away once sold out ($REJ): sold out is an answer, not an err
 OVERDUE=$(sql -c "SELECT count(*) FROM ticket_ext.holds WHERE status = 'held' AND expires_at < now() - interval '2 seconds'")
 check "no held hold past its expiry ($OVERDUE)" "[ '$OVERDUE' = 0 ]"
 perl "$ROOT/demo/check_streams.pl" "$RPORT" "http://127.0.0.1:$KPORT/" tickets -h "$DIR" -p "$PORT" -U postgres -d postgres || fail=1
-awk -v c="$CALLS" -v u="$USERS" -v s="$SECS" -v sold="$SOLD_T" 'BEGIN {
-  printf "  %d ticket operations (reserve, confirm, release) for %d users in %.1f s = %.0f ops/s, %.1fx the replaced service'"'"'s 4,100 ops/s; %d tickets sold\n",
-    c, u, s, c / s, c / s / 4100, sold }'
-[ $SPEED = 1 ] && check "faster than the replaced Redis+Lua service (4,100 ops/s)" \
-  "awk -v c=$CALLS -v s=$SECS 'BEGIN { exit !(c / s > 4100) }'"
+say "the sale (from the tables)"
+awk -v ops="$SALE_OPS" -v s="$SALE_SECS" -v out="$SOLD_OUT" -v sold="$SOLD_T" 'BEGIN {
+  printf "  %s %.2f s after the first reservation; %d ticket operations (reserve, confirm, release) in that time = %.0f ops/s; %d tickets sold\n",
+    (out == "t" ? "sold out" : "did not sell out; last operation"), s, ops, (s > 0 ? ops / s : 0), sold
+  print "  (the Redis+Lua service this replaces did 4,100 ops/s on a core of its own; here pgbench, pgbouncer,"
+  print "  kinesalite, Redis and PostgreSQL share this machine, so this is no like-for-like comparison:"
+  print "  bench/ has the side-by-side benchmarks)" }'
 [ $fail = 0 ] && echo "demo: all checks passed" || echo "demo: SOME CHECKS FAILED"
 exit $fail

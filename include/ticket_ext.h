@@ -299,4 +299,15 @@ extern int64 ticket_expire_item(int64 item_id, int batch);
 extern void ticket_refresh_expiry_hint(int64 item_id);
 
 
+/* worker_connect.c: the background workers' connection to ticket_ext.database */
+#define TICKET_WORKER_EXPIRY		0
+#define TICKET_WORKER_STREAM(sink)	(1 + (sink))
+extern Size worker_connect_shmem_size(void);
+extern void worker_connect_shmem_startup(void);
+extern void ticket_worker_connect(int worker);
+
+/* guards.c: is this backend's database the one the workers serve? */
+extern bool ticket_database_served(void);
+extern void ticket_warn_if_unserved(void);
+
 #endif							/* TICKET_EXT_H */

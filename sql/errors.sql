@@ -83,9 +83,43 @@ END $$;
 SELECT pg_temp.wait_expired(:gone);
 SELECT pg_temp.err('SELECT ticket_release(' || :gone || ')');
 SELECT pg_temp.err('SELECT ticket_confirm(' || :gone || ')');
--- idempotency key reused for another quantity
+-- idempotency key reused for another quantity (TK006)
 SELECT ticket_reserve(10, 1, idempotency_key => 'e-1') IS NOT NULL AS first;
 SELECT pg_temp.err($$SELECT ticket_reserve(10, 2, idempotency_key => 'e-1')$$);
+-- ... or by another holder: a key names one order, never someone else's hold
+SELECT ticket_reserve(10, 1, 'alice', idempotency_key => 'e-2') AS alice \gset
+SELECT pg_temp.err($$SELECT ticket_reserve(10, 1, 'mallory', idempotency_key => 'e-2')$$);
+SELECT pg_temp.err($$SELECT ticket_reserve(10, 1, idempotency_key => 'e-2')$$);
+SELECT ticket_reserve(10, 1, 'alice', idempotency_key => 'e-2') = :alice AS same_call_same_hold;
+SELECT ticket_release(:alice);
+-- an ended hold's key keeps answering with that hold; the errors on it say
+-- to reserve again with a new key (the hint)
+CREATE FUNCTION pg_temp.err_hint(stmt text) RETURNS text LANGUAGE plpgsql AS $$
+DECLARE h text;
+BEGIN
+  EXECUTE stmt;
+  RETURN 'no error';
+EXCEPTION WHEN OTHERS THEN
+  GET STACKED DIAGNOSTICS h = PG_EXCEPTION_HINT;
+  RETURN SQLSTATE || ': ' || h;
+END $$;
+SELECT ticket_reserve(10, 1, 'alice', idempotency_key => 'e-2') = :alice AS key_returns_the_released_hold;
+SELECT pg_temp.err_hint('SELECT ticket_confirm(' || :alice || ')');
+SELECT pg_temp.err_hint('SELECT ticket_confirm(' || :gone || ')');
+-- the holder check of confirm/release (TK007 is in test/pgtap/privileges.sql)
+SELECT pg_temp.err('SELECT ticket_confirm(' || :alice || ', NULL)');
+SELECT pg_temp.err('SELECT ticket_release(' || :alice || ', NULL)');
+SELECT pg_temp.err('SELECT ticket_confirm(987654321, ''alice'')');
+SELECT pg_temp.err('SELECT ticket_release(' || :alice || ', ''alice'')');  -- right holder: released already
+-- one rule for the default duration and hold_for: both at most max_hold_ttl
+SET ticket_ext.hold_ttl = '2d';
+SELECT pg_temp.err('SELECT ticket_reserve(10)');
+RESET ticket_ext.hold_ttl;
+-- an item created in this transaction cannot be sold before it commits
+BEGIN;
+SELECT ticket_ext.create_item(15, 1);
+SELECT pg_temp.err('SELECT ticket_reserve(15)');
+ROLLBACK;
 -- read-only transactions
 BEGIN READ ONLY;
 SELECT pg_temp.err('SELECT ticket_reserve(10)');

@@ -15,7 +15,7 @@ BEGIN
     RAISE EXCEPTION 'undo' USING ERRCODE = 'P0001';
   EXCEPTION
     WHEN raise_exception THEN NULL;
-    WHEN object_not_in_prerequisite_state THEN sells := false;
+    WHEN SQLSTATE 'TK001' THEN sells := false;
   END;
   RETURN NEXT;
 END $$;

@@ -80,3 +80,130 @@ LANGUAGE C VOLATILE PARALLEL UNSAFE;
 COMMENT ON FUNCTION ticket_ext.stream_resnapshot(text) IS
     'Give a sink a new replication slot and a snapshot of the tables (its worker does it); true if the worker runs.';
 REVOKE ALL ON FUNCTION ticket_ext.stream_resnapshot(text) FROM PUBLIC;
+
+-- ------------------------------------------------------------------
+-- The app: confirm/release that check the holder, and a hold's status
+-- ------------------------------------------------------------------
+-- With holder given, the hold must be that holder's (SQLSTATE TK007
+-- otherwise); the one-argument forms stay for trusted app servers.
+CREATE FUNCTION ticket_confirm(hold_id bigint, holder text)
+RETURNS boolean
+AS 'MODULE_PATHNAME', 'ticket_confirm'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION ticket_confirm(bigint, text) IS
+    'ticket_confirm(hold_id) for a hold that must be holder''s (TK007 otherwise).';
+
+CREATE FUNCTION ticket_release(hold_id bigint, holder text)
+RETURNS void
+AS 'MODULE_PATHNAME', 'ticket_release'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION ticket_release(bigint, text) IS
+    'ticket_release(hold_id) for a hold that must be holder''s (TK007 otherwise).';
+
+-- What became of a hold, for an app role that cannot read the tables.  A
+-- held hold past its expiry shows as expired: it can no longer be
+-- confirmed, and the expiry worker is about to mark it.  No row: no such
+-- hold (or its reservation has not committed).
+CREATE FUNCTION ticket_status(hold_id bigint)
+RETURNS TABLE (status text, item_id bigint, qty integer, holder text,
+               created_at timestamptz, expires_at timestamptz,
+               confirmed_at timestamptz, ended_at timestamptz)
+LANGUAGE sql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT CASE WHEN h.status = 'held' AND h.expires_at <= clock_timestamp()
+                THEN 'expired' ELSE h.status END,
+           h.item_id, h.qty, h.holder, h.created_at, h.expires_at,
+           h.confirmed_at, h.ended_at
+      FROM ticket_ext.holds h
+     WHERE h.hold_id = $1
+$$;
+COMMENT ON FUNCTION ticket_status(bigint) IS
+    'A hold''s status (held, sold, released, expired), item, qty, holder and times.';
+
+REVOKE ALL ON FUNCTION ticket_confirm(bigint, text), ticket_release(bigint, text),
+                       ticket_status(bigint) FROM PUBLIC;
+
+CREATE OR REPLACE FUNCTION ticket_ext.grant_app(role regrole)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF NOT (has_schema_privilege('ticket_ext', 'USAGE WITH GRANT OPTION')
+            AND has_function_privilege('@extschema@.ticket_reserve(bigint, integer, text, interval, text)',
+                                       'EXECUTE WITH GRANT OPTION')
+            AND has_function_privilege('@extschema@.ticket_confirm(bigint)', 'EXECUTE WITH GRANT OPTION')
+            AND has_function_privilege('@extschema@.ticket_confirm(bigint, text)', 'EXECUTE WITH GRANT OPTION')
+            AND has_function_privilege('@extschema@.ticket_release(bigint)', 'EXECUTE WITH GRANT OPTION')
+            AND has_function_privilege('@extschema@.ticket_release(bigint, text)', 'EXECUTE WITH GRANT OPTION')
+            AND has_function_privilege('@extschema@.ticket_available(bigint)', 'EXECUTE WITH GRANT OPTION')
+            AND has_function_privilege('@extschema@.ticket_status(bigint)', 'EXECUTE WITH GRANT OPTION')
+            AND has_table_privilege('ticket_ext.availability', 'SELECT WITH GRANT OPTION')) THEN
+        RAISE EXCEPTION 'permission denied to grant the ticket_ext app privileges to %', role
+            USING ERRCODE = '42501',
+                  HINT = 'Run it as a superuser or the extension''s owner.';
+    END IF;
+    EXECUTE format('GRANT USAGE ON SCHEMA ticket_ext TO %s', role);
+    EXECUTE format('GRANT EXECUTE ON FUNCTION '
+        '@extschema@.ticket_reserve(bigint, integer, text, interval, text), '
+        '@extschema@.ticket_confirm(bigint), @extschema@.ticket_confirm(bigint, text), '
+        '@extschema@.ticket_release(bigint), @extschema@.ticket_release(bigint, text), '
+        '@extschema@.ticket_available(bigint), @extschema@.ticket_status(bigint) TO %s', role);
+    EXECUTE format('GRANT SELECT ON ticket_ext.availability TO %s', role);
+END
+$$;
+
+-- Roles that were app roles before the update get the new app functions.
+DO $$
+DECLARE
+    r regrole;
+BEGIN
+    FOR r IN SELECT a.grantee::regrole
+               FROM pg_proc p, aclexplode(p.proacl) a
+              WHERE p.oid = '@extschema@.ticket_reserve(bigint, integer, text, interval, text)'::regprocedure
+                AND a.privilege_type = 'EXECUTE' AND a.grantee <> 0
+                AND a.grantee <> p.proowner
+    LOOP
+        EXECUTE format('GRANT EXECUTE ON FUNCTION @extschema@.ticket_confirm(bigint, text), '
+                       '@extschema@.ticket_release(bigint, text), @extschema@.ticket_status(bigint) TO %s', r);
+    END LOOP;
+END
+$$;
+
+-- ------------------------------------------------------------------
+-- The publication for standard logical replication consumers is made on
+-- request (ticket_ext.publish()), no longer by CREATE EXTENSION: pg_dump
+-- writes a publication out as an object of its own, so a dump restored
+-- into a database where CREATE EXTENSION had made it again failed
+-- ("publication ticket_ext_events already exists").  A fresh 1.1 install
+-- runs the 1.0 script first: drop the publication it made in this very
+-- transaction.  An updated 1.0 installation keeps its own, which
+-- subscribers may use.
+-- ------------------------------------------------------------------
+DO $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM pg_catalog.pg_publication
+                WHERE pubname = 'ticket_ext_events'
+                  AND xmin = pg_catalog.xid(pg_catalog.pg_current_xact_id())) THEN
+        DROP PUBLICATION ticket_ext_events;
+    END IF;
+END
+$$;
+
+CREATE FUNCTION ticket_ext.publish()
+RETURNS boolean
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    IF EXISTS (SELECT 1 FROM pg_publication WHERE pubname = 'ticket_ext_events') THEN
+        RETURN false;
+    END IF;
+    CREATE PUBLICATION ticket_ext_events FOR TABLE ticket_ext.items, ticket_ext.holds;
+    RETURN true;
+END
+$$;
+COMMENT ON FUNCTION ticket_ext.publish() IS
+    'Create publication ticket_ext_events (items, holds) for CREATE SUBSCRIPTION and pgoutput consumers; false if it exists.';
+REVOKE ALL ON FUNCTION ticket_ext.publish() FROM PUBLIC;

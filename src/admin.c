@@ -54,6 +54,7 @@ ticket_create_item(PG_FUNCTION_ARGS)
 	ticket_check_capacity(capacity);
 	ticket_check_entry();
 	ticket_check_writable("create items");
+	ticket_warn_if_unserved();
 
 	ticket_spi_begin(&frame);
 	SPI_execute_plan(ticket_prepare(&create_plan, CREATE_SQL, 3, argtypes),

@@ -10,6 +10,7 @@
 
 #include "access/xact.h"
 #include "access/xlog.h"
+#include "commands/dbcommands.h"
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "storage/latch.h"
@@ -29,6 +30,44 @@ ticket_check_entry(void)
 				(errcode(ERRCODE_INVALID_TRANSACTION_STATE),
 				 errmsg("ticket_ext functions cannot run in parallel mode"),
 				 errhint("Mark functions that call them PARALLEL UNSAFE.")));
+}
+
+/*
+ * Is this backend's database the one the background workers serve
+ * (ticket_ext.database)?  Elsewhere sales work, but holds do not expire
+ * by themselves and no events are streamed.
+ */
+bool
+ticket_database_served(void)
+{
+	static Oid	checked_db = InvalidOid;
+	static bool served = false;
+
+	if (checked_db != MyDatabaseId)
+	{
+		char	   *name = get_database_name(MyDatabaseId);
+
+		served = name != NULL && strcmp(name, ticket_database) == 0;
+		checked_db = MyDatabaseId;
+	}
+	return served;
+}
+
+/* Say once per session that this database is not served (at a sale). */
+void
+ticket_warn_if_unserved(void)
+{
+	static bool warned = false;
+
+	if (warned || ticket_database_served())
+		return;
+	warned = true;
+	ereport(WARNING,
+			(errmsg("ticket_ext's background workers serve database \"%s\", not this one",
+					ticket_database),
+			 errdetail("Here holds do not expire by themselves and no events are streamed."),
+			 errhint("Sell in database \"%s\", or call ticket_ext.expire_holds() here periodically (for example from pg_cron).",
+					 ticket_database)));
 }
 
 /* Refuse writes before touching counters: on a standby or read-only txn. */

@@ -11,6 +11,7 @@
  *-------------------------------------------------------------------------
  */
 #include "ticket_ext.h"
+#include "ticket_errcodes.h"
 
 #include "access/xlog.h"
 #include "catalog/pg_type.h"
@@ -99,7 +100,7 @@ error_not_committed(int64 item_id)
 {
 	if (ticket_read_truth(item_id, false).found)
 		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				(errcode(ERRCODE_TICKET_ITEM_NOT_COMMITTED),
 				 errmsg("item " INT64_FORMAT " was created in this transaction", item_id),
 				 errhint("Commit the transaction that created the item before selling it.")));
 	ticket_error_unknown_item(item_id);

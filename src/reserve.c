@@ -11,6 +11,7 @@
  *-------------------------------------------------------------------------
  */
 #include "ticket_ext.h"
+#include "ticket_errcodes.h"
 
 #include "access/xact.h"
 #include "catalog/pg_type.h"
@@ -39,7 +40,7 @@ static SPIPlanPtr hold_state_plan = NULL;
 	"ON CONFLICT (item_id, idempotency_key) WHERE idempotency_key IS NOT NULL " \
 	"DO NOTHING RETURNING hold_id"
 #define FIND_IDEM_SQL \
-	"SELECT hold_id, qty FROM ticket_ext.holds " \
+	"SELECT hold_id, qty, holder FROM ticket_ext.holds " \
 	" WHERE item_id OPERATOR(pg_catalog.=) $1 " \
 	"   AND idempotency_key OPERATOR(pg_catalog.=) $2"
 #define CONFIRM_SQL \
@@ -53,7 +54,7 @@ static SPIPlanPtr hold_state_plan = NULL;
 	"   AND status OPERATOR(pg_catalog.=) ANY ('{held,sold}'::pg_catalog.text[]) " \
 	"RETURNING item_id, qty"
 #define HOLD_STATE_SQL \
-	"SELECT status, expires_at OPERATOR(pg_catalog.<=) pg_catalog.clock_timestamp() " \
+	"SELECT status, expires_at OPERATOR(pg_catalog.<=) pg_catalog.clock_timestamp(), holder " \
 	"  FROM ticket_ext.holds WHERE hold_id OPERATOR(pg_catalog.=) $1"
 
 /* A confirm/release whose hold keeps changing under it gives up after this. */
@@ -73,8 +74,17 @@ hold_duration(FunctionCallInfo fcinfo, int argno)
 	int64		usecs;
 	int64		days;
 
+	/* the setting obeys the same limit as the argument (no silent cap) */
 	if (PG_ARGISNULL(argno))
-		return (int64) Min(ticket_hold_ttl_s, ticket_max_hold_ttl_s) * USECS_PER_SEC;
+	{
+		if (ticket_hold_ttl_s > ticket_max_hold_ttl_s)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("ticket_ext.hold_ttl (%d seconds) is above ticket_ext.max_hold_ttl (%d seconds)",
+							ticket_hold_ttl_s, ticket_max_hold_ttl_s),
+					 errhint("Lower ticket_ext.hold_ttl or pass hold_for.")));
+		return (int64) ticket_hold_ttl_s * USECS_PER_SEC;
+	}
 	itv = PG_GETARG_INTERVAL_P(argno);
 	if (pg_mul_s64_overflow((int64) itv->month, DAYS_PER_MONTH, &days) ||
 		pg_add_s64_overflow(days, (int64) itv->day, &days) ||
@@ -89,10 +99,25 @@ hold_duration(FunctionCallInfo fcinfo, int argno)
 	return usecs;
 }
 
-/* An existing hold for (item, idempotency key) seen by snapshot (NULL:
- * the statement's own), or 0. */
+/* Is a hold's holder (a C string or NULL) the given one (NULL: none)? */
+static bool
+holder_matches(const char *held_by, text *holder)
+{
+	if (held_by == NULL || holder == NULL)
+		return held_by == NULL && holder == NULL;
+	return strlen(held_by) == VARSIZE_ANY_EXHDR(holder) &&
+		memcmp(held_by, VARDATA_ANY(holder), VARSIZE_ANY_EXHDR(holder)) == 0;
+}
+
+/*
+ * An existing hold for (item, idempotency key) seen by snapshot (NULL: the
+ * statement's own), or 0.  A key names one order of one item: the same
+ * call again gets that hold back (whatever became of it since); another
+ * quantity or another holder is another order, refused.
+ */
 static int64
-find_idempotent_hold(int64 item_id, text *key, int32 qty, Snapshot snapshot)
+find_idempotent_hold(int64 item_id, text *key, int32 qty, text *holder,
+					 Snapshot snapshot)
 {
 	Oid			argtypes[2] = {INT8OID, TEXTOID};
 	Datum		values[2] = {Int64GetDatum(item_id), PointerGetDatum(key)};
@@ -108,16 +133,24 @@ find_idempotent_hold(int64 item_id, text *key, int32 qty, Snapshot snapshot)
 	if (SPI_processed == 1)
 	{
 		int32		held_qty;
+		char	   *held_by;
 
 		hold_id = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
 											  SPI_tuptable->tupdesc, 1, &isnull));
 		held_qty = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0],
 											   SPI_tuptable->tupdesc, 2, &isnull));
+		held_by = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3);
 		if (held_qty != qty)
 			ereport(ERROR,
-					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					(errcode(ERRCODE_TICKET_IDEMPOTENCY_KEY_REUSED),
 					 errmsg("idempotency key was already used for hold " INT64_FORMAT
 							" with qty %d, not %d", hold_id, held_qty, qty),
+					 errhint("Use a new idempotency key for a different order.")));
+		if (!holder_matches(held_by, holder))
+			ereport(ERROR,
+					(errcode(ERRCODE_TICKET_IDEMPOTENCY_KEY_REUSED),
+					 errmsg("idempotency key was already used for hold " INT64_FORMAT
+							" of another holder", hold_id),
 					 errhint("Use a new idempotency key for a different order.")));
 	}
 	return hold_id;
@@ -132,7 +165,7 @@ find_idempotent_hold(int64 item_id, text *key, int32 qty, Snapshot snapshot)
  * cannot see it, which is a serialization failure (retry the transaction).
  */
 static int64
-serialize_idempotent_call(int64 item_id, text *key, int32 qty)
+serialize_idempotent_call(int64 item_id, text *key, int32 qty, text *holder)
 {
 	int64		hold_id;
 
@@ -140,9 +173,9 @@ serialize_idempotent_call(int64 item_id, text *key, int32 qty)
 					hash_bytes_extended((const unsigned char *) VARDATA_ANY(key),
 										VARSIZE_ANY_EXHDR(key), (uint64) item_id));
 
-	hold_id = find_idempotent_hold(item_id, key, qty, NULL);
+	hold_id = find_idempotent_hold(item_id, key, qty, holder, NULL);
 	if (hold_id == 0 && IsolationUsesXactSnapshot() &&
-		find_idempotent_hold(item_id, key, qty, GetLatestSnapshot()) != 0)
+		find_idempotent_hold(item_id, key, qty, holder, GetLatestSnapshot()) != 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
 				 errmsg("could not serialize access due to a concurrent reservation with the same idempotency key"),
@@ -213,12 +246,13 @@ ticket_reserve(PG_FUNCTION_ARGS)
 	hold_for = hold_duration(fcinfo, 3);
 	ticket_check_entry();
 	ticket_check_writable("reserve tickets");
+	ticket_warn_if_unserved();
 
 	/* a retried call with the same key gets the same hold back */
 	if (key != NULL)
 	{
 		ticket_spi_begin(&frame);
-		hold_id = serialize_idempotent_call(item_id, key, qty);
+		hold_id = serialize_idempotent_call(item_id, key, qty, holder);
 	}
 
 	if (hold_id == 0)
@@ -226,7 +260,7 @@ ticket_reserve(PG_FUNCTION_ARGS)
 		slot = ticket_join(item_id);
 		if (counter_paused(slot))
 			ereport(ERROR,
-					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					(errcode(ERRCODE_TICKET_ITEM_PAUSED),
 					 errmsg("sales of item " INT64_FORMAT " are paused", item_id),
 					 errhint("An administrator can resume them with ticket_ext.resume().")));
 
@@ -280,10 +314,11 @@ typedef enum HoldState
 
 /*
  * A hold's state as committed now (the latest snapshot, not the one the
- * failed UPDATE used: the reserving transaction may have committed since).
+ * failed UPDATE used: the reserving transaction may have committed since),
+ * and its holder (palloc'd, NULL for none) when holder_out is given.
  */
 static HoldState
-hold_state(int64 hold_id)
+hold_state(int64 hold_id, char **holder_out)
 {
 	Oid			argtypes[1] = {INT8OID};
 	Datum		values[1] = {Int64GetDatum(hold_id)};
@@ -295,6 +330,8 @@ hold_state(int64 hold_id)
 						 true, false, 1);
 	if (SPI_processed == 0)
 		return HOLD_MISSING;
+	if (holder_out != NULL)
+		*holder_out = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3);
 	status = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
 	if (strcmp(status, "sold") == 0)
 		return HOLD_SOLD;
@@ -332,17 +369,48 @@ error_hold_state(int64 hold_id, const char *action, HoldState state)
 				 errmsg("hold " INT64_FORMAT " does not exist", hold_id)));
 	if (state == HOLD_RELEASED)
 		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("cannot %s hold " INT64_FORMAT ": it was released", action, hold_id)));
+				(errcode(ERRCODE_TICKET_HOLD_RELEASED),
+				 errmsg("cannot %s hold " INT64_FORMAT ": it was released", action, hold_id),
+				 errhint("Reserve again with ticket_reserve() and a new idempotency key.")));
 	ereport(ERROR,
-			(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+			(errcode(ERRCODE_TICKET_HOLD_EXPIRED),
 			 errmsg("cannot %s hold " INT64_FORMAT ": it has expired", action, hold_id),
-			 errhint("Reserve again with ticket_reserve().")));
+			 errhint("Reserve again with ticket_reserve() and a new idempotency key.")));
 }
 
 /*
- * ticket_confirm(hold_id) -> true when the hold became a sale, false when
- * it was already sold (confirming twice is a no-op).
+ * ticket_confirm/ticket_release(hold_id, holder): the hold must be the
+ * holder's.  A hold's holder never changes, so checking it before the
+ * UPDATE is as good as checking it in it.
+ */
+static void
+check_holder(FunctionCallInfo fcinfo, int64 hold_id, const char *action)
+{
+	text	   *holder;
+	char	   *held_by = NULL;
+	HoldState	state;
+
+	if (PG_NARGS() < 2)
+		return;
+	holder = ticket_arg_text(fcinfo, 1, "holder", TICKET_MAX_HOLDER_LEN);
+	if (holder == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("holder must not be NULL"),
+				 errhint("Call ticket_%s(hold_id) to %s without checking the holder.",
+						 action, action)));
+	state = hold_state(hold_id, &held_by);
+	if (state == HOLD_MISSING)
+		error_hold_state(hold_id, action, state);
+	if (!holder_matches(held_by, holder))
+		ereport(ERROR,
+				(errcode(ERRCODE_TICKET_WRONG_HOLDER),
+				 errmsg("cannot %s hold " INT64_FORMAT ": it is not this holder's", action, hold_id)));
+}
+
+/*
+ * ticket_confirm(hold_id [, holder]) -> true when the hold became a sale,
+ * false when it was already sold (confirming twice is a no-op).
  */
 Datum
 ticket_confirm(PG_FUNCTION_ARGS)
@@ -355,6 +423,7 @@ ticket_confirm(PG_FUNCTION_ARGS)
 	ticket_check_entry();
 	ticket_check_writable("confirm tickets");
 	ticket_spi_begin(&frame);
+	check_holder(fcinfo, hold_id, "confirm");
 	for (attempt = 0;; attempt++)
 	{
 		HoldState	state;
@@ -364,7 +433,7 @@ ticket_confirm(PG_FUNCTION_ARGS)
 			confirmed = true;
 			break;
 		}
-		state = hold_state(hold_id);
+		state = hold_state(hold_id, NULL);
 		if (state == HOLD_SOLD)
 			break;
 		if (state != HOLD_HELD)
@@ -376,8 +445,8 @@ ticket_confirm(PG_FUNCTION_ARGS)
 }
 
 /*
- * ticket_release(hold_id): give a held or sold hold's tickets back.  They
- * return to the pool when this transaction commits.
+ * ticket_release(hold_id [, holder]): give a held or sold hold's tickets
+ * back.  They return to the pool when this transaction commits.
  */
 Datum
 ticket_release(PG_FUNCTION_ARGS)
@@ -392,9 +461,10 @@ ticket_release(PG_FUNCTION_ARGS)
 	ticket_check_entry();
 	ticket_check_writable("release tickets");
 	ticket_spi_begin(&frame);
+	check_holder(fcinfo, hold_id, "release");
 	for (attempt = 0; exec_on_hold(&release_plan, RELEASE_SQL, hold_id) != 1; attempt++)
 	{
-		HoldState	state = hold_state(hold_id);
+		HoldState	state = hold_state(hold_id, NULL);
 
 		if (state != HOLD_HELD && state != HOLD_TIMED_OUT && state != HOLD_SOLD)
 			error_hold_state(hold_id, "release", state);

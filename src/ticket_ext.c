@@ -38,6 +38,7 @@ ticket_shmem_request_hook(void)
 	ticket_shmem_request();
 	RequestAddinShmemSpace(ticket_inflight_shmem_size());
 	RequestAddinShmemSpace(stream_shmem_size());
+	RequestAddinShmemSpace(worker_connect_shmem_size());
 }
 
 static void
@@ -49,6 +50,7 @@ ticket_shmem_startup_hook(void)
 	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
 	ticket_inflight_shmem_startup();
 	stream_shmem_startup();
+	worker_connect_shmem_startup();
 	LWLockRelease(AddinShmemInitLock);
 }
 

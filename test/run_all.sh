@@ -124,7 +124,7 @@ for s in "${SUITES[@]}"; do
                contrib_regression $REGRESS_TESTS ;;
     # shellcheck disable=SC2086
     isolation) run_pg_regress isolation "$PGXS_DIR/../test/isolation/pg_isolation_regress" \
-                 isolation_regression $ISOLATION_TESTS ;;
+                 contrib_regression $ISOLATION_TESTS ;;
     pgtap) run_pgtap ;;
     tap) run_tap ;;
     demo) run_demo ;;
@@ -137,6 +137,12 @@ done
 if [ "$FAILED" -gt 0 ]; then
   echo "failures: see ${TICKET_LOGS_SHOWN_AS:-$LOGS} (*.diffs, *.log, tap-logs/)"
   grep -hE '^not ok|\.\.\. FAILED|^  FAIL ' "$LOGS"/*.log 2>/dev/null | head -40
+  # a TAP test that died has no "not ok": prove's summary names it, and
+  # the lines before "Looks like your test exited" say why (CI keeps no logs)
+  if [ -f "$LOGS/tap.log" ] && grep -q '^Test Summary Report' "$LOGS/tap.log"; then
+    sed -n '/^Test Summary Report/,/^Files=/p' "$LOGS/tap.log" | head -30
+    grep -hB8 'Looks like your test exited\|Tests were run but no plan' "$LOGS/tap.log" | head -60
+  fi
 fi
 echo "(all suites took $((SECONDS - START)) s)"
 echo "$PASSED passed, $FAILED failed"

@@ -14,6 +14,7 @@
  *-------------------------------------------------------------------------
  */
 #include "ticket_ext.h"
+#include "ticket_errcodes.h"
 
 #include "access/xact.h"
 #include "commands/dbcommands.h"
@@ -43,7 +44,7 @@ static void
 not_ready_error(const char *detail)
 {
 	ereport(ERROR,
-			(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+			(errcode(ERRCODE_TICKET_STREAM_NOT_READY),
 			 errmsg("the event stream is not ready: a sink's replication slot does not exist yet"),
 			 errdetail("%s", detail),
 			 errhint("Check ticket_ext.stream_status and the server log; each sink's \"ticket_ext stream\" worker creates its slot.")));

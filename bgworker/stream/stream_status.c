@@ -6,7 +6,7 @@
  *
  *-------------------------------------------------------------------------
  */
-#include "postgres.h"
+#include "ticket_ext.h"
 
 #include "access/xlog.h"
 #include "fmgr.h"
@@ -482,6 +482,15 @@ stream_state_name(StreamState s)
 	return "unknown";
 }
 
+/* What the views say in a database the workers do not serve. */
+static const char *
+not_served_text(void)
+{
+	return psprintf("ticket_ext.database is \"%s\": this database's events are not streamed "
+					"and its holds do not expire by themselves (call ticket_ext.expire_holds() periodically)",
+					ticket_database);
+}
+
 /* A consistent copy of the shared state, for the views. */
 static void
 copy_shared(StreamShared *copy)
@@ -547,6 +556,14 @@ ticket_stream_status(PG_FUNCTION_ARGS)
 		values[13] = Float8GetDatum(delay_percentile(s->delay_hist, 0.50));
 		values[14] = Float8GetDatum(delay_percentile(s->delay_hist, 0.99));
 		values[15] = Int64GetDatum((int64) s->requests);
+		if (!ticket_database_served())
+		{
+			/* the sinks' figures are another database's */
+			values[1] = CStringGetTextDatum("not served");
+			values[6] = CStringGetTextDatum(not_served_text());
+			nulls[6] = false;
+			nulls[7] = true;
+		}
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 	PG_RETURN_NULL();
@@ -581,6 +598,12 @@ ticket_stream_state(PG_FUNCTION_ARGS)
 		nulls[4] = s->worker_pid == 0;
 		values[5] = Int64GetDatum((int64) s->origin);
 		nulls[5] = s->origin == 0;
+		if (!ticket_database_served())
+		{
+			values[1] = CStringGetTextDatum("not served");
+			values[2] = CStringGetTextDatum(not_served_text());
+			nulls[2] = false;
+		}
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 	PG_RETURN_NULL();

@@ -521,7 +521,7 @@ ticket_stream_worker_main(Datum main_arg)
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
 	pqsignal(SIGTERM, SignalHandlerForShutdownRequest);
 	BackgroundWorkerUnblockSignals();
-	BackgroundWorkerInitializeConnection(ticket_database, NULL, 0);
+	ticket_worker_connect(TICKET_WORKER_STREAM(stream_worker_sink));
 	pgstat_report_activity(STATE_RUNNING, "streaming ticket events");
 	stream_status_attach_worker(stream_worker_sink, stream_worker_slot());
 

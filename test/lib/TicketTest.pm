@@ -302,12 +302,13 @@ sub acked_holds
 	return (scalar(@acked), scalar(@acked) - $present);
 }
 
-# The SQLSTATE of the error a statement raises ('' if none).
+# The SQLSTATE of the error a statement raises ('' if none), in database
+# $db (default postgres).
 sub sqlstate_of
 {
-	my ($node, $sql) = @_;
+	my ($node, $sql, $db) = @_;
 	my ($stdout, $stderr);
-	$node->psql('postgres', "\\set VERBOSITY verbose\n$sql",
+	$node->psql($db // 'postgres', "\\set VERBOSITY verbose\n$sql",
 		stdout => \$stdout, stderr => \$stderr);
 	return $stderr =~ /ERROR:\s+([0-9A-Z]{5}):/ ? $1 : '';
 }

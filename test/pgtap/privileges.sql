@@ -5,7 +5,7 @@
 \set QUIET 1
 SET client_min_messages = warning;
 -- autocommit on purpose: releases and capacity raises apply at commit
-SELECT plan(56);
+SELECT plan(64);
 
 CREATE ROLE tk_app LOGIN;
 CREATE ROLE tk_admin LOGIN;
@@ -49,8 +49,21 @@ RESET ROLE;
 -- the app can confirm and release holds it knows the id of
 SELECT hold_id AS app_hold FROM ticket_ext.holds WHERE holder = 'app' \gset
 SET ROLE tk_app;
-SELECT ok(ticket_confirm(:app_hold), 'app can confirm');
+SELECT is((SELECT status || ' ' || item_id || ' ' || qty || ' ' || holder FROM ticket_status(:app_hold)),
+          'held 500 2 app', 'app can read its hold''s status without the tables');
+SELECT throws_ok('SELECT ticket_confirm(' || :app_hold || ', ''someone else'')', 'TK007', NULL,
+                 'confirm with another holder is refused (TK007)');
+SELECT ok(ticket_confirm(:app_hold, 'app'), 'app can confirm, naming the holder');
+SELECT is((SELECT status FROM ticket_status(:app_hold)), 'sold', 'the status says sold');
+SELECT throws_ok('SELECT ticket_release(' || :app_hold || ', ''someone else'')', 'TK007', NULL,
+                 'release with another holder is refused (TK007)');
+SELECT is((SELECT status FROM ticket_status(:app_hold)), 'sold', '... and changed nothing');
 SELECT lives_ok('SELECT ticket_release(' || :app_hold || ')', 'app can release');
+SELECT is((SELECT status FROM ticket_status(:app_hold)), 'released', 'the status says released');
+SELECT is((SELECT count(*) FROM ticket_status(987654321)), 0::bigint, 'no row for an unknown hold');
+RESET ROLE;
+SET ROLE tk_nobody;
+SELECT throws_ok('SELECT * FROM ticket_status(1)', '42501', NULL, 'a role without grants cannot read a hold''s status');
 RESET ROLE;
 
 -- search_path cannot redirect the extension's statements: a role that
@@ -131,7 +144,8 @@ SELECT ok(NOT has_function_privilege('tk_nobody', 'ticket_ext.set_capacity(bigin
 CREATE ROLE tk_delegate LOGIN;
 GRANT USAGE ON SCHEMA ticket_ext TO tk_delegate WITH GRANT OPTION;
 GRANT EXECUTE ON FUNCTION ticket_reserve(bigint, integer, text, interval, text), ticket_confirm(bigint),
-      ticket_release(bigint), ticket_available(bigint), ticket_ext.grant_app(regrole)
+      ticket_confirm(bigint, text), ticket_release(bigint), ticket_release(bigint, text),
+      ticket_available(bigint), ticket_status(bigint), ticket_ext.grant_app(regrole)
    TO tk_delegate WITH GRANT OPTION;
 GRANT SELECT ON ticket_ext.availability TO tk_delegate WITH GRANT OPTION;
 SET ROLE tk_delegate;
@@ -141,7 +155,8 @@ SELECT ok(has_function_privilege('tk_nobody', 'ticket_reserve(bigint, integer, t
           'and the grant took effect');
 -- (what tk_delegate granted goes with its own grant option)
 REVOKE ALL ON FUNCTION ticket_reserve(bigint, integer, text, interval, text), ticket_confirm(bigint),
-      ticket_release(bigint), ticket_available(bigint), ticket_ext.grant_app(regrole)
+      ticket_confirm(bigint, text), ticket_release(bigint), ticket_release(bigint, text),
+      ticket_available(bigint), ticket_status(bigint), ticket_ext.grant_app(regrole)
   FROM tk_delegate CASCADE;
 REVOKE ALL ON ticket_ext.availability FROM tk_delegate CASCADE;
 REVOKE ALL ON SCHEMA ticket_ext FROM tk_delegate CASCADE;

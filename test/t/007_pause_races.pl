@@ -57,7 +57,7 @@ sub check_paused
 	is($node->safe_psql('postgres', 'SELECT paused FROM ticket_ext.items WHERE item_id = 207'),
 		$want ? 't' : 'f', "$label: items.paused");
 	my $state = sqlstate_of($node, 'SELECT ticket_release(ticket_reserve(207))');
-	is($state, $want ? '55000' : '', "$label: reserve " . ($want ? 'refused (paused)' : 'sells'));
+	is($state, $want ? 'TK001' : '', "$label: reserve " . ($want ? 'refused (paused)' : 'sells'));
 	is($node->safe_psql('postgres', 'SELECT ok FROM ticket_ext.verify(207)'), 't',
 		"$label: verify ok");
 	is($node->safe_psql('postgres', 'SELECT corrected FROM ticket_ext.resync(207)'), 'f',

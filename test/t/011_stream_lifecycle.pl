@@ -67,6 +67,10 @@ $sub->safe_psql('postgres', q{
 		status text, holder text, idempotency_key text, created_at timestamptz,
 		expires_at timestamptz, confirmed_at timestamptz, ended_at timestamptz);
 });
+is($node->safe_psql('postgres', 'SELECT count(*) FROM pg_publication'), '0',
+	'CREATE EXTENSION makes no publication (pg_dump would write it out twice)');
+is($node->safe_psql('postgres', 'SELECT ticket_ext.publish()'), 't', 'ticket_ext.publish() makes it');
+is($node->safe_psql('postgres', 'SELECT ticket_ext.publish()'), 'f', '... once');
 $sub->safe_psql('postgres', "CREATE SUBSCRIPTION tk_sub CONNECTION 'host=" . $node->host
 	  . " port=" . $node->port . " dbname=postgres' PUBLICATION ticket_ext_events");
 $node->safe_psql('postgres', "SELECT ticket_release(ticket_reserve(1, 3, 'subscribed'))");
@@ -193,14 +197,14 @@ my $wpid = stream_worker_pid($node);
 my $held = gdb_hold($wpid, 'break drop_leftovers', 'continue');
 my ($cin, $cout, $cerr) = ('', '', '');
 my $creator = IPC::Run::start([ 'psql', '-XAtq', '-d', $node->connstr('postgres'),
-	'-c', 'CREATE EXTENSION ticket_ext', '-c', "SELECT 'created'" ], '<', \$cin, '>', \$cout, '2>', \$cerr);
+	'-c', 'CREATE EXTENSION ticket_ext', '-c', 'SELECT ticket_ext.publish()', '-c', "SELECT 'created'" ], '<', \$cin, '>', \$cout, '2>', \$cerr);
 # it is either done or waiting for the worker's lock; give it a moment
 $node->poll_query_until('postgres', q{
 	SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'ticket_ext')
 	    OR EXISTS (SELECT 1 FROM pg_stat_activity WHERE query = 'CREATE EXTENSION ticket_ext' AND wait_event_type = 'Lock')});
 gdb_release($held);
 $creator->finish;
-is($cout, "created\n", 'CREATE EXTENSION during the cleanup succeeded') or diag($cerr);
+is($cout, "t\ncreated\n", 'CREATE EXTENSION (and publish()) during the cleanup succeeded') or diag($cerr);
 $node->safe_psql('postgres', "SELECT ticket_ext.create_item(6, 10)");
 ok($node->poll_query_until('postgres', q{
 	SELECT count(*) = 1 FROM pg_replication_slots WHERE slot_name = 'ticket_ext_stream' AND active}),

@@ -6,7 +6,7 @@
 #    the lost slot with a new one and a snapshot of the tables, and Redis
 #    converges on the tables once it is back;
 #  - slot creation waiting for an open transaction: a ticket write inside
-#    a transaction that has an xid fails at once (55000) instead of
+#    a transaction that has an xid fails at once (TK004) instead of
 #    waiting for a slot that waits for it; the wait and the pids are in
 #    stream_state; the worker still answers SIGHUP meanwhile;
 #  - the worker's identity is cleared when it exits; SIGTERM is a clean
@@ -111,9 +111,9 @@ $node->safe_psql('postgres', "ALTER SYSTEM RESET ticket_ext.redis_url; SELECT pg
 ok($node->poll_query_until('postgres', "SELECT state = 'creating slot' FROM ticket_ext.stream_state WHERE sink = 'redis'"),
 	'settings back: creating the slot again');
 
-# a write elsewhere waits (bounded) and fails with 55000 while the slot waits
+# a write elsewhere waits (bounded) and fails with TK004 while the slot waits
 my ($r2, $o2, $e2) = $node->psql('postgres', "\\set VERBOSITY verbose\nSELECT ticket_ext.create_item(8, 10)");
-like($e2, qr/55000.*event stream is not ready/s, 'another session gets 55000 after the bounded wait') or diag("rc=$r2 out=$o2 err=$e2");
+like($e2, qr/TK004.*event stream is not ready/s, 'another session gets TK004 (stream not ready) after the bounded wait') or diag("rc=$r2 out=$o2 err=$e2");
 # a ticket write in the very transaction the slot waits for fails at once
 $t0 = time;
 $in .= "SELECT ticket_ext.create_item(7, 10);\n";

@@ -45,7 +45,7 @@ CREATE OR REPLACE FUNCTION soak.reserve(item bigint, qty int, hold interval, k t
 RETURNS bigint LANGUAGE plpgsql AS $$
 BEGIN
   RETURN ticket_reserve(item, qty, 'soak', hold, k);
-EXCEPTION WHEN object_not_in_prerequisite_state OR lock_not_available
+EXCEPTION WHEN SQLSTATE 'TK001' OR lock_not_available   -- paused
               OR serialization_failure THEN
   PERFORM soak.note(SQLSTATE);
   RETURN NULL;
@@ -54,14 +54,14 @@ CREATE OR REPLACE FUNCTION soak.confirm(h bigint) RETURNS boolean LANGUAGE plpgs
 BEGIN
   IF h IS NULL THEN RETURN NULL; END IF;
   RETURN ticket_confirm(h);
-EXCEPTION WHEN object_not_in_prerequisite_state OR serialization_failure THEN
+EXCEPTION WHEN SQLSTATE 'TK002' OR SQLSTATE 'TK003' OR serialization_failure THEN
   PERFORM soak.note(SQLSTATE);
   RETURN NULL;
 END $$;
 CREATE OR REPLACE FUNCTION soak.release(h bigint) RETURNS void LANGUAGE plpgsql AS $$
 BEGIN
   IF h IS NOT NULL THEN PERFORM ticket_release(h); END IF;
-EXCEPTION WHEN object_not_in_prerequisite_state OR serialization_failure
+EXCEPTION WHEN SQLSTATE 'TK002' OR SQLSTATE 'TK003' OR serialization_failure
               OR lock_not_available THEN
   PERFORM soak.note(SQLSTATE);
 END $$;
