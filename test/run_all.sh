@@ -138,10 +138,13 @@ if [ "$FAILED" -gt 0 ]; then
   echo "failures: see ${TICKET_LOGS_SHOWN_AS:-$LOGS} (*.diffs, *.log, tap-logs/)"
   grep -hE '^not ok|\.\.\. FAILED|^  FAIL ' "$LOGS"/*.log 2>/dev/null | head -40
   # a TAP test that died has no "not ok": prove's summary names it, and
-  # the lines before "Looks like your test exited" say why (CI keeps no logs)
+  # the end of its log says why (CI keeps no logs)
   if [ -f "$LOGS/tap.log" ] && grep -q '^Test Summary Report' "$LOGS/tap.log"; then
     sed -n '/^Test Summary Report/,/^Files=/p' "$LOGS/tap.log" | head -30
-    grep -hB8 'Looks like your test exited\|Tests were run but no plan' "$LOGS/tap.log" | head -60
+    for t in $(sed -n '/^Test Summary Report/,/^Files=/p' "$LOGS/tap.log" | sed -nE 's|^test/t/([^ ]+)\.pl .*|\1|p'); do
+      echo "--- the end of $t's log:"
+      tail -n 12 "$LOGS/tap-logs/regress_log_$t" 2>/dev/null
+    done
   fi
 fi
 echo "(all suites took $((SECONDS - START)) s)"

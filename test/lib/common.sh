@@ -64,8 +64,14 @@ count_tap() {
   local suite=$1 log=$2 ok notok bad=0
   ok=$(grep -cE '^\s*ok [0-9]+' "$log")
   notok=$(grep -cE '^\s*not ok [0-9]+' "$log")
+  # a test file that died after its last "ok" has no "not ok": each such
+  # file in prove's summary (no "Failed test" line of its own) counts once
+  bad=$(sed -n '/^Test Summary Report/,/^Files=/p' "$log" | awk '
+    /^[^ ]/ && !/^(Test Summary Report|-+|Files=)/ { if (f && !failed) n++; f = 1; failed = 0; next }
+    /Failed tests?:/ { failed = 1 }
+    END { if (f && !failed) n++; print n + 0 }')
   if grep -qE '^Result: FAIL|Dubious|Bad plan|No plan found|Parse errors' "$log"; then
-    [ "$notok" -eq 0 ] && bad=1
+    [ "$notok" -eq 0 ] && [ "$bad" -eq 0 ] && bad=1
   fi
   grep -qE '^Result: (PASS|FAIL)' "$log" || bad=1
   # planned tests that never ran are failures too

@@ -228,7 +228,7 @@ ok($after_race, '... and its events reach Redis');
 my $before_quick = $node->safe_psql('postgres', "SELECT origin FROM ticket_ext.stream_state WHERE sink = 'redis'");
 $node->safe_psql('postgres', "SELECT ticket_reserve(6, 1, 'old-installation-' || g) FROM generate_series(1, 5) g");
 $node->poll_query_until('postgres', "SELECT queued = 0 FROM ticket_ext.stream_status WHERE sink = 'redis'");
-$node->safe_psql('postgres', 'DROP EXTENSION ticket_ext; CREATE EXTENSION ticket_ext; SELECT ticket_ext.create_item(7, 10)');
+$node->safe_psql('postgres', 'DROP EXTENSION ticket_ext; CREATE EXTENSION ticket_ext; SELECT ticket_ext.create_item(7, 10); SELECT ticket_ext.create_item(6, 100)');
 $node->safe_psql('postgres', "SELECT ticket_reserve(7, 1, 'new-installation')");
 ok($node->poll_query_until('postgres', qq{
 	SELECT origin > $before_quick FROM ticket_ext.stream_state WHERE sink = 'redis'}),
