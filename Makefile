@@ -16,16 +16,28 @@ PG_CPPFLAGS = -Iinclude -I$(libpq_srcdir) -std=gnu11 -Wall -Wextra \
 SHLIB_LINK_INTERNAL = $(libpq)
 SHLIB_LINK = -lhiredis -lcurl
 
-# Tests are driven by test/run_all.sh (see `make test`), not by PGXS's
-# installcheck: every suite needs its own throwaway cluster with
-# shared_preload_libraries.
-NO_INSTALLCHECK = 1
+# The pg_regress and isolation suites, the PGXS way: `make installcheck`
+# after `make install` runs them on a temporary instance of its own
+# (--temp-instance, as pg_cron does) with the extension preloaded and its
+# workers serving the test database (--temp-config), so it works for a
+# user against any installed PostgreSQL 15.  test/run_all.sh calls it
+# too; the other suites are in test/ (`make test`).
+REGRESS      = $(sort $(basename $(notdir $(filter-out sql/ticket_ext--%,$(wildcard sql/*.sql)))))
+REGRESS_OPTS = --temp-instance=./tmp_check --temp-config=$(srcdir)/test/conf/ticket_ext.conf \
+               --encoding=UTF8 --no-locale
+ISOLATION      = $(sort $(basename $(notdir $(wildcard specs/*.spec))))
+ISOLATION_OPTS = --temp-instance=./tmp_check_iso --temp-config=$(srcdir)/test/conf/ticket_ext.conf \
+                 --encoding=UTF8 --no-locale
+EXTRA_CLEAN    = tmp_check tmp_check_iso output_iso results regression.diffs regression.out
 
 # On a fresh machine pg_config arrives with `make deps`: parse without it.
 PGXS := $(shell $(PG_CONFIG) --pgxs 2>/dev/null)
 ifneq ($(PGXS),)
 include $(PGXS)
 endif
+
+# the isolation specs run in the database the workers serve (test conf)
+ISOLATION_TESTDB = contrib_regression
 
 # PGXS tracks no header dependencies: rebuild everything when one changes
 $(OBJS): $(wildcard include/*.h)

@@ -40,21 +40,16 @@ record() {	# record <suite> <passed> <failed>
   printf '%-10s %4d passed, %d failed\n' "$1" "$2" "$3"
 }
 
-REGRESS_TESTS=$(cd sql && ls *.sql | grep -v -- '--' | sed 's/\.sql$//' | sort | tr '\n' ' ')
-ISOLATION_TESTS=$(cd specs && ls *.spec | sed 's/\.spec$//' | sort | tr '\n' ' ')
-
-# run_pg_regress <suite> <driver> <dbname> <tests...>: pg_regress or the
-# isolation tester on a temp instance; counts "... ok" / "... FAILED".
-run_pg_regress() {
-  local suite=$1 driver=$2 db=$3; shift 3
-  local out="$TMP/$suite"
-  mkdir -p "$out"
-  "$driver" --temp-instance="$out/tmp_check" --temp-config="$ROOT/test/conf/ticket_ext.conf" \
-    --port="$(free_port)" --inputdir="$ROOT" --outputdir="$out" \
-    --bindir="$PGBIN" --encoding=UTF8 --no-locale --dbname="$db" "$@" \
+# run_installcheck <suite>: the Makefile's REGRESS (regress) or ISOLATION
+# (isolation) list through PGXS's `make installcheck`, on its own temporary
+# instance (REGRESS_OPTS/ISOLATION_OPTS); counts "... ok" / "... FAILED".
+run_installcheck() {
+  local suite=$1 only out
+  if [ "$suite" = regress ]; then only=(ISOLATION=); out=.; else only=(REGRESS=); out=output_iso; fi
+  make -s -C "$ROOT" installcheck "${only[@]}" EXTRA_REGRESS_OPTS="--port=$(free_port)" \
     >"$LOGS/$suite.log" 2>&1
-  cp "$out"/regression.diffs "$LOGS/$suite.diffs" 2>/dev/null
-  cp -r "$out/results" "$LOGS/$suite-results" 2>/dev/null
+  cp "$ROOT/$out"/regression.diffs "$LOGS/$suite.diffs" 2>/dev/null
+  cp -r "$ROOT/$out/results" "$LOGS/$suite-results" 2>/dev/null
   record "$suite" "$(grep -cE '\.\.\. ok' "$LOGS/$suite.log")" \
                   "$(grep -cE '\.\.\. FAILED' "$LOGS/$suite.log")"
   regress_sanity "$LOGS/$suite.log" "$suite"
@@ -119,12 +114,7 @@ make -s -C "$ROOT/test/modules" >"$LOGS/test_modules.log" 2>&1 ||
   { record test_modules 0 1; cat "$LOGS/test_modules.log"; }
 for s in "${SUITES[@]}"; do
   case "$s" in
-    # shellcheck disable=SC2086
-    regress) run_pg_regress regress "$PGXS_DIR/../test/regress/pg_regress" \
-               contrib_regression $REGRESS_TESTS ;;
-    # shellcheck disable=SC2086
-    isolation) run_pg_regress isolation "$PGXS_DIR/../test/isolation/pg_isolation_regress" \
-                 contrib_regression $ISOLATION_TESTS ;;
+    regress|isolation) run_installcheck "$s" ;;
     pgtap) run_pgtap ;;
     tap) run_tap ;;
     demo) run_demo ;;
