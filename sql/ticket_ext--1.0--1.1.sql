@@ -108,7 +108,7 @@ CREATE FUNCTION ticket_status(hold_id bigint)
 RETURNS TABLE (status text, item_id bigint, qty integer, holder text,
                created_at timestamptz, expires_at timestamptz,
                confirmed_at timestamptz, ended_at timestamptz)
-LANGUAGE sql STABLE SECURITY DEFINER
+LANGUAGE sql VOLATILE SECURITY DEFINER  -- sees a reservation of the same statement
 SET search_path = pg_catalog, pg_temp
 AS $$
     SELECT CASE WHEN h.status = 'held' AND h.expires_at <= clock_timestamp()
@@ -207,3 +207,47 @@ $$;
 COMMENT ON FUNCTION ticket_ext.publish() IS
     'Create publication ticket_ext_events (items, holds) for CREATE SUBSCRIPTION and pgoutput consumers; false if it exists.';
 REVOKE ALL ON FUNCTION ticket_ext.publish() FROM PUBLIC;
+
+-- ------------------------------------------------------------------
+-- stream_status gets last_ok_at, the sink's last acknowledgement: a
+-- last_error older than it is a past failure (as pg_stat_archiver's
+-- last_archived_time and last_failed_time).  The view is made again;
+-- whoever could read it still can.
+-- ------------------------------------------------------------------
+SELECT pg_catalog.set_config('ticket_ext_upgrade.status_readers',
+           coalesce((SELECT string_agg(a.grantee::text, ',')
+                       FROM pg_catalog.pg_class c, pg_catalog.aclexplode(c.relacl) a
+                      WHERE c.oid = 'ticket_ext.stream_status'::pg_catalog.regclass
+                        AND a.privilege_type = 'SELECT' AND a.grantee <> c.relowner), ''),
+           true);
+DROP VIEW ticket_ext.stream_status;
+DROP FUNCTION ticket_ext.stream_status();
+CREATE FUNCTION ticket_ext.stream_status(
+    OUT sink text, OUT state text, OUT acked_lsn pg_lsn, OUT events_sent bigint,
+    OUT retries bigint, OUT throttles bigint, OUT last_error text,
+    OUT last_error_at timestamptz, OUT slot_confirmed_lsn pg_lsn,
+    OUT lag_bytes bigint, OUT lag_seconds float8, OUT queued integer,
+    OUT worker_pid integer, OUT delay_p50_ms float8, OUT delay_p99_ms float8,
+    OUT requests bigint, OUT last_ok_at timestamptz)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'ticket_stream_status'
+LANGUAGE C VOLATILE PARALLEL SAFE;
+CREATE VIEW ticket_ext.stream_status AS SELECT * FROM ticket_ext.stream_status();
+COMMENT ON VIEW ticket_ext.stream_status IS
+    'The event streaming worker: one row per sink (state, progress, errors, lag); last_error is past when last_ok_at is later.';
+REVOKE ALL ON FUNCTION ticket_ext.stream_status() FROM PUBLIC;
+REVOKE ALL ON ticket_ext.stream_status FROM PUBLIC;
+DO $$
+DECLARE
+    r oid;
+BEGIN
+    FOR r IN SELECT unnest(string_to_array(current_setting('ticket_ext_upgrade.status_readers'), ','))::oid LOOP
+        IF r = 0 THEN
+            GRANT SELECT ON ticket_ext.stream_status TO PUBLIC;
+        ELSE
+            EXECUTE format('GRANT SELECT ON ticket_ext.stream_status TO %s', r::regrole);
+            EXECUTE format('GRANT EXECUTE ON FUNCTION ticket_ext.stream_status() TO %s', r::regrole);
+        END IF;
+    END LOOP;
+END
+$$;

@@ -399,6 +399,8 @@ check_holder(FunctionCallInfo fcinfo, int64 hold_id, const char *action)
 				 errmsg("holder must not be NULL"),
 				 errhint("Call ticket_%s(hold_id) to %s without checking the holder.",
 						 action, action)));
+	/* a hold this very statement reserved (ticket_confirm(ticket_reserve(...))) */
+	CommandCounterIncrement();
 	state = hold_state(hold_id, &held_by);
 	if (state == HOLD_MISSING)
 		error_hold_state(hold_id, action, state);

@@ -51,6 +51,7 @@ typedef struct SinkStatus
 	uint64		throttles;
 	char		last_error[512];
 	TimestampTz last_error_at;
+	TimestampTz last_ok_at;		/* the sink's last acknowledgement */
 	TimestampTz oldest_unacked_commit;	/* 0 when nothing is pending */
 	uint64		delay_hist[DELAY_BUCKETS];	/* commit -> ack delays */
 } SinkStatus;
@@ -417,6 +418,7 @@ sink_status_note_acked(int sink, int n, XLogRecPtr lsn, const uint64 *delay_hist
 	st->requests++;
 	st->acked_lsn = lsn;
 	st->state = SINK_STATE_OK;
+	st->last_ok_at = GetCurrentTimestamp();
 	for (i = 0; i < DELAY_BUCKETS; i++)
 		st->delay_hist[i] += delay_hist[i];
 	SpinLockRelease(&stream_shared->mutex);
@@ -526,8 +528,8 @@ ticket_stream_status(PG_FUNCTION_ARGS)
 		SinkStatus *s = &copy.sinks[i];
 		StreamSlotInfo slot;
 		XLogRecPtr	slot_lsn;
-		Datum		values[16];
-		bool		nulls[16] = {0};
+		Datum		values[17];
+		bool		nulls[17] = {0};
 
 		slot_lsn = s->slot[0] != '\0' && stream_slot_read(s->slot, &slot)
 			? slot.confirmed_flush : InvalidXLogRecPtr;
@@ -556,13 +558,16 @@ ticket_stream_status(PG_FUNCTION_ARGS)
 		values[13] = Float8GetDatum(delay_percentile(s->delay_hist, 0.50));
 		values[14] = Float8GetDatum(delay_percentile(s->delay_hist, 0.99));
 		values[15] = Int64GetDatum((int64) s->requests);
+		/* 1.1: last_ok_at (a database still at 1.0 declares 16 columns) */
+		values[16] = TimestampTzGetDatum(s->last_ok_at);
+		nulls[16] = s->last_ok_at == 0;
 		if (!ticket_database_served())
 		{
 			/* the sinks' figures are another database's */
 			values[1] = CStringGetTextDatum("not served");
 			values[6] = CStringGetTextDatum(not_served_text());
 			nulls[6] = false;
-			nulls[7] = true;
+			nulls[7] = nulls[16] = true;
 		}
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}

@@ -73,6 +73,30 @@ ok($up eq $fresh, '1.0 + ALTER EXTENSION UPDATE has exactly the objects of a fre
 	diag(`diff $dir/updated.sql $dir/fresh.sql`);
 };
 
+# roles granted under 1.0 keep their rights through the update, and get
+# 1.1's new app functions (ticket_status, the holder-checking forms) and
+# the remade stream_status view
+$node->safe_psql('postgres', 'CREATE DATABASE granted');
+$node->safe_psql('granted', q{
+	CREATE EXTENSION ticket_ext VERSION '1.0';
+	CREATE ROLE old_app LOGIN; CREATE ROLE old_admin LOGIN;
+	SELECT ticket_ext.grant_app('old_app');
+	SELECT ticket_ext.grant_admin('old_admin');
+	SELECT ticket_ext.create_item(1, 10);
+	ALTER EXTENSION ticket_ext UPDATE;
+});
+is($node->safe_psql('granted', q{SET ROLE old_app;
+	SELECT status FROM ticket_status(ticket_reserve(1, 1, 'a'));}), 'held',
+	'an app role of 1.0 can use ticket_status after the update');
+is($node->safe_psql('granted', q{SET ROLE old_app;
+	SELECT ticket_confirm(ticket_reserve(1, 1, 'b'), 'b');}), 't',
+	'... and confirm with the holder check');
+is($node->safe_psql('granted', q{SET ROLE old_admin;
+	SELECT count(*) >= 0 FROM ticket_ext.stream_status WHERE last_ok_at IS NULL OR last_ok_at IS NOT NULL;}), 't',
+	'an admin role of 1.0 still reads stream_status, which has last_ok_at');
+is(sqlstate_of($node, q{SET ROLE old_app; SELECT * FROM ticket_ext.stream_status}, 'granted'), '42501',
+	'... and an app role still does not');
+
 # and behaves like one: 1.1's grant_app refuses a caller without GRANT OPTION
 $node->safe_psql('postgres', q{
 	CREATE ROLE admin1 LOGIN; CREATE ROLE app1 LOGIN;

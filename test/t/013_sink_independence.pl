@@ -2,9 +2,10 @@
 # own replication slot.
 #  - Kinesis black-holed (an endpoint that accepts TCP and never answers),
 #    throttled and failing part of its calls (the fault proxy), or slow
-#    (300 ms per call): Redis's commit-to-XADD p99 stays under 50 ms
-#    (black-holed) or under one Kinesis call (throttled, slow), and every
-#    sale reaches Redis; with Kinesis black-holed only Kinesis's
+#    (300 ms per call): Redis's commit-to-XADD p50 stays under 10 ms (a
+#    Redis waiting on Kinesis would have a Kinesis call or backoff in most
+#    delays) and its p99 under a second (a Kinesis timeout is 5 s), and
+#    every sale reaches Redis; with Kinesis black-holed only Kinesis's
 #    slot holds WAL back;
 #  - Redis accepting connections but refusing writes (OOM): Kinesis keeps
 #    flowing; Redis is never "reattached" on a mere connect: it retries
@@ -56,7 +57,7 @@ check_stream($node, $redis, 'ticket_ext:events', 'Kinesis black-holed');
 my ($p50, $p99, $sent) = split /\|/, $node->safe_psql('postgres',
 	"SELECT delay_p50_ms, delay_p99_ms, events_sent FROM ticket_ext.stream_status WHERE sink = 'redis'");
 ok($sent > 2000, "Redis got the load's events ($sent)");
-ok($p99 <= 50, "Redis commit-to-XADD p99 ${p99} ms (p50 ${p50} ms) while Kinesis is black-holed");
+ok($p50 <= 10 && $p99 <= 1000, "Redis commit-to-XADD p50 ${p50} ms, p99 ${p99} ms while Kinesis is black-holed");
 my ($rlag, $klag) = split /\|/, $node->safe_psql('postgres', q{
 	SELECT max(lag_bytes) FILTER (WHERE sink = 'redis'), max(lag_bytes) FILTER (WHERE sink = 'kinesis')
 	  FROM ticket_ext.stream_status});
@@ -78,11 +79,11 @@ for my $case ([ 'throttled and partly failing', $kin->proxy_endpoint ], [ 'slow 
 	($p50, $p99, $sent) = split /\|/, $node->safe_psql('postgres',
 		"SELECT delay_p50_ms, delay_p99_ms, events_sent FROM ticket_ext.stream_status WHERE sink = 'redis'");
 	ok($sent > 2000, "Kinesis $label: Redis got the load's events ($sent)");
-	# waiting on Kinesis would put a whole call (300 ms) or a backoff (up to
-	# 500 ms) into Redis's delay; p99 at most 200 ms (the histogram's bucket
-	# below 300) leaves room for this shared 2-core machine's CPU noise
-	# (150 ms seen once in CI), p50 shows the usual case
-	ok($p99 <= 200 && $p50 <= 10, "Kinesis $label: Redis commit-to-XADD p99 ${p99} ms, p50 ${p50} ms (no Kinesis call in it)");
+	# a Redis that waited on Kinesis would have a call (300 ms) or a backoff
+	# (up to 500 ms) in most of its delays: p50 tells; p99 only catches a
+	# stall as long as a Kinesis timeout (this shared machine alone puts up
+	# to 300 ms into a p99 now and then, with or without Kinesis)
+	ok($p50 <= 10 && $p99 <= 1000, "Kinesis $label: Redis commit-to-XADD p50 ${p50} ms, p99 ${p99} ms (no Kinesis call in it)");
 	my ($kthrottles, $kretries) = split /\|/, $node->safe_psql('postgres',
 		"SELECT throttles, retries FROM ticket_ext.stream_status WHERE sink = 'kinesis'");
 	ok($kthrottles > 0, "Kinesis $label: it was throttled ($kthrottles times)") if $label =~ /throttled/;
@@ -121,6 +122,9 @@ my $warns = () = $later =~ /redis sink failing/g;
 ok($warns <= 1, "one WARNING for the failing sink, not one per retry ($warns)");
 $redis->command('CONFIG', 'SET', 'maxmemory', '0');
 check_stream($node, $redis, 'ticket_ext:events', 'Redis writable again');
+is($node->safe_psql('postgres', q{SELECT state = 'ok' AND last_ok_at > last_error_at AND last_error ~ 'OOM'
+	FROM ticket_ext.stream_status WHERE sink = 'redis'}), 't',
+	'recovered: last_error stays for the record, and last_ok_at after it says it is past');
 
 $node->stop;
 $redis->stop;
