@@ -5,33 +5,7 @@
 
 -- grant_app/grant_admin refuse (42501) a caller who cannot grant what they
 -- hand out, instead of warning "no privileges were granted" and returning
--- as if they had.
-CREATE OR REPLACE FUNCTION ticket_ext.grant_app(role regrole)
-RETURNS void
-LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
-AS $$
-BEGIN
-    IF NOT (has_schema_privilege('ticket_ext', 'USAGE WITH GRANT OPTION')
-            AND has_function_privilege('@extschema@.ticket_reserve(bigint, integer, text, interval, text)',
-                                       'EXECUTE WITH GRANT OPTION')
-            AND has_function_privilege('@extschema@.ticket_confirm(bigint)', 'EXECUTE WITH GRANT OPTION')
-            AND has_function_privilege('@extschema@.ticket_release(bigint)', 'EXECUTE WITH GRANT OPTION')
-            AND has_function_privilege('@extschema@.ticket_available(bigint)', 'EXECUTE WITH GRANT OPTION')
-            AND has_table_privilege('ticket_ext.availability', 'SELECT WITH GRANT OPTION')) THEN
-        RAISE EXCEPTION 'permission denied to grant the ticket_ext app privileges to %', role
-            USING ERRCODE = '42501',
-                  HINT = 'Run it as a superuser or the extension''s owner.';
-    END IF;
-    EXECUTE format('GRANT USAGE ON SCHEMA ticket_ext TO %s', role);
-    EXECUTE format('GRANT EXECUTE ON FUNCTION '
-        '@extschema@.ticket_reserve(bigint, integer, text, interval, text), '
-        '@extschema@.ticket_confirm(bigint), @extschema@.ticket_release(bigint), '
-        '@extschema@.ticket_available(bigint) TO %s', role);
-    EXECUTE format('GRANT SELECT ON ticket_ext.availability TO %s', role);
-END
-$$;
-
+-- as if they had (grant_app is below, with 1.1's app functions).
 CREATE OR REPLACE FUNCTION ticket_ext.grant_admin(role regrole)
 RETURNS void
 LANGUAGE plpgsql
