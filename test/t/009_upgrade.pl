@@ -22,6 +22,10 @@ $node->safe_psql('postgres', q{
 	SELECT ticket_reserve(1, 2, 'held', idempotency_key => 'k1');
 });
 is($node->safe_psql('postgres', 'SELECT ticket_available(1)'), '5', 'sales work at 1.0');
+is($node->safe_psql('postgres', 'SELECT count(*) FROM ticket_ext.stream_status WHERE events_sent >= 0'), '2',
+	'1.0\'s stream_status (16 columns) works with the new library');
+is(sqlstate_of($node, 'SELECT ticket_reserve(1, 1, idempotency_key => \'k1\')'), 'TK006',
+	'... which answers with 1.1\'s SQLSTATEs (docs/errors.md)');
 check_invariants($node, 1, 'at 1.0');
 
 $node->safe_psql('postgres', 'ALTER EXTENSION ticket_ext UPDATE');
