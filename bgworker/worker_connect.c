@@ -10,22 +10,28 @@
  * it is connecting, and clears the note once connected.  A worker that
  * finds its note still set (its previous start died connecting) connects
  * to no database instead (shared catalogs only, as PostgreSQL's logical
- * replication launcher does), says once that the database is missing, and
- * looks it up in pg_database at growing intervals (up to 10 s).  Once
- * it exists the worker exits, to be started again and connect.
+ * replication launcher does), says once that the database is missing (or
+ * refuses connections), and looks it up in pg_database at growing
+ * intervals (up to 10 s).  Once it can be connected to, the worker exits,
+ * to be started again and connect.
  *
  *-------------------------------------------------------------------------
  */
 #include "ticket_ext.h"
 
+#include "access/heapam.h"
+#include "access/htup_details.h"
+#include "access/table.h"
+#include "access/tableam.h"
 #include "access/xact.h"
-#include "commands/dbcommands.h"
+#include "catalog/pg_database.h"
 #include "miscadmin.h"
 #include "postmaster/bgworker.h"
 #include "postmaster/interrupt.h"
 #include "storage/ipc.h"
 #include "storage/latch.h"
 #include "storage/shmem.h"
+#include "utils/snapmgr.h"
 #include "utils/wait_event.h"
 
 #define MAX_TICKET_WORKERS		8
@@ -63,16 +69,44 @@ worker_connect_shmem_startup(void)
 	}
 }
 
-/* Does ticket_ext.database exist?  (in a transaction of its own) */
-static bool
-database_exists(void)
+typedef enum DatabaseAvailability
 {
-	bool		exists;
+	DB_MISSING,
+	DB_NO_CONNECTIONS,			/* datallowconn = false */
+	DB_AVAILABLE
+} DatabaseAvailability;
+
+/*
+ * Can ticket_ext.database be connected to?  A heap scan of pg_database,
+ * as autovacuum's get_database_list does: connected to no database, an
+ * index scan would need a relcache this process does not have.
+ */
+static DatabaseAvailability
+database_availability(void)
+{
+	DatabaseAvailability result = DB_MISSING;
+	Relation	rel;
+	TableScanDesc scan;
+	HeapTuple	tup;
 
 	StartTransactionCommand();
-	exists = OidIsValid(get_database_oid(ticket_database, true));
+	(void) GetTransactionSnapshot();
+	rel = table_open(DatabaseRelationId, AccessShareLock);
+	scan = table_beginscan_catalog(rel, 0, NULL);
+	while (HeapTupleIsValid(tup = heap_getnext(scan, ForwardScanDirection)))
+	{
+		Form_pg_database db = (Form_pg_database) GETSTRUCT(tup);
+
+		if (strcmp(NameStr(db->datname), ticket_database) == 0)
+		{
+			result = db->datallowconn ? DB_AVAILABLE : DB_NO_CONNECTIONS;
+			break;
+		}
+	}
+	table_endscan(scan);
+	table_close(rel, AccessShareLock);
 	CommitTransactionCommand();
-	return exists;
+	return result;
 }
 
 static void pg_attribute_noreturn()
@@ -83,19 +117,23 @@ wait_for_database(void)
 	BackgroundWorkerInitializeConnection(NULL, NULL, 0);
 	for (;;)
 	{
-		if (database_exists())
+		DatabaseAvailability db = database_availability();
+
+		if (db == DB_AVAILABLE)
 		{
 			if (pg_atomic_exchange_u32(&connect_shared->said_missing, 0) == 1)
 				ereport(LOG,
-						(errmsg("ticket_ext: database \"%s\" exists now; the workers connect to it",
+						(errmsg("ticket_ext: database \"%s\" accepts connections now; the workers connect to it",
 								ticket_database)));
 			proc_exit(1);		/* 1: started again, and connects */
 		}
 		if (pg_atomic_exchange_u32(&connect_shared->said_missing, 1) == 0)
 			ereport(LOG,
-					(errmsg("ticket_ext: database \"%s\" (ticket_ext.database) does not exist; "
-							"the workers wait for it", ticket_database),
-					 errhint("Create the database, or set ticket_ext.database and restart the server.")));
+					(errmsg(db == DB_MISSING
+							? "ticket_ext: database \"%s\" (ticket_ext.database) does not exist; the workers wait for it"
+							: "ticket_ext: database \"%s\" (ticket_ext.database) does not accept connections; the workers wait for it",
+							ticket_database),
+					 errhint("Create the database (or allow connections to it), or set ticket_ext.database and restart the server.")));
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 						 interval, PG_WAIT_EXTENSION);
 		ResetLatch(MyLatch);

@@ -2,10 +2,9 @@
 # own replication slot.
 #  - Kinesis black-holed (an endpoint that accepts TCP and never answers),
 #    throttled and failing part of its calls (the fault proxy), or slow
-#    (300 ms per call): Redis's commit-to-XADD p50 stays under 10 ms (a
-#    Redis waiting on Kinesis would have a Kinesis call or backoff in most
-#    delays) and its p99 under a second (a Kinesis timeout is 5 s), and
-#    every sale reaches Redis; with Kinesis black-holed only Kinesis's
+#    (300 ms per call): Redis's commit-to-XADD p50 stays under 10 ms and
+#    its p99 under 100 ms (a Redis waiting on Kinesis would have a 300 ms
+#    call or a backoff in most delays), and every sale reaches Redis; with Kinesis black-holed only Kinesis's
 #    slot holds WAL back;
 #  - Redis accepting connections but refusing writes (OOM): Kinesis keeps
 #    flowing; Redis is never "reattached" on a mere connect: it retries
@@ -23,7 +22,11 @@ use KinesisTest;
 # --- Kinesis black-holed ------------------------------------------------------
 my $hole = IO::Socket::INET->new(Listen => 128, LocalAddr => '127.0.0.1', LocalPort => 0)
   or die "listen: $!";    # never accepted, never answered
-my $redis = RedisTest->new;
+# no append-only file: with appendfsync always, a write on this VM's disk
+# now and then stalls redis-server for up to 0.6 s (measured: the device
+# had the request in flight, with or without Kinesis), which is Redis's
+# durability, not the sinks' independence this test is about
+my $redis = RedisTest->new(aof => 0);
 my $node = new_ticket_node('independence', conf => "ticket_ext.redis_url = '" . $redis->url . "'\n"
 	  . "ticket_ext.kinesis_stream = 'tickets'\n"
 	  . "ticket_ext.kinesis_endpoint = 'http://127.0.0.1:" . $hole->sockport . "/'\n"
@@ -57,7 +60,7 @@ check_stream($node, $redis, 'ticket_ext:events', 'Kinesis black-holed');
 my ($p50, $p99, $sent) = split /\|/, $node->safe_psql('postgres',
 	"SELECT delay_p50_ms, delay_p99_ms, events_sent FROM ticket_ext.stream_status WHERE sink = 'redis'");
 ok($sent > 2000, "Redis got the load's events ($sent)");
-ok($p50 <= 10 && $p99 <= 1000, "Redis commit-to-XADD p50 ${p50} ms, p99 ${p99} ms while Kinesis is black-holed");
+ok($p50 <= 10 && $p99 <= 100, "Redis commit-to-XADD p50 ${p50} ms, p99 ${p99} ms while Kinesis is black-holed");
 my ($rlag, $klag) = split /\|/, $node->safe_psql('postgres', q{
 	SELECT max(lag_bytes) FILTER (WHERE sink = 'redis'), max(lag_bytes) FILTER (WHERE sink = 'kinesis')
 	  FROM ticket_ext.stream_status});
@@ -80,10 +83,8 @@ for my $case ([ 'throttled and partly failing', $kin->proxy_endpoint ], [ 'slow 
 		"SELECT delay_p50_ms, delay_p99_ms, events_sent FROM ticket_ext.stream_status WHERE sink = 'redis'");
 	ok($sent > 2000, "Kinesis $label: Redis got the load's events ($sent)");
 	# a Redis that waited on Kinesis would have a call (300 ms) or a backoff
-	# (up to 500 ms) in most of its delays: p50 tells; p99 only catches a
-	# stall as long as a Kinesis timeout (this shared machine alone puts up
-	# to 300 ms into a p99 now and then, with or without Kinesis)
-	ok($p50 <= 10 && $p99 <= 1000, "Kinesis $label: Redis commit-to-XADD p50 ${p50} ms, p99 ${p99} ms (no Kinesis call in it)");
+	# (up to 500 ms) in most of its delays (p50), and in its p99 at least
+	ok($p50 <= 10 && $p99 <= 100, "Kinesis $label: Redis commit-to-XADD p50 ${p50} ms, p99 ${p99} ms (no Kinesis call in it)");
 	my ($kthrottles, $kretries) = split /\|/, $node->safe_psql('postgres',
 		"SELECT throttles, retries FROM ticket_ext.stream_status WHERE sink = 'kinesis'");
 	ok($kthrottles > 0, "Kinesis $label: it was throttled ($kthrottles times)") if $label =~ /throttled/;

@@ -11,8 +11,10 @@ use PostgreSQL::Test::Utils;
 use Test::More;
 use TicketTest;
 
+# (autovacuum off: a worker connected to no database must not depend on a
+# relcache file some other process wrote)
 my $node = new_ticket_node('unserved', conf => "ticket_ext.database = 'shop'\n"
-	  . "ticket_ext.redis_url = 'redis://127.0.0.1:1'\n");
+	  . "ticket_ext.redis_url = 'redis://127.0.0.1:1'\nautovacuum = off\n");
 sleep 8;
 my $log = slurp_file($node->logfile);
 my $fatals = () = $log =~ /FATAL:  database "shop" does not exist/g;
@@ -29,7 +31,7 @@ $node->safe_psql('postgres', 'CREATE DATABASE shop');
 ok($node->poll_query_until('postgres', q{SELECT count(*) > 0 FROM pg_stat_activity
 	WHERE backend_type = 'ticket_ext expiry' AND datname = 'shop'}),
 	'once the database exists, the expiry worker connects to it');
-like(slurp_file($node->logfile), qr/database "shop" exists now; the workers connect to it/, '... and says so');
+like(slurp_file($node->logfile), qr/database "shop" accepts connections now; the workers connect to it/, '... and says so');
 $node->safe_psql('shop', q{CREATE EXTENSION ticket_ext; SELECT ticket_ext.create_item(1, 10)});
 my ($out, $err) = ('', '');
 $node->psql('shop', "SELECT ticket_reserve(1, 1, 'short', hold_for => '100 ms')", stdout => \$out, stderr => \$err);
@@ -38,6 +40,20 @@ ok($node->poll_query_until('shop', q{SELECT status = 'expired' FROM ticket_ext.h
 	'holds expire there by themselves');
 isnt($node->safe_psql('shop', q{SELECT state FROM ticket_ext.stream_status WHERE sink = 'redis'}), 'not served',
 	'its stream_status is its own');
+
+# a served database that refuses connections: the same quiet wait
+$node->safe_psql('postgres', 'ALTER DATABASE shop ALLOW_CONNECTIONS false');
+$at = length slurp_file($node->logfile);
+$node->safe_psql('postgres', q{SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE backend_type = 'ticket_ext expiry'});
+sleep 12;
+$later = substr(slurp_file($node->logfile), $at);
+my $refused = () = $later =~ /FATAL:  database "shop" is not currently accepting connections/g;
+ok($refused == 1, "a database that refuses connections: one FATAL ($refused), not one every few seconds");
+like($later, qr/database "shop" \(ticket_ext.database\) does not accept connections; the workers wait for it/, '... and one LOG');
+$node->safe_psql('postgres', 'ALTER DATABASE shop ALLOW_CONNECTIONS true');
+ok($node->poll_query_until('postgres', q{SELECT count(*) > 0 FROM pg_stat_activity
+	WHERE backend_type = 'ticket_ext expiry' AND datname = 'shop'}),
+	'connections allowed again: the expiry worker is back');
 
 # the unserved database "postgres" (the extension is installed there),
 # while the workers serve "shop"
