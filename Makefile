@@ -4,7 +4,7 @@
 EXTENSION   = ticket_ext
 MODULE_big  = ticket_ext
 OBJS        = $(patsubst %.c,%.o,$(sort $(wildcard src/*.c bgworker/*.c bgworker/stream/*.c)))
-DATA        = sql/ticket_ext--1.0.sql sql/ticket_ext--1.0--1.1.sql
+DATA        = sql/ticket_ext--1.0.sql sql/ticket_ext--1.0--1.1.sql sql/ticket_ext--1.1.sql
 PGFILEDESC  = "ticket_ext - high-frequency ticket selling"
 
 # PostgreSQL 15's own pg_config when present (Debian's /usr/bin/pg_config

@@ -95,8 +95,22 @@ $$;
 COMMENT ON FUNCTION ticket_status(bigint) IS
     'A hold''s status (held, sold, released, expired), item, qty, holder and times.';
 
+-- The same for a hold that must be holder's: no row when it is not (or
+-- does not exist), so a guessed id tells nothing.
+CREATE FUNCTION ticket_status(hold_id bigint, holder text)
+RETURNS TABLE (status text, item_id bigint, qty integer, holder text,
+               created_at timestamptz, expires_at timestamptz,
+               confirmed_at timestamptz, ended_at timestamptz)
+LANGUAGE sql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    SELECT s.* FROM @extschema@.ticket_status($1) s WHERE s.holder = $2
+$$;
+COMMENT ON FUNCTION ticket_status(bigint, text) IS
+    'ticket_status(hold_id) for a hold that must be holder''s: no row otherwise.';
+
 REVOKE ALL ON FUNCTION ticket_confirm(bigint, text), ticket_release(bigint, text),
-                       ticket_status(bigint) FROM PUBLIC;
+                       ticket_status(bigint), ticket_status(bigint, text) FROM PUBLIC;
 
 CREATE OR REPLACE FUNCTION ticket_ext.grant_app(role regrole)
 RETURNS void
@@ -113,6 +127,7 @@ BEGIN
             AND has_function_privilege('@extschema@.ticket_release(bigint, text)', 'EXECUTE WITH GRANT OPTION')
             AND has_function_privilege('@extschema@.ticket_available(bigint)', 'EXECUTE WITH GRANT OPTION')
             AND has_function_privilege('@extschema@.ticket_status(bigint)', 'EXECUTE WITH GRANT OPTION')
+            AND has_function_privilege('@extschema@.ticket_status(bigint, text)', 'EXECUTE WITH GRANT OPTION')
             AND has_table_privilege('ticket_ext.availability', 'SELECT WITH GRANT OPTION')) THEN
         RAISE EXCEPTION 'permission denied to grant the ticket_ext app privileges to %', role
             USING ERRCODE = '42501',
@@ -123,48 +138,25 @@ BEGIN
         '@extschema@.ticket_reserve(bigint, integer, text, interval, text), '
         '@extschema@.ticket_confirm(bigint), @extschema@.ticket_confirm(bigint, text), '
         '@extschema@.ticket_release(bigint), @extschema@.ticket_release(bigint, text), '
-        '@extschema@.ticket_available(bigint), @extschema@.ticket_status(bigint) TO %s', role);
+        '@extschema@.ticket_available(bigint), @extschema@.ticket_status(bigint), '
+        '@extschema@.ticket_status(bigint, text) TO %s', role);
     EXECUTE format('GRANT SELECT ON ticket_ext.availability TO %s', role);
 END
 $$;
 
--- Roles that were app roles before the update get the new app functions.
-DO $$
-DECLARE
-    r regrole;
-BEGIN
-    FOR r IN SELECT a.grantee::regrole
-               FROM pg_proc p, aclexplode(p.proacl) a
-              WHERE p.oid = '@extschema@.ticket_reserve(bigint, integer, text, interval, text)'::regprocedure
-                AND a.privilege_type = 'EXECUTE' AND a.grantee <> 0
-                AND a.grantee <> p.proowner
-    LOOP
-        EXECUTE format('GRANT EXECUTE ON FUNCTION @extschema@.ticket_confirm(bigint, text), '
-                       '@extschema@.ticket_release(bigint, text), @extschema@.ticket_status(bigint) TO %s', r);
-    END LOOP;
-END
-$$;
+-- Roles that were app roles before the update (every privilege 1.0's
+-- grant_app gave, not just one of them) get 1.1's new app functions;
+-- admin roles (1.0's grant_admin) get the new admin functions and views.
+-- (Both further down, once those exist.)
 
 -- ------------------------------------------------------------------
 -- The publication for standard logical replication consumers is made on
--- request (ticket_ext.publish()), no longer by CREATE EXTENSION: pg_dump
--- writes a publication out as an object of its own, so a dump restored
--- into a database where CREATE EXTENSION had made it again failed
--- ("publication ticket_ext_events already exists").  A fresh 1.1 install
--- runs the 1.0 script first: drop the publication it made in this very
--- transaction.  An updated 1.0 installation keeps its own, which
--- subscribers may use.
+-- request since 1.1 (a fresh 1.1 install, ticket_ext--1.1.sql, makes
+-- none: pg_dump writes a publication out as an object of its own, and a
+-- dump restored where CREATE EXTENSION had made it again failed with
+-- "already exists").  An installation updated from 1.0 keeps its own,
+-- which subscribers may use.
 -- ------------------------------------------------------------------
-DO $$
-BEGIN
-    IF EXISTS (SELECT 1 FROM pg_catalog.pg_publication
-                WHERE pubname = 'ticket_ext_events'
-                  AND xmin = pg_catalog.xid(pg_catalog.pg_current_xact_id())) THEN
-        DROP PUBLICATION ticket_ext_events;
-    END IF;
-END
-$$;
-
 CREATE FUNCTION ticket_ext.publish()
 RETURNS boolean
 LANGUAGE plpgsql
@@ -188,11 +180,15 @@ REVOKE ALL ON FUNCTION ticket_ext.publish() FROM PUBLIC;
 -- last_archived_time and last_failed_time).  The view is made again;
 -- whoever could read it still can.
 -- ------------------------------------------------------------------
-SELECT pg_catalog.set_config('ticket_ext_upgrade.status_readers',
-           coalesce((SELECT string_agg(a.grantee::text, ',')
-                       FROM pg_catalog.pg_class c, pg_catalog.aclexplode(c.relacl) a
-                      WHERE c.oid = 'ticket_ext.stream_status'::pg_catalog.regclass
-                        AND a.privilege_type = 'SELECT' AND a.grantee <> c.relowner), ''),
+SELECT pg_catalog.set_config('ticket_ext_upgrade.status_acl',
+           coalesce((SELECT string_agg(concat_ws(' ', kind, a.grantee, a.privilege_type, a.is_grantable), ',')
+                       FROM (SELECT 'TABLE' AS kind, relacl AS acl, relowner AS owner FROM pg_catalog.pg_class
+                              WHERE oid = 'ticket_ext.stream_status'::pg_catalog.regclass
+                             UNION ALL
+                             SELECT 'FUNCTION', proacl, proowner FROM pg_catalog.pg_proc
+                              WHERE oid = 'ticket_ext.stream_status()'::pg_catalog.regprocedure) o,
+                            pg_catalog.aclexplode(o.acl) a
+                      WHERE a.grantee <> o.owner), ''),
            true);
 DROP VIEW ticket_ext.stream_status;
 DROP FUNCTION ticket_ext.stream_status();
@@ -213,15 +209,49 @@ REVOKE ALL ON FUNCTION ticket_ext.stream_status() FROM PUBLIC;
 REVOKE ALL ON ticket_ext.stream_status FROM PUBLIC;
 DO $$
 DECLARE
-    r oid;
+    g text[];
 BEGIN
-    FOR r IN SELECT unnest(string_to_array(current_setting('ticket_ext_upgrade.status_readers'), ','))::oid LOOP
-        IF r = 0 THEN
-            GRANT SELECT ON ticket_ext.stream_status TO PUBLIC;
-        ELSE
-            EXECUTE format('GRANT SELECT ON ticket_ext.stream_status TO %s', r::regrole);
-            EXECUTE format('GRANT EXECUTE ON FUNCTION ticket_ext.stream_status() TO %s', r::regrole);
-        END IF;
+    FOR g IN SELECT string_to_array(x, ' ')
+               FROM unnest(string_to_array(current_setting('ticket_ext_upgrade.status_acl'), ',')) x
+    LOOP
+        EXECUTE format('GRANT %s ON %s %s TO %s%s', g[3], g[1],
+                       CASE g[1] WHEN 'TABLE' THEN 'ticket_ext.stream_status'
+                                 ELSE 'ticket_ext.stream_status()' END,
+                       CASE g[2] WHEN '0' THEN 'PUBLIC' ELSE g[2]::oid::regrole::text END,
+                       CASE g[4] WHEN 't' THEN ' WITH GRANT OPTION' ELSE '' END);
+    END LOOP;
+END
+$$;
+
+-- Roles of 1.0: app roles (all of 1.0's grant_app privileges) get the new
+-- app functions; admin roles (1.0's grant_admin) the new admin objects.
+DO $$
+DECLARE
+    r regrole;
+BEGIN
+    FOR r IN SELECT DISTINCT a.grantee::regrole
+               FROM pg_proc p, aclexplode(p.proacl) a
+              WHERE p.oid = '@extschema@.ticket_reserve(bigint, integer, text, interval, text)'::regprocedure
+                AND a.privilege_type = 'EXECUTE' AND a.grantee <> 0 AND a.grantee <> p.proowner
+                AND has_schema_privilege(a.grantee, 'ticket_ext', 'USAGE')
+                AND has_function_privilege(a.grantee, '@extschema@.ticket_confirm(bigint)', 'EXECUTE')
+                AND has_function_privilege(a.grantee, '@extschema@.ticket_release(bigint)', 'EXECUTE')
+                AND has_function_privilege(a.grantee, '@extschema@.ticket_available(bigint)', 'EXECUTE')
+                AND has_table_privilege(a.grantee, 'ticket_ext.availability', 'SELECT')
+    LOOP
+        EXECUTE format('GRANT EXECUTE ON FUNCTION @extschema@.ticket_confirm(bigint, text), '
+                       '@extschema@.ticket_release(bigint, text), @extschema@.ticket_status(bigint), '
+                       '@extschema@.ticket_status(bigint, text) TO %s', r);
+    END LOOP;
+    FOR r IN SELECT DISTINCT a.grantee::regrole
+               FROM pg_proc p, aclexplode(p.proacl) a
+              WHERE p.oid = 'ticket_ext.set_capacity(bigint, bigint)'::regprocedure
+                AND a.privilege_type = 'EXECUTE' AND a.grantee <> 0 AND a.grantee <> p.proowner
+                AND has_table_privilege(a.grantee, 'ticket_ext.holds', 'SELECT')
+    LOOP
+        EXECUTE format('GRANT EXECUTE ON FUNCTION ticket_ext.stream_state(), '
+                       'ticket_ext.stream_resnapshot(text), ticket_ext.publish() TO %s', r);
+        EXECUTE format('GRANT SELECT ON ticket_ext.stream_state TO %s', r);
     END LOOP;
 END
 $$;

@@ -140,17 +140,17 @@ find_idempotent_hold(int64 item_id, text *key, int32 qty, text *holder,
 		held_qty = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0],
 											   SPI_tuptable->tupdesc, 2, &isnull));
 		held_by = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 3);
+		/* another holder's order: say nothing about it */
+		if (!holder_matches(held_by, holder))
+			ereport(ERROR,
+					(errcode(ERRCODE_TICKET_IDEMPOTENCY_KEY_REUSED),
+					 errmsg("idempotency key was already used for another order"),
+					 errhint("Use a new idempotency key for a different order.")));
 		if (held_qty != qty)
 			ereport(ERROR,
 					(errcode(ERRCODE_TICKET_IDEMPOTENCY_KEY_REUSED),
 					 errmsg("idempotency key was already used for hold " INT64_FORMAT
 							" with qty %d, not %d", hold_id, held_qty, qty),
-					 errhint("Use a new idempotency key for a different order.")));
-		if (!holder_matches(held_by, holder))
-			ereport(ERROR,
-					(errcode(ERRCODE_TICKET_IDEMPOTENCY_KEY_REUSED),
-					 errmsg("idempotency key was already used for hold " INT64_FORMAT
-							" of another holder", hold_id),
 					 errhint("Use a new idempotency key for a different order.")));
 	}
 	return hold_id;
@@ -238,12 +238,6 @@ ticket_reserve(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
 				 errmsg("qty must not be NULL")));
 	qty = PG_GETARG_INT32(1);
-	if (qty <= 0 || qty > ticket_max_per_order)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("qty must be between 1 and %d, not %d", ticket_max_per_order, qty),
-				 errhint("The upper limit is ticket_ext.max_per_order.")));
-	hold_for = hold_duration(fcinfo, 3);
 	ticket_check_entry();
 	ticket_check_writable("reserve tickets");
 	ticket_warn_if_unserved();
@@ -257,6 +251,13 @@ ticket_reserve(PG_FUNCTION_ARGS)
 
 	if (hold_id == 0)
 	{
+		/* limits apply to new holds: a retry gets its hold even if they changed */
+		if (qty <= 0 || qty > ticket_max_per_order)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("qty must be between 1 and %d, not %d", ticket_max_per_order, qty),
+					 errhint("The upper limit is ticket_ext.max_per_order.")));
+		hold_for = hold_duration(fcinfo, 3);
 		slot = ticket_join(item_id);
 		if (counter_paused(slot))
 			ereport(ERROR,
@@ -402,12 +403,12 @@ check_holder(FunctionCallInfo fcinfo, int64 hold_id, const char *action)
 	/* a hold this very statement reserved (ticket_confirm(ticket_reserve(...))) */
 	CommandCounterIncrement();
 	state = hold_state(hold_id, &held_by);
-	if (state == HOLD_MISSING)
-		error_hold_state(hold_id, action, state);
-	if (!holder_matches(held_by, holder))
+	/* missing or someone else's: one answer, so a guessed id tells nothing */
+	if (state == HOLD_MISSING || !holder_matches(held_by, holder))
 		ereport(ERROR,
 				(errcode(ERRCODE_TICKET_WRONG_HOLDER),
-				 errmsg("cannot %s hold " INT64_FORMAT ": it is not this holder's", action, hold_id)));
+				 errmsg("cannot %s hold " INT64_FORMAT ": it does not exist or is not this holder's",
+						action, hold_id)));
 }
 
 /*

@@ -563,11 +563,14 @@ ticket_stream_status(PG_FUNCTION_ARGS)
 		nulls[16] = s->last_ok_at == 0;
 		if (!ticket_database_served())
 		{
-			/* the sinks' figures are another database's */
+			int			c;
+
+			/* the sinks' figures are another database's: none of them here */
+			for (c = 2; c < lengthof(nulls); c++)
+				nulls[c] = true;
 			values[1] = CStringGetTextDatum("not served");
 			values[6] = CStringGetTextDatum(not_served_text());
 			nulls[6] = false;
-			nulls[7] = nulls[16] = true;
 		}
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
@@ -608,6 +611,7 @@ ticket_stream_state(PG_FUNCTION_ARGS)
 			values[1] = CStringGetTextDatum("not served");
 			values[2] = CStringGetTextDatum(not_served_text());
 			nulls[2] = false;
+			nulls[3] = nulls[4] = nulls[5] = true;
 		}
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}

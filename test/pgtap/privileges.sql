@@ -145,7 +145,8 @@ CREATE ROLE tk_delegate LOGIN;
 GRANT USAGE ON SCHEMA ticket_ext TO tk_delegate WITH GRANT OPTION;
 GRANT EXECUTE ON FUNCTION ticket_reserve(bigint, integer, text, interval, text), ticket_confirm(bigint),
       ticket_confirm(bigint, text), ticket_release(bigint), ticket_release(bigint, text),
-      ticket_available(bigint), ticket_status(bigint), ticket_ext.grant_app(regrole)
+      ticket_available(bigint), ticket_status(bigint), ticket_status(bigint, text),
+      ticket_ext.grant_app(regrole)
    TO tk_delegate WITH GRANT OPTION;
 GRANT SELECT ON ticket_ext.availability TO tk_delegate WITH GRANT OPTION;
 SET ROLE tk_delegate;
@@ -156,7 +157,8 @@ SELECT ok(has_function_privilege('tk_nobody', 'ticket_reserve(bigint, integer, t
 -- (what tk_delegate granted goes with its own grant option)
 REVOKE ALL ON FUNCTION ticket_reserve(bigint, integer, text, interval, text), ticket_confirm(bigint),
       ticket_confirm(bigint, text), ticket_release(bigint), ticket_release(bigint, text),
-      ticket_available(bigint), ticket_status(bigint), ticket_ext.grant_app(regrole)
+      ticket_available(bigint), ticket_status(bigint), ticket_status(bigint, text),
+      ticket_ext.grant_app(regrole)
   FROM tk_delegate CASCADE;
 REVOKE ALL ON ticket_ext.availability FROM tk_delegate CASCADE;
 REVOKE ALL ON SCHEMA ticket_ext FROM tk_delegate CASCADE;

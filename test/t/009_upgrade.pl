@@ -86,9 +86,25 @@ $node->safe_psql('granted', q{
 	CREATE ROLE old_app LOGIN; CREATE ROLE old_admin LOGIN;
 	SELECT ticket_ext.grant_app('old_app');
 	SELECT ticket_ext.grant_admin('old_admin');
+	CREATE ROLE kiosk LOGIN;            -- may reserve, nothing else
+	GRANT USAGE ON SCHEMA ticket_ext TO kiosk;
+	GRANT EXECUTE ON FUNCTION ticket_reserve(bigint, integer, text, interval, text) TO kiosk;
+	CREATE ROLE monitor LOGIN;          -- reads stream_status, may pass that on
+	GRANT USAGE ON SCHEMA ticket_ext TO monitor;
+	GRANT SELECT ON ticket_ext.stream_status TO monitor WITH GRANT OPTION;
+	GRANT EXECUTE ON FUNCTION ticket_ext.stream_status() TO monitor;
 	SELECT ticket_ext.create_item(1, 10);
 	ALTER EXTENSION ticket_ext UPDATE;
 });
+is($node->safe_psql('granted', q{SELECT has_function_privilege('kiosk', 'ticket_status(bigint)', 'EXECUTE'),
+	has_function_privilege('kiosk', 'ticket_release(bigint, text)', 'EXECUTE')}), 'f|f',
+	'a role that could only reserve gets none of the new app functions');
+is($node->safe_psql('granted', q{SELECT has_table_privilege('monitor', 'ticket_ext.stream_status', 'SELECT WITH GRANT OPTION'),
+	has_function_privilege('monitor', 'ticket_ext.stream_status()', 'EXECUTE')}), 't|t',
+	'stream_status, made again, keeps its readers and their grant option');
+is($node->safe_psql('granted', q{SET ROLE old_admin;
+	SELECT count(*) FROM ticket_ext.stream_state WHERE sink IS NOT NULL;}), '2',
+	'an admin role of 1.0 reads 1.1\'s stream_state');
 is($node->safe_psql('granted', q{SET ROLE old_app;
 	SELECT status FROM ticket_status(ticket_reserve(1, 1, 'a'));}), 'held',
 	'an app role of 1.0 can use ticket_status after the update');
