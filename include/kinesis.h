@@ -1,9 +1,12 @@
 /*
  * kinesis.h
- *	  The Kinesis sink's response parser (bgworker/stream/kinesis_response.c).
+ *	  The Kinesis sink's response parser (bgworker/stream/kinesis_response.c),
+ *	  credentials (aws_credentials.c) and KPL aggregation (kpl_aggregate.c).
  */
 #ifndef TICKET_KINESIS_H
 #define TICKET_KINESIS_H
+
+#include "lib/stringinfo.h"
 
 
 typedef struct KinesisResponse
@@ -30,5 +33,17 @@ extern bool aws_credentials_get(AwsCredentials *c, char *err, int errlen);
 extern bool kinesis_parse_response(const char *body, size_t len, KinesisResponse *out,
 								   bool *record_failed, int max_records,
 								   char *err, size_t errlen);
+
+/* kpl_aggregate.c: one KPL aggregated record, built sub-record by sub-record */
+typedef struct KplAggregate
+{
+	StringInfoData pb;			/* the AggregatedRecord message so far */
+	int			count;			/* sub-records in it */
+} KplAggregate;
+
+extern void kpl_begin(KplAggregate *agg, const char *partition_key);
+extern int	kpl_size_with(const KplAggregate *agg, int len);
+extern void kpl_add(KplAggregate *agg, const char *data, int len);
+extern bool kpl_finish(KplAggregate *agg, char **out, int *len, const char **errstr);
 
 #endif

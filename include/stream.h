@@ -160,6 +160,7 @@ extern char *aws_secret_access_key;
 extern char *aws_credentials_file;
 extern int	kinesis_max_record_bytes;
 extern int	kinesis_records_per_item;
+extern bool kinesis_aggregate;
 extern int	kinesis_max_request_bytes;
 
 extern void stream_define_settings(void);

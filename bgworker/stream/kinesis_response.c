@@ -126,7 +126,8 @@ scalar(void *arg, char *token, JsonTokenType type)
 	}
 	else if (st->in_records && st->depth == st->records_depth + 1 && out->nrecords > 0)
 	{
-		if (strcmp(st->field, "ErrorCode") == 0)
+		/* a record fails once, however many ErrorCode keys it repeats */
+		if (strcmp(st->field, "ErrorCode") == 0 && !out->record_failed[out->nrecords - 1])
 		{
 			out->record_failed[out->nrecords - 1] = true;
 			if (out->record_error[0] == '\0')

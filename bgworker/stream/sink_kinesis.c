@@ -289,36 +289,66 @@ with_origin(const StreamEvent *ev, uint64 origin, int *len)
 	return out;
 }
 
+/* The partition key of an event: its item (snapshot ends have none). */
+static void
+partition_key(const StreamEvent *ev, char *key, size_t len)
+{
+	if (ev->no_item)
+		strlcpy(key, "snapshot", len);
+	else
+		snprintf(key, len, INT64_FORMAT, ev->item_id);
+}
+
+/* Append one record (data base64-encoded) to the request body. */
+static void
+append_record(StringInfo body, bool first, const char *data, int datalen, const char *key)
+{
+	int			b64len = pg_b64_enc_len(datalen);
+
+	if (!first)
+		appendStringInfoChar(body, ',');
+	appendStringInfoString(body, "{\"Data\":\"");
+	enlargeStringInfo(body, b64len + 1);
+	body->len += pg_b64_encode(data, datalen, body->data + body->len, b64len);
+	body->data[body->len] = '\0';
+	appendStringInfo(body, "\",\"PartitionKey\":\"%s\"}", key);
+}
+
 /*
  * Build one request from events[0..n): each item's earliest pending events,
- * at most kinesis_records_per_item of them (1 by default: a later event of
- * an item never goes out with, or before, an earlier one), in queue order,
- * within the API's limits.  idx[] maps records to events.  Returns false
- * (err) for an event too large for Kinesis.
+ * at most kinesis_records_per_item records of them (1 by default: a later
+ * event of an item never goes out with, or before, an earlier one), in
+ * queue order, within the API's limits.  With kinesis_aggregate, an item's
+ * pending events go into one KPL aggregated record instead (up to the
+ * record size limit), which lands or fails whole.  rec[i] is the record
+ * event i went into, -1 if none.  Returns false (err) for an event too
+ * large for Kinesis.
  */
 static bool
-build_request(StringInfo body, StreamEvent **events, int n, int *idx, int *nrec,
+build_request(StringInfo body, StreamEvent **events, int n, int *rec, int *nrec,
 			  uint64 origin, char *err, int errlen)
 {
 	int64		keys[MAX_RECORDS_PER_CALL];
 	int			counts[MAX_RECORDS_PER_CALL];
 	int			nkeys = 0;
-	int			datalen;
 	int			i;
+	bool		full = false;
 
 	*nrec = 0;
+	for (i = 0; i < n; i++)
+		rec[i] = -1;
 	appendStringInfoString(body, "{\"StreamName\":");
 	escape_json(body, kinesis_stream);
 	appendStringInfoString(body, ",\"Records\":[");
-	for (i = 0; i < n && *nrec < MAX_RECORDS_PER_CALL && nlanded + *nrec < MAX_LANDED; i++)
+	for (i = 0; i < n && !full && *nrec < MAX_RECORDS_PER_CALL && nlanded + *nrec < MAX_LANDED; i++)
 	{
 		StreamEvent *ev = events[i];
 		char		key[24];
-		char	   *data = with_origin(ev, origin, &datalen);
-		int			b64len = pg_b64_enc_len(datalen);
+		int			datalen;
+		char	   *data;
 		int			k;
 
-		if (was_landed(&ev->id))
+		if (was_landed(&ev->id) || rec[i] >= 0)
 			continue;
 		for (k = 0; k < nkeys; k++)
 			if (keys[k] == ev->item_id)
@@ -330,54 +360,97 @@ build_request(StringInfo body, StreamEvent **events, int n, int *idx, int *nrec,
 			keys[nkeys] = ev->item_id;
 			counts[nkeys++] = 0;
 		}
-		if (counts[k] >= kinesis_records_per_item)
-		{
-			counts[k] = INT_MAX;	/* the rest of this item waits */
-			continue;
-		}
-		if (ev->no_item)
-			strlcpy(key, "snapshot", sizeof(key));
-		else
-			snprintf(key, sizeof(key), INT64_FORMAT, ev->item_id);
-		if (b64len + strlen(key) > (size_t) kinesis_max_record_bytes)
+		if (counts[k] >= (kinesis_aggregate ? 1 : kinesis_records_per_item))
+			continue;			/* the rest of this item waits */
+		partition_key(ev, key, sizeof(key));
+		data = with_origin(ev, origin, &datalen);
+		if (pg_b64_enc_len(datalen) + strlen(key) > (size_t) kinesis_max_record_bytes)
 		{
 			snprintf(err, errlen, "event %lu-%u is %d bytes, over the %d-byte Kinesis record limit",
-					 (unsigned long) ev->id.lsn, ev->id.seq, b64len, kinesis_max_record_bytes);
+					 (unsigned long) ev->id.lsn, ev->id.seq, pg_b64_enc_len(datalen), kinesis_max_record_bytes);
 			return false;
 		}
-		if (*nrec > 0 && body->len + b64len + 64 > kinesis_max_request_bytes)
-			break;
+		if (kinesis_aggregate)
+		{
+			KplAggregate agg;
+			const char *md5err = NULL;
+			int			j;
+
+			/* this item's pending events from here on, in order, while they fit */
+			kpl_begin(&agg, key);
+			for (j = i; j < n; j++)
+			{
+				char	   *more;
+				int			morelen;
+
+				if (events[j]->item_id != ev->item_id || events[j]->no_item != ev->no_item ||
+					was_landed(&events[j]->id))
+					continue;
+				more = j == i ? data : with_origin(events[j], origin, &morelen);
+				if (j == i)
+					morelen = datalen;
+				if (agg.count > 0 &&
+					(pg_b64_enc_len(kpl_size_with(&agg, morelen)) + strlen(key) > (size_t) kinesis_max_record_bytes ||
+					 body->len + pg_b64_enc_len(kpl_size_with(&agg, morelen)) + 64 > kinesis_max_request_bytes))
+					break;
+				kpl_add(&agg, more, morelen);
+				rec[j] = *nrec;
+			}
+			if (*nrec > 0 && body->len + pg_b64_enc_len(kpl_size_with(&agg, 0)) + 64 > kinesis_max_request_bytes)
+			{
+				/* not even this item's first event fits: next call */
+				for (j = i; j < n; j++)
+					if (rec[j] == *nrec)
+						rec[j] = -1;
+				pfree(agg.pb.data);
+				full = true;
+				break;
+			}
+			if (!kpl_finish(&agg, &data, &datalen, &md5err))
+			{
+				snprintf(err, errlen, "could not compute an MD5 for a KPL record: %s", md5err);
+				return false;
+			}
+		}
+		else
+		{
+			if (*nrec > 0 && body->len + pg_b64_enc_len(datalen) + 64 > kinesis_max_request_bytes)
+				break;
+			rec[i] = *nrec;
+		}
 		counts[k]++;
-		if (*nrec > 0)
-			appendStringInfoChar(body, ',');
-		appendStringInfoString(body, "{\"Data\":\"");
-		enlargeStringInfo(body, b64len + 1);
-		body->len += pg_b64_encode(data, datalen, body->data + body->len, b64len);
-		body->data[body->len] = '\0';
-		appendStringInfo(body, "\",\"PartitionKey\":\"%s\"}", key);
-		idx[(*nrec)++] = i;
+		append_record(body, *nrec == 0, data, datalen, key);
+		(*nrec)++;
 	}
 	appendStringInfoString(body, "]}");
 	return true;
 }
 
+/* Was event i sent in this call and stored? */
+static bool
+event_stored(const int *rec, const bool *failed, int i)
+{
+	return rec[i] >= 0 && !failed[rec[i]];
+}
+
 /*
- * Records stored after a failed record of the same item in one call: out
- * of order (only possible with kinesis_records_per_item > 1).
+ * Events stored after a failed event of the same item in one call: out of
+ * order (only possible with kinesis_records_per_item > 1: an aggregated
+ * record carries all of its item's events of the call).
  */
 static int
-count_reordered(StreamEvent **events, const int *idx, int nrec, const bool *failed)
+count_reordered(StreamEvent **events, int n, const int *rec, const bool *failed)
 {
 	int			reordered = 0;
-	int			r;
-	int			q;
+	int			i;
+	int			j;
 
-	for (r = 0; r < nrec; r++)
+	for (i = 0; i < n; i++)
 	{
-		if (!failed[r])
+		if (rec[i] < 0 || !failed[rec[i]])
 			continue;
-		for (q = r + 1; q < nrec; q++)
-			if (!failed[q] && events[idx[q]]->item_id == events[idx[r]]->item_id)
+		for (j = i + 1; j < n; j++)
+			if (event_stored(rec, failed, j) && events[j]->item_id == events[i]->item_id)
 			{
 				reordered++;
 				break;
@@ -388,24 +461,20 @@ count_reordered(StreamEvent **events, const int *idx, int nrec, const bool *fail
 
 /*
  * After a call: the acknowledged prefix ends at the first event neither
- * stored nor landed before; stored records beyond it are remembered.
+ * stored nor landed before; stored events beyond it are remembered.
  */
 static int
-account(StreamEvent **events, int n, const int *idx, int nrec, const bool *failed)
+account(StreamEvent **events, int n, const int *rec, const bool *failed)
 {
-	bool		stored[MAX_RECORDS_PER_CALL * 2] = {0};
 	int			prefix;
-	int			r;
+	int			i;
 
-	for (r = 0; r < nrec; r++)
-		if (!failed[r])
-			stored[idx[r]] = true;
-	for (prefix = 0; prefix < n && prefix < (int) lengthof(stored); prefix++)
-		if (!stored[prefix] && !was_landed(&events[prefix]->id))
+	for (prefix = 0; prefix < n; prefix++)
+		if (!event_stored(rec, failed, prefix) && !was_landed(&events[prefix]->id))
 			break;
-	for (r = 0; r < nrec; r++)
-		if (stored[idx[r]] && idx[r] >= prefix && nlanded < MAX_LANDED)
-			landed[nlanded++] = events[idx[r]]->id;
+	for (i = prefix; i < n; i++)
+		if (event_stored(rec, failed, i) && nlanded < MAX_LANDED)
+			landed[nlanded++] = events[i]->id;
 	if (prefix > 0)
 		forget_landed(&events[prefix - 1]->id);
 	return prefix;
@@ -440,7 +509,7 @@ kinesis_send(Sink *sink, StreamEvent **events, int n, SinkResult *result)
 {
 	StringInfoData body;
 	StringInfoData resp;
-	int			idx[MAX_RECORDS_PER_CALL];
+	int			rec[MAX_RECORDS_PER_CALL * 2];
 	bool		failed[MAX_RECORDS_PER_CALL] = {0};
 	int			nrec;
 	long		http = 0;
@@ -452,7 +521,7 @@ kinesis_send(Sink *sink, StreamEvent **events, int n, SinkResult *result)
 	result->acked = 0;
 	n = Min(n, MAX_RECORDS_PER_CALL * 2);
 	initStringInfo(&body);
-	if (!build_request(&body, events, n, idx, &nrec, sink->pos.origin,
+	if (!build_request(&body, events, n, rec, &nrec, sink->pos.origin,
 					   result->error, sizeof(result->error)))
 	{
 		result->code = SINK_FATAL_CONFIG;
@@ -461,7 +530,7 @@ kinesis_send(Sink *sink, StreamEvent **events, int n, SinkResult *result)
 	}
 	if (nrec == 0)
 	{
-		result->acked = account(events, n, idx, 0, failed);	/* all landed */
+		result->acked = account(events, n, rec, failed);	/* all landed */
 		pfree(body.data);
 		return;
 	}
@@ -499,10 +568,10 @@ kinesis_send(Sink *sink, StreamEvent **events, int n, SinkResult *result)
 				 kr.failed_count, count_true(failed, kr.nrecords), kr.nrecords, nrec);
 		return;
 	}
-	result->acked = account(events, n, idx, nrec, failed);
+	result->acked = account(events, n, rec, failed);
 	if (kr.failed_count > 0)
 	{
-		int			reordered = count_reordered(events, idx, nrec, failed);
+		int			reordered = count_reordered(events, n, rec, failed);
 
 		result->code = kr.throttled_records > 0 ? SINK_THROTTLED : SINK_PARTIAL;
 		snprintf(result->error, sizeof(result->error), "PutRecords: %d of %d records failed (%s: %s)%s",

@@ -37,6 +37,7 @@ char	   *aws_secret_access_key = NULL;
 char	   *aws_credentials_file = NULL;
 int			kinesis_max_record_bytes = 1024 * 1024;
 int			kinesis_records_per_item = 1;
+bool		kinesis_aggregate = false;
 int			kinesis_max_request_bytes = 5 * 1024 * 1024;
 
 void
@@ -134,6 +135,13 @@ stream_define_settings(void)
 							"stored after a later event of its item.",
 							&kinesis_records_per_item, 1, 1, 500,
 							PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomBoolVariable("ticket_ext.kinesis_aggregate",
+							 "Send an item's consecutive events as one KPL aggregated record.",
+							 "The format the Kinesis Producer Library writes; the KCL, Lambda's "
+							 "kinesis-aggregation libraries and Firehose read it. An aggregated record "
+							 "lands or fails whole, so an item's order holds at any rate.",
+							 &kinesis_aggregate, false,
+							 PGC_SIGHUP, 0, NULL, NULL, NULL);
 	DefineCustomIntVariable("ticket_ext.kinesis_max_request_bytes",
 							"Largest PutRecords request body.",
 							NULL, &kinesis_max_request_bytes, 5 * 1024 * 1024, 64 * 1024, 10 * 1024 * 1024,

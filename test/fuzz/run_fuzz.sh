@@ -13,15 +13,16 @@ PGINC=$(pg_config --includedir-server)
 PGLIB=$(pg_config --pkglibdir)
 CFLAGS=(-g -O1 -Wno-ignored-attributes -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
         -I"$ROOT/include" -I"$PGINC" -DFRONTEND)
-LIBS=("$PGLIB/libpgcommon.a" "$PGLIB/libpgport.a" -lm)
+LIBS=("$PGLIB/libpgcommon.a" "$PGLIB/libpgport.a" -lcrypto -lm)
 declare -A SRC=(
   [redis_url]="$ROOT/bgworker/stream/redis_url.c"
   [kinesis_response]="$ROOT/bgworker/stream/kinesis_response.c"
   [event]="$ROOT/bgworker/stream/event.c"
+  [kpl]="$ROOT/bgworker/stream/kpl_aggregate.c"
 )
 n=0
 echo "1..${#SRC[@]}"
-for t in redis_url kinesis_response event; do
+for t in redis_url kinesis_response event kpl; do
   n=$((n + 1))
   if ! clang-14 "${CFLAGS[@]}" "$HERE/fuzz_$t.c" ${SRC[$t]} "${LIBS[@]}" -o "$OUT/fuzz_$t" >"$OUT/$t.build" 2>&1; then
     echo "not ok $n - fuzz $t: build failed"; sed 's/^/# /' "$OUT/$t.build" | head -20; continue

@@ -3,10 +3,30 @@
 //   node kinesis.js <endpoint> read <stream> [after] -> one JSON line per record:
 //        {"shard": "...", "seq": "...", "key": "...", "data": <the record's JSON>}
 //   after: JSON {"<shard id>": "<sequence number>"}: only records after those
+//   A KPL aggregated record (ticket_ext.kinesis_aggregate) is read with
+//   awslabs' de-aggregator, checksums on: one line per user record, with
+//   "sub": its index in the record and "agg": its number of user records.
 'use strict';
 const { KinesisClient, CreateStreamCommand, DescribeStreamCommand, ListShardsCommand,
         GetShardIteratorCommand, GetRecordsCommand } = require('@aws-sdk/client-kinesis');
 const { NodeHttpHandler } = require('@smithy/node-http-handler');
+const agg = require('aws-kinesis-agg');
+
+const KPL_MAGIC = 'f3899ac2';
+
+// A record's user records: [{data: Buffer, key, sub, n}] (one if not aggregated)
+function userRecords(rec) {
+  const buf = Buffer.from(rec.Data);
+  if (buf.slice(0, 4).toString('hex') !== KPL_MAGIC)
+    return [{ data: buf, key: rec.PartitionKey, sub: null, n: null }];
+  let out;
+  agg.deaggregateSync({ data: buf.toString('base64'), partitionKey: rec.PartitionKey,
+    sequenceNumber: rec.SequenceNumber, kinesisSchemaVersion: '1.0' }, true, (err, users) => {
+    if (err) throw new Error('de-aggregation failed: ' + err);
+    out = users.map((u, i) => ({ data: Buffer.from(u.data, 'base64'), key: u.partitionKey, sub: i, n: users.length }));
+  });
+  return out;
+}
 
 const [endpoint, cmd, stream, arg] = process.argv.slice(2);
 const client = new KinesisClient({
@@ -38,9 +58,12 @@ async function read() {
     for (;;) {
       const r = await client.send(new GetRecordsCommand({ ShardIterator: it, Limit: 10000 }));
       for (const rec of r.Records) {
-        const data = Buffer.from(rec.Data).toString('utf8');
-        process.stdout.write(JSON.stringify({ shard: s.ShardId, seq: rec.SequenceNumber,
-          key: rec.PartitionKey, data: JSON.parse(data) }) + '\n');
+        for (const u of userRecords(rec)) {
+          const line = { shard: s.ShardId, seq: rec.SequenceNumber, key: u.key,
+            data: JSON.parse(u.data.toString('utf8')) };
+          if (u.sub !== null) { line.sub = u.sub; line.agg = u.n; }
+          process.stdout.write(JSON.stringify(line) + '\n');
+        }
       }
       if (r.Records.length === 0 || !r.NextShardIterator || r.MillisBehindLatest === 0) {
         if (r.Records.length === 0) break;

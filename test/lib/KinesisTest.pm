@@ -128,7 +128,8 @@ sub records
 {
 	my ($self, $name, $after) = @_;
 	my $from = $after ? "'" . encode_json($after) . "'" : '';
-	my $out = `node $js/kinesis.js @{[$self->endpoint]} read $name $from 2>/dev/null`;
+	my $out = `node $js/kinesis.js @{[$self->endpoint]} read $name $from 2>&1`;
+	die "kinesis.js read $name failed: $out" if $?;	# e.g. a bad KPL checksum
 	return [ map { decode_json($_) } grep { /^\{/ } split /\n/, $out ];
 }
 

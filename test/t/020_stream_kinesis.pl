@@ -1,7 +1,8 @@
 # The Kinesis sink against a real kinesalite (npm), next to Redis: the same
 # events in both, per-item order on the shards, nothing lost when
 # kinesalite stops mid-burst or when a proxy injects throttling and
-# partial failures, and bad settings that stop Kinesis but not Redis.
+# partial failures, KPL aggregated records read back by aws-kinesis-agg,
+# and bad settings that stop Kinesis but not Redis.
 use strict;
 use warnings;
 use PostgreSQL::Test::Utils;
@@ -179,6 +180,37 @@ my $st = $node->safe_psql('postgres', "SELECT throttles > 0, retries > 0 FROM ti
 is($st, 't|t', 'stream_status counted throttles and retries');
 is_deeply([ sort keys %$ids ], [ sort keys %{ redis_ids() } ], 'still the same events as Redis');
 $node->safe_psql('postgres', "ALTER SYSTEM SET ticket_ext.kinesis_endpoint = '" . $kin->endpoint . "'");
+$node->safe_psql('postgres', 'SELECT pg_reload_conf()');
+
+# --- KPL aggregation: an item's events in one aggregated record ------------
+# read back by awslabs' de-aggregator (aws-kinesis-agg, checksums on); per
+# item order kept, also through the fault proxy (an aggregated record lands
+# or fails whole)
+$node->safe_psql('postgres', 'ALTER SYSTEM SET ticket_ext.kinesis_aggregate = on');
+$node->safe_psql('postgres', 'SELECT pg_reload_conf()');
+sleep 1;
+$node->safe_psql('postgres', "SELECT ticket_reserve(1, 1, 'agg-' || g) FROM generate_series(1, 400) g");
+$node->safe_psql('postgres', "SELECT ticket_reserve(1 + g % 4, 1, 'agg2-' || g) FROM generate_series(1, 100) g");
+($ids, $repeats) = check_kinesis('aggregated');
+my %agg_records;
+for my $r (grep { defined $_->{agg} } @{ $kin->records('tickets') })
+{
+	$agg_records{"$r->{shard} $r->{seq}"} = $r->{agg};
+}
+my $most = (sort { $b <=> $a } values %agg_records)[0] // 0;
+cmp_ok(scalar(keys %agg_records), '>', 0,
+	'with kinesis_aggregate the events go out as KPL aggregated records, read back with checksums');
+cmp_ok($most, '>=', 100, "... up to $most events of one item in one record");
+is_deeply([ sort keys %$ids ], [ sort keys %{ redis_ids() } ], '... the same events as Redis');
+$node->safe_psql('postgres', "ALTER SYSTEM SET ticket_ext.kinesis_endpoint = '" . $kin->proxy_endpoint . "'");
+$node->safe_psql('postgres', 'SELECT pg_reload_conf()');
+sleep 1;
+$load = start_load($node, 4, 4, 300, @mix);
+$load->finish;
+($ids, $repeats) = check_kinesis('aggregated, with injected throttling and partial failures');
+is_deeply([ sort keys %$ids ], [ sort keys %{ redis_ids() } ], '... the same events as Redis');
+$node->safe_psql('postgres', "ALTER SYSTEM SET ticket_ext.kinesis_endpoint = '" . $kin->endpoint . "'");
+$node->safe_psql('postgres', 'ALTER SYSTEM RESET ticket_ext.kinesis_aggregate');
 $node->safe_psql('postgres', 'SELECT pg_reload_conf()');
 
 # --- bad settings: Kinesis reports them, Redis is unaffected -------------
