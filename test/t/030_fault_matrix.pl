@@ -266,9 +266,10 @@ sub busy_backend
 }
 
 # --- kill -9 of random backends during a burst ------------------------------
-scenario('kill -9 a backend', 10, sub {
+# (runs kept to what fits make test's 20 minutes; `make soak` goes longer)
+scenario('kill -9 a backend', 6, sub {
 	my ($ack) = @_;
-	for my $run (1 .. 10)
+	for my $run (1 .. 6)
 	{
 		burst_with($ack, sub {
 			my $victim = busy_backend();
@@ -290,9 +291,9 @@ scenario('immediate stop', 3, sub {
 });
 
 # --- SIGKILL of the streaming worker with batches in flight -----------------
-scenario('worker SIGKILL', 5, sub {
+scenario('worker SIGKILL', 4, sub {
 	my ($ack) = @_;
-	for my $run (1 .. 5)
+	for my $run (1 .. 4)
 	{
 		burst_with($ack, sub {
 			my $pid = stream_worker_pid($node);
