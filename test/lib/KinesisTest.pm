@@ -1,7 +1,8 @@
 
 # A real kinesalite (npm) for tests, on a free loopback port, persisted to
 # a directory so a stopped one comes back with its records; optionally the
-# fault-injecting proxy in front of it.  Records are read back with the
+# fault-injecting proxy, a slow proxy, or the proxy enforcing AWS's
+# per-shard limits (test/js/shard_limit_proxy.js) in front of it.  Records are read back with the
 # AWS SDK (test/js/kinesis.js).
 package KinesisTest;
 
@@ -70,6 +71,15 @@ sub new
 			$self->{proxy_port}, $self->{port});
 		_wait_port($self->{proxy_port});
 	}
+	if ($opts{limits})
+	{
+		# [records/s, bytes/s] per shard, AWS's limits by default
+		my ($recs, $bytes) = ref $opts{limits} ? @{ $opts{limits} } : (1000, 1024 * 1024);
+		$self->{limit_port} = free_port();
+		$self->{limit_pid} = _spawn("$self->{dir}/limit_proxy.log", 'node', "$js/shard_limit_proxy.js",
+			$self->{limit_port}, $self->{port}, $recs, $bytes);
+		_wait_port($self->{limit_port});
+	}
 	if ($opts{slow_proxy})
 	{
 		$self->{slow_port} = free_port();
@@ -102,7 +112,7 @@ sub stop
 {
 	my ($self) = @_;
 	$self->stop_kinesalite;
-	for my $p (qw(proxy_pid slow_pid))
+	for my $p (qw(proxy_pid slow_pid limit_pid))
 	{
 		next unless $self->{$p};
 		kill 'KILL', $self->{$p};
@@ -114,6 +124,13 @@ sub stop
 sub endpoint { my ($self) = @_; return "http://127.0.0.1:$self->{port}/"; }
 sub proxy_endpoint { my ($self) = @_; return "http://127.0.0.1:$self->{proxy_port}/"; }
 sub slow_endpoint { my ($self) = @_; return "http://127.0.0.1:$self->{slow_port}/"; }
+# the proxy enforcing per-shard limits (limits => ...), and what it counted
+sub limit_endpoint { my ($self) = @_; return "http://127.0.0.1:$self->{limit_port}/"; }
+sub limit_stats
+{
+	my ($self) = @_;
+	return decode_json(`curl -s http://127.0.0.1:$self->{limit_port}/stats`);
+}
 
 sub create_stream
 {

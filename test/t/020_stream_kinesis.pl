@@ -13,7 +13,7 @@ use RedisTest;
 use KinesisTest;
 
 my $redis = RedisTest->new;
-my $kin = KinesisTest->new(proxy => 1);
+my $kin = KinesisTest->new(proxy => 1, limits => [ 200, 64 * 1024 ]);
 $kin->create_stream('tickets', 3);
 my $node = new_ticket_node('kinesis', conf => "ticket_ext.redis_url = '" . $redis->url . "'\n"
 	  . "ticket_ext.kinesis_stream = 'tickets'\n"
@@ -211,6 +211,47 @@ $load->finish;
 is_deeply([ sort keys %$ids ], [ sort keys %{ redis_ids() } ], '... the same events as Redis');
 $node->safe_psql('postgres', "ALTER SYSTEM SET ticket_ext.kinesis_endpoint = '" . $kin->endpoint . "'");
 $node->safe_psql('postgres', 'ALTER SYSTEM RESET ticket_ext.kinesis_aggregate');
+$node->safe_psql('postgres', 'SELECT pg_reload_conf()');
+
+# --- per-shard limits, as AWS enforces them (the limit proxy) --------------
+# (200 records/s and 64 KiB/s per shard here, for a short test, with the
+# record size limit scaled down alike; AWS's are 1,000, 1 MiB/s and 1 MiB):
+# a hot item's burst is throttled record by record and nothing is lost or
+# reordered; aggregated, the same burst needs far fewer records
+$node->safe_psql('postgres', "ALTER SYSTEM SET ticket_ext.kinesis_max_record_bytes = '60kB'");
+for my $aggregate (qw(off on))
+{
+	$node->safe_psql('postgres', "ALTER SYSTEM SET ticket_ext.kinesis_endpoint = '" . $kin->limit_endpoint . "'");
+	$node->safe_psql('postgres', "ALTER SYSTEM SET ticket_ext.kinesis_aggregate = $aggregate");
+	$node->safe_psql('postgres', 'SELECT pg_reload_conf()');
+	sleep 1;
+	my $before = $kin->limit_stats;
+	$node->safe_psql('postgres', "SELECT ticket_reserve(2, 1, 'limited-$aggregate-' || g) FROM generate_series(1, 1500) g");
+	($ids, $repeats) = check_kinesis("shard limits, aggregation $aggregate");
+	my $after = $kin->limit_stats;
+	my ($sent, $throttled) = (0, 0);
+	for my $k (keys %$after)
+	{
+		$sent += $after->{$k}{records} - ($before->{$k}{records} // 0);
+		$throttled += $after->{$k}{throttled} - ($before->{$k}{throttled} // 0);
+	}
+	note("shard limits, aggregation $aggregate: $sent records stored, $throttled throttled");
+	if ($aggregate eq 'off')
+	{
+		cmp_ok($throttled, '>', 0, "aggregation off: the hot item's shard throttled $throttled records, none lost");
+	}
+	else
+	{
+		cmp_ok($sent, '<', 100, "aggregation on: the 1,500 events went out in $sent records");
+	}
+	is_deeply([ sort keys %$ids ], [ sort keys %{ redis_ids() } ], '... the same events as Redis');
+}
+my %shards_seen = map { ("tickets/$_->{shard}" => 1) } @{ $kin->records('tickets') };
+ok(!grep({ !$shards_seen{$_} } keys %{ $kin->limit_stats }),
+	'the limit proxy maps partition keys to the shards kinesalite stores them in');
+$node->safe_psql('postgres', "ALTER SYSTEM SET ticket_ext.kinesis_endpoint = '" . $kin->endpoint . "'");
+$node->safe_psql('postgres', 'ALTER SYSTEM RESET ticket_ext.kinesis_aggregate');
+$node->safe_psql('postgres', 'ALTER SYSTEM RESET ticket_ext.kinesis_max_record_bytes');
 $node->safe_psql('postgres', 'SELECT pg_reload_conf()');
 
 # --- bad settings: Kinesis reports them, Redis is unaffected -------------
