@@ -315,6 +315,60 @@ append_record(StringInfo body, bool first, const char *data, int datalen, const 
 }
 
 /*
+ * With kinesis_aggregate: the pending events of event i's item from i on,
+ * in order, as one KPL aggregated record (*out, *outlen), within the record
+ * and request limits; rec[] marks them with recno.  data is event i's
+ * payload.  Returns 1, 0 if the record does not fit in this request
+ * (others before it: rec[] cleared), or -1 (err).
+ */
+static int
+aggregate_item(StringInfo body, StreamEvent **events, int n, int i,
+			   char *data, int datalen, const char *key, uint64 origin,
+			   int *rec, int recno, bool others_before,
+			   char **out, int *outlen, char *err, int errlen)
+{
+	const StreamEvent *ev = events[i];
+	KplAggregate agg;
+	const char *md5err = NULL;
+	int			j;
+
+	kpl_begin(&agg, key);
+	for (j = i; j < n; j++)
+	{
+		char	   *more = data;
+		int			morelen = datalen;
+		int			b64len;
+
+		if (events[j]->item_id != ev->item_id || events[j]->no_item != ev->no_item ||
+			was_landed(&events[j]->id))
+			continue;
+		if (j != i)
+			more = with_origin(events[j], origin, &morelen);
+		b64len = pg_b64_enc_len(kpl_size_with(&agg, morelen));
+		if (agg.count > 0 &&
+			(b64len + strlen(key) > (size_t) kinesis_max_record_bytes ||
+			 body->len + b64len + 64 > kinesis_max_request_bytes))
+			break;
+		kpl_add(&agg, more, morelen);
+		rec[j] = recno;
+	}
+	if (others_before && body->len + pg_b64_enc_len(kpl_size_with(&agg, 0)) + 64 > kinesis_max_request_bytes)
+	{
+		for (j = i; j < n; j++)
+			if (rec[j] == recno)
+				rec[j] = -1;
+		pfree(agg.pb.data);
+		return 0;
+	}
+	if (!kpl_finish(&agg, out, outlen, &md5err))
+	{
+		snprintf(err, errlen, "could not compute an MD5 for a KPL record: %s", md5err);
+		return -1;
+	}
+	return 1;
+}
+
+/*
  * Build one request from events[0..n): each item's earliest pending events,
  * at most kinesis_records_per_item records of them (1 by default: a later
  * event of an item never goes out with, or before, an earlier one), in
@@ -332,7 +386,6 @@ build_request(StringInfo body, StreamEvent **events, int n, int *rec, int *nrec,
 	int			counts[MAX_RECORDS_PER_CALL];
 	int			nkeys = 0;
 	int			i;
-	bool		full = false;
 
 	*nrec = 0;
 	for (i = 0; i < n; i++)
@@ -340,7 +393,7 @@ build_request(StringInfo body, StreamEvent **events, int n, int *rec, int *nrec,
 	appendStringInfoString(body, "{\"StreamName\":");
 	escape_json(body, kinesis_stream);
 	appendStringInfoString(body, ",\"Records\":[");
-	for (i = 0; i < n && !full && *nrec < MAX_RECORDS_PER_CALL && nlanded + *nrec < MAX_LANDED; i++)
+	for (i = 0; i < n && *nrec < MAX_RECORDS_PER_CALL && nlanded + *nrec < MAX_LANDED; i++)
 	{
 		StreamEvent *ev = events[i];
 		char		key[24];
@@ -372,45 +425,13 @@ build_request(StringInfo body, StreamEvent **events, int n, int *rec, int *nrec,
 		}
 		if (kinesis_aggregate)
 		{
-			KplAggregate agg;
-			const char *md5err = NULL;
-			int			j;
+			int			got = aggregate_item(body, events, n, i, data, datalen, key, origin,
+											 rec, *nrec, *nrec > 0, &data, &datalen, err, errlen);
 
-			/* this item's pending events from here on, in order, while they fit */
-			kpl_begin(&agg, key);
-			for (j = i; j < n; j++)
-			{
-				char	   *more;
-				int			morelen;
-
-				if (events[j]->item_id != ev->item_id || events[j]->no_item != ev->no_item ||
-					was_landed(&events[j]->id))
-					continue;
-				more = j == i ? data : with_origin(events[j], origin, &morelen);
-				if (j == i)
-					morelen = datalen;
-				if (agg.count > 0 &&
-					(pg_b64_enc_len(kpl_size_with(&agg, morelen)) + strlen(key) > (size_t) kinesis_max_record_bytes ||
-					 body->len + pg_b64_enc_len(kpl_size_with(&agg, morelen)) + 64 > kinesis_max_request_bytes))
-					break;
-				kpl_add(&agg, more, morelen);
-				rec[j] = *nrec;
-			}
-			if (*nrec > 0 && body->len + pg_b64_enc_len(kpl_size_with(&agg, 0)) + 64 > kinesis_max_request_bytes)
-			{
-				/* not even this item's first event fits: next call */
-				for (j = i; j < n; j++)
-					if (rec[j] == *nrec)
-						rec[j] = -1;
-				pfree(agg.pb.data);
-				full = true;
-				break;
-			}
-			if (!kpl_finish(&agg, &data, &datalen, &md5err))
-			{
-				snprintf(err, errlen, "could not compute an MD5 for a KPL record: %s", md5err);
+			if (got < 0)
 				return false;
-			}
+			if (got == 0)
+				break;			/* not even its first event fits: next call */
 		}
 		else
 		{

@@ -15,27 +15,14 @@
 // usage: node fault_proxy.js <listen-port> <kinesalite-port> [slow:<ms>]
 'use strict';
 const http = require('http');
+const { pass, reply, storeSome } = require('./proxy_http');
 const [listenPort, targetPort] = process.argv.slice(2, 4).map((x) => parseInt(x, 10));
 const slowMs = /^slow:(\d+)$/.test(process.argv[4] || '') ? parseInt(process.argv[4].slice(5), 10) : -1;
 let calls = 0;
 const stats = { expired: 0, forwarded: 0, throttled: 0, failed500: 0, incomplete: 0, partial: 0, failedRecords: 0 };
 
 function forward(req, body, cb) {
-  const headers = { ...req.headers, 'content-length': Buffer.byteLength(body) };
-  const up = http.request({ host: '127.0.0.1', port: targetPort, method: req.method,
-    path: req.url, headers }, (res) => {
-    const chunks = [];
-    res.on('data', (c) => chunks.push(c));
-    res.on('end', () => cb(res.statusCode, res.headers, Buffer.concat(chunks).toString()));
-  });
-  up.on('error', (e) => cb(502, {}, JSON.stringify({ __type: 'ProxyError', message: String(e) })));
-  up.end(body);
-}
-
-function reply(res, code, body) {
-  res.writeHead(code, { 'content-type': 'application/x-amz-json-1.1',
-    'content-length': Buffer.byteLength(body) });
-  res.end(body);
+  pass(targetPort, req.method, req.url, req.headers, body, cb);
 }
 
 http.createServer((req, res) => {
@@ -51,10 +38,10 @@ http.createServer((req, res) => {
     }
     if (slowMs >= 0) {
       stats.forwarded++;
-      return setTimeout(() => forward(req, body, (code, h, b) => reply(res, code, b)), slowMs);
+      return setTimeout(() => forward(req, body, (code, b) => reply(res, code, b)), slowMs);
     }
     if (req.headers['x-amz-target'] !== 'Kinesis_20131202.PutRecords') {
-      return forward(req, body, (code, h, b) => reply(res, code, b));
+      return forward(req, body, (code, b) => reply(res, code, b));
     }
     calls++;
     if (calls % 10 === 0) {
@@ -72,26 +59,16 @@ http.createServer((req, res) => {
     }
     if (calls % 5 !== 0) {
       stats.forwarded++;
-      return forward(req, body, (code, h, b) => reply(res, code, b));
+      return forward(req, body, (code, b) => reply(res, code, b));
     }
     // partial failure: odd positions fail (position 0 when it is alone)
     const request = JSON.parse(body);
     const n = request.Records.length;
     const fails = request.Records.map((r, i) => (n === 1 ? true : i % 2 === 1));
-    const keep = request.Records.filter((r, i) => !fails[i]);
     stats.partial++;
     stats.failedRecords += fails.filter((f) => f).length;
-    const finish = (stored) => {
-      let k = 0;
-      const records = fails.map((f) => (f
-        ? { ErrorCode: 'ProvisionedThroughputExceededException', ErrorMessage: 'Rate exceeded (injected)' }
-        : stored[k++]));
-      reply(res, 200, JSON.stringify({ FailedRecordCount: fails.filter((f) => f).length, Records: records }));
-    };
-    if (keep.length === 0) return finish([]);
-    forward(req, JSON.stringify({ ...request, Records: keep }), (code, h, b) => {
-      if (code !== 200) return reply(res, code, b);
-      finish(JSON.parse(b).Records);
-    });
+    const injected = { ErrorCode: 'ProvisionedThroughputExceededException', ErrorMessage: 'Rate exceeded (injected)' };
+    storeSome(res, request, fails.map((f) => (f ? injected : null)),
+      (keepBody, cb) => forward(req, keepBody, cb));
   });
 }).listen(listenPort, '127.0.0.1');

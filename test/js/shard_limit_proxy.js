@@ -12,6 +12,7 @@
 'use strict';
 const http = require('http');
 const crypto = require('crypto');
+const { pass, reply, storeSome } = require('./proxy_http');
 
 const [listenPort, targetPort] = process.argv.slice(2, 4).map((x) => parseInt(x, 10));
 const RECORDS = parseInt(process.argv[4] || '1000', 10);
@@ -21,20 +22,7 @@ const buckets = {};       // "stream/shard" -> {records, bytes, at}
 const stats = {};
 
 function call(target, headers, body, cb) {
-  const up = http.request({ host: '127.0.0.1', port: targetPort, method: 'POST', path: '/',
-    headers: { ...headers, 'x-amz-target': target, 'content-length': Buffer.byteLength(body) } }, (res) => {
-    const chunks = [];
-    res.on('data', (c) => chunks.push(c));
-    res.on('end', () => cb(res.statusCode, Buffer.concat(chunks).toString()));
-  });
-  up.on('error', (e) => cb(502, JSON.stringify({ __type: 'ProxyError', message: String(e) })));
-  up.end(body);
-}
-
-function reply(res, code, body) {
-  res.writeHead(code, { 'content-type': 'application/x-amz-json-1.1',
-    'content-length': Buffer.byteLength(body) });
-  res.end(body);
+  pass(targetPort, 'POST', '/', { ...headers, 'x-amz-target': target }, body, cb);
 }
 
 // the open shards of a stream (cached; a stream's shards do not change here)
@@ -88,26 +76,15 @@ http.createServer((req, res) => {
     const request = JSON.parse(body);
     shardsOf(request.StreamName, req.headers, (err, shards) => {
       if (err) return call(target, req.headers, body, (code, b) => reply(res, code, b));
-      const verdicts = request.Records.map((r) => {
+      const errors = request.Records.map((r) => {
         const shard = shardFor(shards, r.PartitionKey);
         const n = Buffer.from(r.Data, 'base64').length + Buffer.byteLength(r.PartitionKey);
-        return shard && !take(request.StreamName, shard.id, n) ? shard.id : null;
-      });
-      const keep = request.Records.filter((r, i) => verdicts[i] === null);
-      const failed = verdicts.filter((v) => v !== null).length;
-      const finish = (stored) => {
-        let k = 0;
-        const records = verdicts.map((v) => (v === null ? stored[k++] : {
+        return shard && !take(request.StreamName, shard.id, n) ? {
           ErrorCode: 'ProvisionedThroughputExceededException',
-          ErrorMessage: `Rate exceeded for shard ${v} in stream ${request.StreamName} under account 000000000000.`,
-        }));
-        reply(res, 200, JSON.stringify({ FailedRecordCount: failed, Records: records }));
-      };
-      if (keep.length === 0) return finish([]);
-      call(target, req.headers, JSON.stringify({ ...request, Records: keep }), (code, b) => {
-        if (code !== 200) return reply(res, code, b);
-        finish(JSON.parse(b).Records);
+          ErrorMessage: `Rate exceeded for shard ${shard.id} in stream ${request.StreamName} under account 000000000000.`,
+        } : null;
       });
+      storeSome(res, request, errors, (keepBody, cb) => call(target, req.headers, keepBody, cb));
     });
   });
 }).listen(listenPort, '127.0.0.1');
