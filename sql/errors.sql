@@ -111,6 +111,15 @@ SELECT pg_temp.err('SELECT ticket_confirm(' || :alice || ', NULL)');
 SELECT pg_temp.err('SELECT ticket_release(' || :alice || ', NULL)');
 SELECT pg_temp.err('SELECT ticket_confirm(987654321, ''alice'')');
 SELECT pg_temp.err('SELECT ticket_release(' || :alice || ', ''alice'')');  -- right holder: released already
+-- limits apply to new holds: a retry gets its hold after they were lowered
+SELECT ticket_ext.create_item(11, 10, 'limits');
+SELECT ticket_reserve(11, 3, 'carol', idempotency_key => 'e-3') AS carol \gset
+SET ticket_ext.max_per_order = 2;
+SET ticket_ext.max_hold_ttl = '1s';
+SELECT ticket_reserve(11, 3, 'carol', idempotency_key => 'e-3') = :carol AS retry_after_limits_lowered;
+SELECT pg_temp.err($$SELECT ticket_reserve(11, 3, 'carol', idempotency_key => 'e-4')$$);  -- a new order: refused
+RESET ticket_ext.max_per_order;
+RESET ticket_ext.max_hold_ttl;
 -- one rule for the default duration and hold_for: both at most max_hold_ttl
 SET ticket_ext.hold_ttl = '2d';
 SELECT pg_temp.err('SELECT ticket_reserve(10)');

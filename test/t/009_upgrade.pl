@@ -65,6 +65,17 @@ my ($up, $fresh) = (members('postgres'), members('fresh'));
 my ($up_pub, $fresh_pub) = (publication_lines($up), publication_lines($fresh));
 like($up_pub, qr/CREATE PUBLICATION ticket_ext_events/, 'the updated 1.0 installation keeps its publication');
 is($fresh_pub, '', 'a fresh 1.1 install makes no publication');
+# the install script itself makes none: no heuristic to miss a savepoint,
+# and a publication of that name someone else made is left alone
+$node->safe_psql('postgres', 'CREATE DATABASE savepointed');
+$node->safe_psql('savepointed', q{
+	CREATE TABLE their_table (x int);
+	CREATE PUBLICATION ticket_ext_events FOR TABLE their_table;
+	BEGIN; SAVEPOINT a; CREATE EXTENSION ticket_ext; COMMIT;
+});
+is($node->safe_psql('savepointed', q{SELECT string_agg(tablename, ',') FROM pg_publication_tables
+	WHERE pubname = 'ticket_ext_events'}), 'their_table',
+	'CREATE EXTENSION (in a savepoint) leaves a publication of that name as it was');
 $node->safe_psql('fresh', 'SELECT ticket_ext.publish()');
 is(publication_lines(members('fresh')), $up_pub, '... and ticket_ext.publish() makes the same one');
 $_ = join "\n", grep { !/^(CREATE|ALTER) PUBLICATION ticket_ext_events/ } split /\n/, $_ for $up, $fresh;

@@ -68,6 +68,10 @@ is($node->safe_psql('postgres', 'SELECT ticket_available(1)'), '9', '... and sel
 like($node->safe_psql('postgres', q{SELECT state || ': ' || last_error FROM ticket_ext.stream_status WHERE sink = 'redis'}),
 	qr/^not served: ticket_ext.database is "shop": this database's events are not streamed/,
 	'stream_status says the database is not served');
+is($node->safe_psql('postgres', q{SELECT num_nonnulls(acked_lsn, events_sent, retries, throttles, last_error_at,
+	slot_confirmed_lsn, lag_bytes, lag_seconds, queued, worker_pid, delay_p50_ms, delay_p99_ms, requests, last_ok_at)
+	FROM ticket_ext.stream_status WHERE sink = 'redis'}), '0',
+	'... and shows none of the served database\'s figures');
 like($node->safe_psql('postgres', q{SELECT state || ': ' || detail FROM ticket_ext.stream_state WHERE sink = 'redis'}),
 	qr/^not served: /, 'so does stream_state');
 
