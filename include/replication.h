@@ -28,7 +28,7 @@ typedef struct ReplMessage
 
 extern bool repl_connect(const char *superuser, char *err, int errlen);
 extern int	repl_slot_exists(const char *slot, char *err, int errlen);
-extern bool repl_copy_slot(const char *src, const char *slot, char *err, int errlen);
+extern int repl_copy_slot(const char *src, const char *slot, char *err, int errlen);
 extern bool repl_drop_slot(const char *slot, char *err, int errlen);
 extern int	repl_create_slot(const char *slot, char *err, int errlen);
 extern bool repl_snapshot_rows(const char *sql, bool (*row) (struct pg_result *res, void *arg),

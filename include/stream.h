@@ -120,6 +120,7 @@ extern void pipeline_set_slot(const SlotOrigin *slot, bool moved, bool snapshot_
 extern void pipeline_stream_started(XLogRecPtr start);
 extern bool pipeline_snapshot_wanted(void);
 extern void pipeline_forget_slot(void);
+extern void pipeline_take_over(void);
 extern const char *pipeline_history_conflict(void);
 extern const SinkPosition *pipeline_position(void);
 extern bool pipeline_full(void);

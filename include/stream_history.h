@@ -12,7 +12,9 @@
  * history (skip what it has), fresh, behind (it was fed by a slot that is
  * gone: a restored backup, a promoted standby, a lost or dropped slot;
  * it gets a snapshot of the tables), or ahead (fed by a newer slot: this
- * server is not the one the sink follows; nothing is sent).
+ * server is not the one the sink follows; nothing is sent).  A sink last
+ * written by another cluster (system identifier) is not this server's
+ * either, whatever the origins say, until an admin says it is.
  *
  *-------------------------------------------------------------------------
  */
@@ -36,7 +38,7 @@ typedef struct SinkPosition
 								 * holds every transaction ending before
 								 * (0 = unknown, a position from before) */
 	uint64		offset;			/* Redis: entry id = event id + offset */
-	uint64		sysid;			/* the server that wrote it (shown only) */
+	uint64		sysid;			/* the cluster that wrote it (history_foreign) */
 	uint32		timeline;
 } SinkPosition;
 
@@ -68,9 +70,10 @@ typedef enum HistoryVerdict
 } HistoryVerdict;
 
 extern bool slot_origin_load(const char *sink, SlotOrigin *origin);
-extern void slot_origin_save(const char *sink, const SlotOrigin *origin);
+extern bool slot_origin_save(const char *sink, const SlotOrigin *origin);
 extern bool sink_position_legacy(const char *sink);
 extern uint64 history_new_origin(const SinkPosition *pos);
+extern bool history_foreign(const SinkPosition *pos);
 extern HistoryVerdict history_verdict(const SinkPosition *pos, const SlotOrigin *slot,
 									  bool slot_moved, bool snapshot_available);
 extern SinkPosition history_adopt(const SinkPosition *pos, const SlotOrigin *slot);

@@ -51,7 +51,8 @@ static bool slot_moved = false;
 static bool slot_snapshot_available = false;
 static XLogRecPtr replay_start = InvalidXLogRecPtr;	/* the stream replays all from here */
 static bool snapshot_wanted = false;
-static char ahead_of_us[512] = "";	/* the sink follows a newer slot: why */
+static char conflict[512] = "";	/* the sink follows another slot or cluster: why */
+static bool take_over = false;	/* an admin made this server the sink's source */
 
 static void advance_sink(Sink *s, int n);
 static void note_failure(Sink *s, SinkResultCode code, const char *error);
@@ -106,6 +107,7 @@ pipeline_set_slot(const SlotOrigin *origin, bool moved, bool snapshot_available)
 	slot_snapshot_available = snapshot_available;
 	snapshot_wanted = false;
 	sink.placed = false;
+	conflict[0] = '\0';			/* placing the sink tells again */
 }
 
 /*
@@ -127,6 +129,17 @@ pipeline_forget_slot(void)
 	slot_known = false;
 	snapshot_wanted = false;
 	sink.placed = false;
+	conflict[0] = '\0';
+}
+
+/*
+ * ticket_ext.stream_resnapshot(): the sink takes this server's new slot
+ * even if another cluster (system identifier) wrote it last.
+ */
+void
+pipeline_take_over(void)
+{
+	take_over = true;
 }
 
 /* Does the sink need a new slot with a snapshot (the worker makes it)? */
@@ -140,7 +153,7 @@ pipeline_snapshot_wanted(void)
 const char *
 pipeline_history_conflict(void)
 {
-	return ahead_of_us[0] ? ahead_of_us : NULL;
+	return conflict[0] ? conflict : NULL;
 }
 
 /* What the sink holds, as last read or acknowledged. */
@@ -479,6 +492,7 @@ place_sink(Sink *s)
 	SinkResultCode rc;
 	char		error[512];
 	char		held[160];
+	bool		moved;
 
 	if (s->placed)
 		return true;
@@ -490,8 +504,22 @@ place_sink(Sink *s)
 		note_failure(s, rc, error);
 		return false;
 	}
-	ahead_of_us[0] = '\0';
-	switch (history_verdict(&pos, &slot, slot_moved, slot_snapshot_available))
+	conflict[0] = '\0';
+	if (history_foreign(&pos) && !take_over)
+	{
+		history_describe(&pos, held, sizeof(held));
+		s->pos = pos;
+		snprintf(error, sizeof(error),
+				 "history: the sink holds %s, written by another cluster (this one is system " UINT64_FORMAT "); "
+				 "nothing is sent (to make this server its source: SELECT ticket_ext.stream_resnapshot('%s'))",
+				 held, history_system_identifier(), s->ops->name);
+		strlcpy(conflict, error, sizeof(conflict));
+		note_failure(s, SINK_FATAL_CONFIG, error);
+		return false;
+	}
+	/* confirmed since the slot was set: what the sink had of it may be gone */
+	moved = slot_moved || slot_confirmed_now() > slot.start;
+	switch (history_verdict(&pos, &slot, moved, slot_snapshot_available))
 	{
 		case HISTORY_SAME:
 			if (s->ops->position_in_send && pos.confirmed != InvalidXLogRecPtr &&
@@ -551,11 +579,12 @@ place_sink(Sink *s)
 					 "history: the sink holds %s, newer than this server's slot (origin " UINT64_FORMAT "); "
 					 "nothing is sent (to make this server its source: SELECT ticket_ext.stream_resnapshot('%s'))",
 					 held, slot.origin, s->ops->name);
-			strlcpy(ahead_of_us, error, sizeof(ahead_of_us));
+			strlcpy(conflict, error, sizeof(conflict));
 			note_failure(s, SINK_FATAL_CONFIG, error);
 			return false;
 	}
 	s->placed = true;
+	take_over = false;
 	if (!s->failing)
 		status_update(s, SINK_STATE_OK, NULL);	/* a failing one: once a write works */
 	return true;

@@ -171,9 +171,10 @@ run(const char *cmd, ExecStatusType want, char *err, int errlen, PGresult **out)
 
 /*
  * Create slot as a copy of src (its confirmed position and retained WAL),
- * if src is a usable slot of ours: true if it was copied.
+ * if src is a usable slot of ours: 1 copied, 0 src is not one (lost,
+ * another plugin or database), -1 failed (err).
  */
-bool
+int
 repl_copy_slot(const char *src, const char *slot, char *err, int errlen)
 {
 	PGresult   *res;
@@ -201,7 +202,7 @@ repl_copy_slot(const char *src, const char *slot, char *err, int errlen)
 	if (copied)
 		ereport(LOG,
 				(errmsg("ticket_ext: created replication slot \"%s\" as a copy of \"%s\"", slot, src)));
-	return copied;
+	return !ok ? -1 : copied ? 1 : 0;
 }
 
 /*

@@ -7,7 +7,9 @@
  *
  * A batch goes out as one pipelined MULTI ... EXEC: errors Redis detects
  * while queueing (OOM, READONLY replica, NOAUTH) abort the whole batch, so
- * a later event can never land while an earlier one was refused.
+ * a later event can never land while an earlier one was refused.  The
+ * position hash is written in the same MULTI, and WATCHed from a look that
+ * it is still ours (position_unchanged) to the EXEC.
  *
  *-------------------------------------------------------------------------
  */
@@ -305,11 +307,58 @@ append_position(const SinkPosition *pos, const EventId *last, uint32 xid, XLogRe
 	}
 }
 
+/*
+ * Before writing on top of what the sink holds: is the position hash still
+ * the one this worker last wrote (or read when it placed the sink)?  A
+ * FLUSHALL, a DEL of the stream's keys or another writer changed it, and
+ * the next write would hide that.  WATCH makes the EXEC that follows fail
+ * if it changes after this look.  Not SINK_OK: the sink is placed again
+ * (pipeline.c), which sees what Redis holds now.
+ */
+static SinkResultCode
+position_unchanged(const Sink *sink, char *err, int errlen)
+{
+	char		key[512];
+	redisReply *watch = NULL;
+	redisReply *r = NULL;
+	EventId		id;
+	bool		same;
+
+	position_key(key, sizeof(key));
+	redisAppendCommand(redis, "WATCH %s", key);
+	redisAppendCommand(redis, "HMGET %s event_id origin", key);
+	if (redisGetReply(redis, (void **) &watch) != REDIS_OK || watch == NULL ||
+		redisGetReply(redis, (void **) &r) != REDIS_OK || r == NULL)
+	{
+		snprintf(err, errlen, "HMGET %s: %s", key, redis->errstr[0] ? redis->errstr : "no reply");
+		if (watch)
+			freeReplyObject(watch);
+		return SINK_RETRY;
+	}
+	if (r->type == REDIS_REPLY_ARRAY && r->elements == 2 && r->element[0]->type == REDIS_REPLY_NIL)
+		same = sink->pos.legacy;	/* a 1.0 stream gets its hash with the next write */
+	else
+		same = r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
+			r->element[0]->type == REDIS_REPLY_STRING && parse_id(r->element[0]->str, &id) &&
+			id.lsn == sink->pos.id.lsn && id.seq == sink->pos.id.seq &&
+			reply_u64(r->element[1]) == sink->pos.origin;
+	if (!same)
+		snprintf(err, errlen, "the position %s is not the one this worker wrote "
+				 "(FLUSHALL, DEL or another writer): looking at what Redis holds again", key);
+	freeReplyObject(watch);
+	freeReplyObject(r);
+	return same ? SINK_OK : SINK_RETRY;
+}
+
 static SinkResultCode
 redis_write_position(Sink *sink, const SinkPosition *pos, char *err, int errlen)
 {
 	redisReply *reply = NULL;
+	SinkResultCode rc;
 
+	/* placed: it holds what this worker wrote; placing: it was just read */
+	if (sink->placed && (rc = position_unchanged(sink, err, errlen)) != SINK_OK)
+		return rc;
 	append_position(pos, NULL, 0, InvalidXLogRecPtr);
 	if (redisGetReply(redis, (void **) &reply) != REDIS_OK || reply == NULL)
 	{
@@ -551,6 +600,9 @@ redis_send(Sink *sink, StreamEvent **events, int n, SinkResult *result)
 
 	result->code = SINK_OK;
 	result->acked = 0;
+	result->code = position_unchanged(sink, result->error, sizeof(result->error));
+	if (result->code != SINK_OK)
+		return;
 	redisAppendCommand(redis, "MULTI");
 	for (i = 0; i < n; i++)
 		append_xadd(sink, events[i]);

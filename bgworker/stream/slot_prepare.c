@@ -12,6 +12,7 @@
 #include "replication.h"
 #include "snapshot.h"
 #include "stream.h"
+#include "stream_slot.h"
 #include "stream_worker.h"
 
 static uint64 creating_origin = 0;	/* origin of the slot being created */
@@ -20,6 +21,19 @@ static const char *
 sink_name(void)
 {
 	return stream_worker_ops->name;
+}
+
+/*
+ * The slot's origin file could not be written (state_file_save logged
+ * why).  Nothing goes on without it: a restart would take the sink for
+ * another history's.
+ */
+static int
+origin_not_saved(char *err, int errlen)
+{
+	snprintf(err, errlen, "could not write $PGDATA/ticket_ext.%s.slot (see the server log): "
+			 "the %s sink waits until it can", sink_name(), sink_name());
+	return -1;
 }
 
 /* The slot is created, in its snapshot: take the snapshot, finish. */
@@ -41,7 +55,8 @@ finish_creation(const char *name, SlotOrigin *slot_origin, char *err, int errlen
 	strlcpy(o.slot, name, sizeof(o.slot));
 	o.origin = creating_origin;
 	o.start = start;
-	slot_origin_save(sink_name(), &o);
+	if (!slot_origin_save(sink_name(), &o))
+		return origin_not_saved(err, errlen);	/* still "being created": redone */
 	*slot_origin = o;
 	ereport(LOG,
 			(errmsg("ticket_ext: %s sink: slot \"%s\" starts at %X/%X (origin " UINT64_FORMAT "), after a snapshot of %u events",
@@ -64,11 +79,60 @@ start_creation(const char *name, const SlotOrigin *before, SlotOrigin *slot_orig
 		o.origin = before->origin + 1;	/* the clock went back */
 	strlcpy(o.slot, name, sizeof(o.slot));
 	o.start = InvalidXLogRecPtr;
-	slot_origin_save(sink_name(), &o);
+	if (!slot_origin_save(sink_name(), &o))
+		return origin_not_saved(err, errlen);
 	snapshot_discard(sink_name());
 	creating_origin = o.origin;
 	return repl_create_slot(name, err, errlen) == 1 ? finish_creation(name, slot_origin, err, errlen)
 		: (repl_creating_slot() ? 0 : -1);
+}
+
+/*
+ * The slot was renamed in the settings: copy the old one (file->slot) to
+ * name, then drop it.  1 done (file updated), 0 there is no old slot to
+ * copy, -1 failed (err; tried again, never a new slot meanwhile: the old
+ * one would be left behind, holding WAL).
+ */
+static int
+rename_slot(SlotOrigin *file, const char *name, char *err, int errlen)
+{
+	char		old[NAMEDATALEN];
+	StreamSlotInfo info;
+	int			rc;
+
+	strlcpy(old, file->slot, sizeof(old));
+	rc = repl_slot_exists(old, err, errlen);
+	if (rc <= 0)
+		return rc;
+	if (stream_slot_read(old, &info) && info.active_pid != 0)
+	{
+		/* our last stream's walsender may not have let go yet */
+		snprintf(err, errlen, "replication slot \"%s\" (renamed to \"%s\") is still in use by pid %d",
+				 old, name, info.active_pid);
+		return -1;
+	}
+	rc = SLOT_ORIGIN_COMPLETE(file) ? repl_copy_slot(old, name, err, errlen) : 0;
+	if (rc < 0)
+		return rc;
+	if (rc == 0)
+	{
+		/* unfinished, or lost (invalidated): nothing in it to keep */
+		return repl_drop_slot(old, err, errlen) ? 0 : -1;
+	}
+	strlcpy(file->slot, name, sizeof(file->slot));
+	if (!slot_origin_save(sink_name(), file))
+	{
+		/* the file still names the old slot: the copy goes, tried again */
+		(void) repl_drop_slot(name, err, errlen);
+		strlcpy(file->slot, old, sizeof(file->slot));
+		return origin_not_saved(err, errlen);
+	}
+	if (!repl_drop_slot(old, err, errlen))
+		ereport(WARNING,
+				(errmsg("ticket_ext: could not drop replication slot \"%s\" after copying it to \"%s\": %s",
+						old, name, err),
+				 errhint("Drop it by hand: it holds WAL back.")));
+	return 1;
 }
 
 /*
@@ -97,15 +161,23 @@ slot_prepare(SlotOrigin *slot_origin, char *err, int errlen)
 			/* a slot from before 1.1 */
 			memset(slot_origin, 0, sizeof(*slot_origin));
 			strlcpy(slot_origin->slot, name, sizeof(slot_origin->slot));
-			slot_origin_save(sink_name(), slot_origin);
-			return 1;
+			return slot_origin_save(sink_name(), slot_origin) ? 1 : origin_not_saved(err, errlen);
 		}
 		if (strcmp(file.slot, name) == 0 && SLOT_ORIGIN_COMPLETE(&file))
 		{
 			*slot_origin = file;
 			return 1;
 		}
-		/* one we did not finish creating, or another's under our name */
+		if (strcmp(file.slot, name) != 0)
+		{
+			/* another consumer's: never ours to drop */
+			snprintf(err, errlen,
+					 "replication slot \"%s\" exists and is not this worker's (the %s sink streams from \"%s\"): "
+					 "set ticket_ext.stream_slot to another name, or drop that slot",
+					 name, sink_name(), file.slot);
+			return -1;
+		}
+		/* one we did not finish creating */
 		ereport(LOG,
 				(errmsg("ticket_ext: replication slot \"%s\" was not finished by this worker: making it again", name)));
 		if (!repl_drop_slot(name, err, errlen))
@@ -114,18 +186,15 @@ slot_prepare(SlotOrigin *slot_origin, char *err, int errlen)
 	}
 
 	/* renamed by the settings: the old slot becomes the new one, nothing lost */
-	if (have_file && strcmp(file.slot, name) != 0 && SLOT_ORIGIN_COMPLETE(&file) &&
-		repl_slot_exists(file.slot, err, errlen) == 1 &&
-		repl_copy_slot(file.slot, name, err, errlen))
+	if (have_file && strcmp(file.slot, name) != 0)
 	{
-		char		old[NAMEDATALEN];
-
-		strlcpy(old, file.slot, sizeof(old));
-		strlcpy(file.slot, name, sizeof(file.slot));
-		slot_origin_save(sink_name(), &file);
-		*slot_origin = file;
-		(void) repl_drop_slot(old, err, errlen);
-		return 1;
+		rc = rename_slot(&file, name, err, errlen);
+		if (rc != 0)
+		{
+			*slot_origin = file;
+			return rc;
+		}
+		/* no old slot to keep: a new one, with a snapshot */
 	}
 
 	/*
@@ -138,7 +207,7 @@ slot_prepare(SlotOrigin *slot_origin, char *err, int errlen)
 		SlotOrigin	first;
 
 		if ((!slot_origin_load(stream_sink(0)->name, &first) || first.origin == 0) &&
-			repl_copy_slot(stream_sink(0)->slot_name(), name, err, errlen))
+			repl_copy_slot(stream_sink(0)->slot_name(), name, err, errlen) == 1)
 		{
 			memset(slot_origin, 0, sizeof(*slot_origin));
 			strlcpy(slot_origin->slot, name, sizeof(slot_origin->slot));

@@ -51,7 +51,7 @@ slot_origin_load(const char *sink, SlotOrigin *origin)
 	return true;
 }
 
-void
+bool
 slot_origin_save(const char *sink, const SlotOrigin *origin)
 {
 	char		name[64];
@@ -60,7 +60,7 @@ slot_origin_save(const char *sink, const SlotOrigin *origin)
 	snprintf(name, sizeof(name), "%s.slot", sink);
 	snprintf(buf, sizeof(buf), "%s\n" UINT64_FORMAT " " UINT64_FORMAT " %u\n",
 			 origin->slot, origin->origin, (uint64) origin->start, origin->snapshot_events);
-	(void) state_file_save(name, buf);
+	return state_file_save(name, buf);
 }
 
 /*
@@ -176,6 +176,18 @@ history_snapshot_done(const SinkPosition *pos, const SlotOrigin *slot)
 	end.lsn = SNAPSHOT_LSN(slot);
 	end.seq = slot->snapshot_events - 1;
 	return !EVENT_ID_LT(pos->id, end);
+}
+
+/*
+ * Did another cluster write the sink last?  Restores, point-in-time
+ * recoveries and promoted standbys keep the system identifier; a second
+ * cluster pointed at the same stream (or pg_upgrade, initdb) does not.
+ * Positions from before the identifier was stored say nothing.
+ */
+bool
+history_foreign(const SinkPosition *pos)
+{
+	return pos->known && pos->sysid != 0 && pos->sysid != history_system_identifier();
 }
 
 /*

@@ -80,6 +80,7 @@ static bool closed_for_room = false;	/* closed, queue kept, until room */
 static SlotOrigin slot_origin;	/* the slot streamed from, once prepared */
 static bool slot_prepared = false;	/* ... on this connection */
 static Oid	installation = InvalidOid;	/* items relid of the installation served */
+static bool showing_conflict = false;	/* stream_state says "history conflict" */
 
 const char *
 stream_worker_slot(void)
@@ -472,8 +473,18 @@ stream_round(MemoryContext parse_cxt, long *timeout)
 	/* the sinks work from the queue whether or not the stream is open */
 	retry = pipeline_work();
 	if (pipeline_history_conflict())
+	{
 		stream_status_set_state(stream_worker_sink, STREAM_STATE_HISTORY,
 								pipeline_history_conflict());
+		showing_conflict = true;
+	}
+	else if (showing_conflict)
+	{
+		/* resolved (placed again): say what the stream does now */
+		showing_conflict = false;
+		if (repl_is_connected())
+			stream_status_set_state(stream_worker_sink, STREAM_STATE_STREAMING, NULL);
+	}
 	send_feedback();			/* may fail and close the stream */
 	if (retry >= 0)
 		*timeout = Min(*timeout, retry);
@@ -611,7 +622,11 @@ ticket_stream_worker_main(Datum main_arg)
 				if (stream_status_take_resnapshot(stream_worker_sink))
 					resnapshot_asked = true;
 				if (resnapshot_asked && !(repl_retry_at != 0 && GetCurrentTimestamp() < repl_retry_at))
+				{
 					resnapshot_asked = !resnapshot("asked by ticket_ext.stream_resnapshot(), or the extension was reinstalled");
+					if (!resnapshot_asked)
+						pipeline_take_over();
+				}
 			}
 			events |= stream_round(parse_cxt, &timeout);
 			forget_sent_snapshot();
