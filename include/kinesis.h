@@ -6,6 +6,7 @@
 #ifndef TICKET_KINESIS_H
 #define TICKET_KINESIS_H
 
+#include "datatype/timestamp.h"
 #include "lib/stringinfo.h"
 
 
@@ -19,6 +20,39 @@ typedef struct KinesisResponse
 	char		error_type[128];	/* __type of an error response */
 	char		message[256];	/* its message, or the first ErrorMessage */
 } KinesisResponse;
+
+/* The open shards of a stream, as ListShards says (kinesis_parse_shards). */
+#define KINESIS_MAX_SHARDS 1024
+
+typedef struct KinesisShardInfo
+{
+	char		id[64];
+	uint128		start;			/* hash key range, inclusive */
+	uint128		end;
+	bool		has_start;
+	bool		has_end;
+	bool		closed;			/* has an EndingSequenceNumber: resharded */
+} KinesisShardInfo;
+
+typedef struct KinesisShardList
+{
+	int			nshards;
+	KinesisShardInfo shards[KINESIS_MAX_SHARDS];
+	char		next_token[1024];	/* "": the last page */
+} KinesisShardList;
+
+extern bool kinesis_parse_shards(const char *body, size_t len, KinesisShardList *out,
+								 char *err, size_t errlen);
+
+/* kinesis_shards.c: each record's shard, and each shard kept under its limits */
+extern void kinesis_shards_set(const KinesisShardList *list);
+extern void kinesis_shards_forget(void);
+extern int	kinesis_shards_count(void);
+extern int	kinesis_shard_of(const char *partition_key);
+extern int	kinesis_shard_room(int shard, int bytes_wanted, TimestampTz now, long *wait_ms);
+extern void kinesis_shard_take(int shard, int bytes);
+extern void kinesis_shard_throttled(int shard, TimestampTz now);
+extern void kinesis_shard_stored(int shard);
 
 /* aws_credentials.c */
 typedef struct AwsCredentials
@@ -45,5 +79,6 @@ extern void kpl_begin(KplAggregate *agg, const char *partition_key);
 extern int	kpl_size_with(const KplAggregate *agg, int len);
 extern void kpl_add(KplAggregate *agg, const char *data, int len);
 extern bool kpl_finish(KplAggregate *agg, char **out, int *len, const char **errstr);
+extern bool kinesis_md5(const void *data, size_t len, void *out, const char **errstr);
 
 #endif

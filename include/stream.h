@@ -33,13 +33,18 @@ typedef enum SinkResultCode
 	SINK_PARTIAL,				/* a prefix acknowledged, retry the rest soon */
 	SINK_RETRY,					/* transient failure: back off, retry */
 	SINK_THROTTLED,				/* the sink asked us to slow down */
-	SINK_FATAL_CONFIG			/* bad settings/credentials: slow retry */
+	SINK_FATAL_CONFIG,			/* bad settings/credentials: slow retry */
+	SINK_PACED					/* sent what the sink's limits allow now (a
+								 * prefix acknowledged): again in wait_ms,
+								 * not a failure */
 } SinkResultCode;
 
 typedef struct SinkResult
 {
 	SinkResultCode code;
 	int			acked;			/* events acknowledged, from the start, in order */
+	long		wait_ms;		/* SINK_PACED: when to send again */
+	int			throttled;		/* SINK_PACED: records the sink refused for rate */
 	char		error[512];		/* never contains secrets */
 } SinkResult;
 
@@ -162,6 +167,8 @@ extern char *aws_credentials_file;
 extern int	kinesis_max_record_bytes;
 extern int	kinesis_records_per_item;
 extern bool kinesis_aggregate;
+extern int	kinesis_shard_records_per_second;
+extern int	kinesis_shard_bytes_per_second;
 extern int	kinesis_max_request_bytes;
 
 extern void stream_define_settings(void);

@@ -193,3 +193,185 @@ kinesis_parse_response(const char *body, size_t len, KinesisResponse *out,
 	}
 	return true;
 }
+
+/*
+ * ListShards:
+ *	  {"Shards":[{"ShardId":"shardId-000000000000",
+ *	   "HashKeyRange":{"StartingHashKey":"0","EndingHashKey":"3402..."},
+ *	   "SequenceNumberRange":{"StartingSequenceNumber":"..",
+ *	                          "EndingSequenceNumber":".."}}],   (closed only)
+ *	   "NextToken":".."}
+ */
+typedef struct ShardsState
+{
+	KinesisShardList *out;
+	int			depth;
+	bool		in_shards;		/* inside the top-level "Shards" array */
+	char		field[32];		/* current field name (known ones only) */
+	char		parent[32];		/* the field of the object we are in */
+	KinesisShardInfo cur;
+	bool		bad;
+} ShardsState;
+
+/* A hash key ("0" .. "340282366920938463463374607431768211455"). */
+static bool
+parse_hash_key(const char *s, uint128 *v)
+{
+	uint128		x = 0;
+
+	if (*s == '\0' || strlen(s) > 39)
+		return false;
+	for (; *s; s++)
+	{
+		uint128		next;
+
+		if (*s < '0' || *s > '9')
+			return false;
+		next = x * 10 + (uint128) (*s - '0');
+		if (next / 10 != x)
+			return false;		/* over 2^128 - 1 */
+		x = next;
+	}
+	*v = x;
+	return true;
+}
+
+static void
+shards_obj_start(void *arg)
+{
+	ShardsState *st = arg;
+
+	st->depth++;
+	if (st->in_shards && st->depth == 3)
+		memset(&st->cur, 0, sizeof(st->cur));
+	else if (st->depth == 4)
+		strlcpy(st->parent, st->field, sizeof(st->parent));
+}
+
+static void
+shards_obj_end(void *arg)
+{
+	ShardsState *st = arg;
+
+	if (st->in_shards && st->depth == 3)
+	{
+		if (st->cur.id[0] == '\0' || !st->cur.has_start || !st->cur.has_end ||
+			st->cur.start > st->cur.end)
+			st->bad = true;
+		else if (!st->cur.closed)
+		{
+			if (st->out->nshards >= KINESIS_MAX_SHARDS)
+				st->bad = true;
+			else
+				st->out->shards[st->out->nshards++] = st->cur;
+		}
+	}
+	if (st->depth == 4)
+		st->parent[0] = '\0';
+	st->depth--;
+}
+
+static void
+shards_arr_start(void *arg)
+{
+	ShardsState *st = arg;
+
+	st->depth++;
+	if (st->depth == 2 && strcmp(st->field, "Shards") == 0)
+		st->in_shards = true;
+}
+
+static void
+shards_arr_end(void *arg)
+{
+	ShardsState *st = arg;
+
+	if (st->depth == 2)
+		st->in_shards = false;
+	st->depth--;
+}
+
+static void
+shards_field_start(void *arg, char *fname, bool isnull)
+{
+	ShardsState *st = arg;
+
+	strlcpy(st->field, strlen(fname) < sizeof(st->field) ? fname : "", sizeof(st->field));
+	pfree(fname);
+}
+
+static void
+shards_scalar(void *arg, char *token, JsonTokenType type)
+{
+	ShardsState *st = arg;
+
+	if (token == NULL)
+		return;
+	if (type == JSON_TOKEN_NULL)
+		;
+	else if (st->depth == 1 && strcmp(st->field, "NextToken") == 0)
+	{
+		if (strlen(token) >= sizeof(st->out->next_token))
+			st->bad = true;
+		else
+			strlcpy(st->out->next_token, token, sizeof(st->out->next_token));
+	}
+	else if (st->in_shards && st->depth == 3 && strcmp(st->field, "ShardId") == 0)
+	{
+		if (strlen(token) >= sizeof(st->cur.id))
+			st->bad = true;
+		else
+			strlcpy(st->cur.id, token, sizeof(st->cur.id));
+	}
+	else if (st->in_shards && st->depth == 4 && strcmp(st->parent, "HashKeyRange") == 0)
+	{
+		if (strcmp(st->field, "StartingHashKey") == 0)
+			st->bad |= !(st->cur.has_start = parse_hash_key(token, &st->cur.start));
+		else if (strcmp(st->field, "EndingHashKey") == 0)
+			st->bad |= !(st->cur.has_end = parse_hash_key(token, &st->cur.end));
+	}
+	else if (st->in_shards && st->depth == 4 && strcmp(st->parent, "SequenceNumberRange") == 0 &&
+			 strcmp(st->field, "EndingSequenceNumber") == 0)
+		st->cur.closed = true;	/* resharded: no more writes */
+	pfree(token);
+}
+
+/*
+ * Parse a ListShards answer into out (its open shards, and NextToken if
+ * there are more pages).  False (err) if it is not one.
+ */
+bool
+kinesis_parse_shards(const char *body, size_t len, KinesisShardList *out,
+					 char *err, size_t errlen)
+{
+	ShardsState st = {0};
+	JsonSemAction sem = {0};
+	JsonLexContext *lex;
+	JsonParseErrorType rc;
+	char	   *copy;
+
+	out->nshards = 0;
+	out->next_token[0] = '\0';
+	st.out = out;
+	sem.semstate = &st;
+	sem.object_start = shards_obj_start;
+	sem.object_end = shards_obj_end;
+	sem.array_start = shards_arr_start;
+	sem.array_end = shards_arr_end;
+	sem.object_field_start = shards_field_start;
+	sem.scalar = shards_scalar;
+	copy = palloc(len + 1);
+	memcpy(copy, body, len);
+	copy[len] = '\0';
+	lex = makeJsonLexContextCstringLen(copy, (int) len, PG_UTF8, true);
+	rc = pg_parse_json(lex, &sem);
+	free_json_lex(lex);
+	pfree(copy);
+	if (rc != JSON_SUCCESS || st.bad)
+	{
+		snprintf(err, errlen, "ListShards: %s", rc != JSON_SUCCESS ? "answer is not valid JSON"
+				 : "a shard without an id or a valid hash key range, or too many shards");
+		return false;
+	}
+	return true;
+}

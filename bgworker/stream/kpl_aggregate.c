@@ -118,8 +118,8 @@ kpl_add(KplAggregate *agg, const char *data, int len)
  * in CurrentResourceOwner, which a worker has none of outside a
  * transaction: lend it one of its own for the call.
  */
-static bool
-md5_of(const void *data, size_t len, void *out, const char **errstr)
+bool
+kinesis_md5(const void *data, size_t len, void *out, const char **errstr)
 {
 #ifndef FRONTEND
 	static ResourceOwner owner = NULL;
@@ -148,7 +148,7 @@ kpl_finish(KplAggregate *agg, char **out, int *len, const char **errstr)
 
 	memcpy(buf, KPL_MAGIC, KPL_MAGIC_LEN);
 	memcpy(buf + KPL_MAGIC_LEN, agg->pb.data, agg->pb.len);
-	if (!md5_of(agg->pb.data, agg->pb.len, buf + KPL_MAGIC_LEN + agg->pb.len, errstr))
+	if (!kinesis_md5(agg->pb.data, agg->pb.len, buf + KPL_MAGIC_LEN + agg->pb.len, errstr))
 	{
 		pfree(buf);
 		pfree(agg->pb.data);

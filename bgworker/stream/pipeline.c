@@ -303,6 +303,23 @@ note_failure(Sink *s, SinkResultCode code, const char *error)
 	schedule_retry(s, code);
 }
 
+/*
+ * The sink sent what its own limits allow (Kinesis's shard pace): not a
+ * failure, no backoff; again in wait_ms.  Records refused for rate anyway
+ * count as throttles, and the status says so until the next success.
+ */
+static void
+note_paced(Sink *s, const SinkResult *result)
+{
+	s->retry_at = result->wait_ms > 0
+		? TimestampTzPlusMilliseconds(GetCurrentTimestamp(), result->wait_ms) : 0;
+	if (result->throttled > 0)
+	{
+		sink_status_note_retry(s->index, true);
+		status_update(s, SINK_STATE_THROTTLED, result->error);
+	}
+}
+
 /* Histogram bucket of a commit -> ack delay. */
 static int
 delay_bucket(TimestampTz commit, TimestampTz now)
@@ -654,7 +671,9 @@ work_sink(Sink *s, TimestampTz now)
 		note_progress(s, Min(result.acked, n));
 	if (result.acked >= n && s->batch_confirmed > s->durable)
 		s->durable = s->batch_confirmed;	/* the sink wrote it with the batch */
-	if (result.code != SINK_OK)
+	if (result.code == SINK_PACED)
+		note_paced(s, &result);
+	else if (result.code != SINK_OK)
 		note_failure(s, result.code, result.error);
 }
 

@@ -23,25 +23,18 @@
 
 #include <curl/curl.h>
 
-#include "common/base64.h"
 #include "kinesis.h"
+#include "kinesis_request.h"
 #include "lib/stringinfo.h"
 #include "stream.h"
 #include "utils/json.h"
-
-#define MAX_RECORDS_PER_CALL 500
+#include "utils/timestamp.h"
 
 static CURL *curl = NULL;
 static struct curl_slist *headers = NULL;
 static char url[512];
 static char sigv4[128];
 static char userpwd[512];
-
-/* events stored by Kinesis beyond an acknowledged prefix (see above) */
-#define MAX_LANDED (MAX_RECORDS_PER_CALL * 2)
-static EventId landed[MAX_LANDED];
-static int	nlanded = 0;
-static char landed_for[1024];	/* the target they landed in */
 
 static const char *kinesis_position_target(void);
 
@@ -172,19 +165,90 @@ probe_stream(char *err, int errlen)
 	return code;
 }
 
+/*
+ * Learn the stream's open shards (ListShards, every page) for pacing; at
+ * connect and every SHARDS_REFRESH_MS (resharding).  Without them (no
+ * kinesis:ListShards permission, an error) records are not paced: said
+ * once in the log.
+ */
+#define SHARDS_REFRESH_MS 60000
+static TimestampTz shards_listed_at = 0;
+
+static void
+list_shards(void)
+{
+	static bool warned = false;
+	KinesisShardList *all = palloc0(sizeof(KinesisShardList));
+	KinesisShardList *page = palloc(sizeof(KinesisShardList));
+	char		err[256] = "";
+	bool		ok = true;
+
+	shards_listed_at = GetCurrentTimestamp();
+	do
+	{
+		StringInfoData body;
+		StringInfoData resp;
+		long		http = 0;
+		int			i;
+
+		initStringInfo(&body);
+		initStringInfo(&resp);
+		/* the first page by name, the next ones by token alone (AWS's rule) */
+		appendStringInfoString(&body, all->next_token[0] == '\0'
+							   ? "{\"StreamName\":" : "{\"NextToken\":");
+		escape_json(&body, all->next_token[0] == '\0' ? kinesis_stream : all->next_token);
+		appendStringInfoChar(&body, '}');
+		ok = kinesis_call("ListShards", &body, &resp, &http, err, sizeof(err));
+		if (ok && http != 200)
+		{
+			snprintf(err, sizeof(err), "ListShards: HTTP %ld", http);
+			ok = false;
+		}
+		ok = ok && kinesis_parse_shards(resp.data, resp.len, page, err, sizeof(err));
+		pfree(body.data);
+		pfree(resp.data);
+		for (i = 0; ok && i < page->nshards; i++)
+		{
+			if (all->nshards == KINESIS_MAX_SHARDS)
+			{
+				snprintf(err, sizeof(err), "ListShards: over %d open shards", KINESIS_MAX_SHARDS);
+				ok = false;
+			}
+			else
+				all->shards[all->nshards++] = page->shards[i];
+		}
+		if (ok)
+			strlcpy(all->next_token, page->next_token, sizeof(all->next_token));
+	} while (ok && all->next_token[0] != '\0');
+
+	if (ok && all->nshards > 0)
+	{
+		kinesis_shards_set(all);
+		warned = false;
+	}
+	else
+	{
+		kinesis_shards_forget();
+		if (!warned)
+			ereport(LOG,
+					(errmsg("ticket_ext: kinesis sink: cannot list the stream's shards, records are not paced: %s",
+							err[0] ? err : "no open shard")));
+		warned = true;
+	}
+	pfree(all);
+	pfree(page);
+}
+
 static SinkResultCode
 kinesis_connect(Sink *sink, char *err, int errlen)
 {
 	AwsCredentials cred;
 	const char *target = kinesis_position_target();
+	SinkResultCode code;
 
 	kinesis_disconnect(sink);
 	/* records landed in another stream say nothing about this one */
-	if (strcmp(landed_for, target) != 0)
-	{
-		nlanded = 0;
-		strlcpy(landed_for, target, sizeof(landed_for));
-	}
+	kinesis_landed_reset(target);
 	if (!region_valid(kinesis_region))
 	{
 		snprintf(err, errlen, "ticket_ext.kinesis_region \"%s\" is not a region name like us-east-1",
@@ -228,31 +292,10 @@ kinesis_connect(Sink *sink, char *err, int errlen)
 	curl_easy_setopt(curl, CURLOPT_CONNECTTIMEOUT_MS, (long) stream_connect_timeout_ms);
 	curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, (long) stream_io_timeout_ms);
 	curl_easy_setopt(curl, CURLOPT_TCP_KEEPALIVE, 1L);
-	return probe_stream(err, errlen);
-}
-
-/* Forget landed records the pipeline has now acknowledged (id <= upto). */
-static void
-forget_landed(const EventId *upto)
-{
-	int			keep = 0;
-	int			i;
-
-	for (i = 0; i < nlanded; i++)
-		if (EVENT_ID_LT(*upto, landed[i]))
-			landed[keep++] = landed[i];
-	nlanded = keep;
-}
-
-static bool
-was_landed(const EventId *id)
-{
-	int			i;
-
-	for (i = 0; i < nlanded; i++)
-		if (landed[i].lsn == id->lsn && landed[i].seq == id->seq)
-			return true;
-	return false;
+	code = probe_stream(err, errlen);
+	if (code == SINK_OK)
+		list_shards();
+	return code;
 }
 
 /* Classify an AWS error (__type of a non-200 response). */
@@ -273,232 +316,6 @@ classify_error(long http, const char *type)
 		strstr(type, "Validation") != NULL || strstr(type, "KMS") != NULL)
 		return SINK_FATAL_CONFIG;
 	return SINK_RETRY;
-}
-
-/* The event's JSON with the origin of its slot added (palloc'd). */
-static char *
-with_origin(const StreamEvent *ev, uint64 origin, int *len)
-{
-	int			body = ev->json_len;
-	char	   *out;
-
-	while (body > 0 && ev->json[body - 1] != '}')
-		body--;					/* the object's closing brace */
-	out = psprintf("%.*s,\"origin\":" UINT64_FORMAT "}", body > 0 ? body - 1 : 0, ev->json, origin);
-	*len = strlen(out);
-	return out;
-}
-
-/* The partition key of an event: its item (snapshot ends have none). */
-static void
-partition_key(const StreamEvent *ev, char *key, size_t len)
-{
-	if (ev->no_item)
-		strlcpy(key, "snapshot", len);
-	else
-		snprintf(key, len, INT64_FORMAT, ev->item_id);
-}
-
-/* Append one record (data base64-encoded) to the request body. */
-static void
-append_record(StringInfo body, bool first, const char *data, int datalen, const char *key)
-{
-	int			b64len = pg_b64_enc_len(datalen);
-
-	if (!first)
-		appendStringInfoChar(body, ',');
-	appendStringInfoString(body, "{\"Data\":\"");
-	enlargeStringInfo(body, b64len + 1);
-	body->len += pg_b64_encode(data, datalen, body->data + body->len, b64len);
-	body->data[body->len] = '\0';
-	appendStringInfo(body, "\",\"PartitionKey\":\"%s\"}", key);
-}
-
-/*
- * With kinesis_aggregate: the pending events of event i's item from i on,
- * in order, as one KPL aggregated record (*out, *outlen), within the record
- * and request limits; rec[] marks them with recno.  data is event i's
- * payload.  Returns 1, 0 if the record does not fit in this request
- * (others before it: rec[] cleared), or -1 (err).
- */
-static int
-aggregate_item(StringInfo body, StreamEvent **events, int n, int i,
-			   char *data, int datalen, const char *key, uint64 origin,
-			   int *rec, int recno, bool others_before,
-			   char **out, int *outlen, char *err, int errlen)
-{
-	const StreamEvent *ev = events[i];
-	KplAggregate agg;
-	const char *md5err = NULL;
-	int			j;
-
-	kpl_begin(&agg, key);
-	for (j = i; j < n; j++)
-	{
-		char	   *more = data;
-		int			morelen = datalen;
-		int			b64len;
-
-		if (events[j]->item_id != ev->item_id || events[j]->no_item != ev->no_item ||
-			was_landed(&events[j]->id))
-			continue;
-		if (j != i)
-			more = with_origin(events[j], origin, &morelen);
-		b64len = pg_b64_enc_len(kpl_size_with(&agg, morelen));
-		if (agg.count > 0 &&
-			(b64len + strlen(key) > (size_t) kinesis_max_record_bytes ||
-			 body->len + b64len + 64 > kinesis_max_request_bytes))
-			break;
-		kpl_add(&agg, more, morelen);
-		rec[j] = recno;
-	}
-	if (others_before && body->len + pg_b64_enc_len(kpl_size_with(&agg, 0)) + 64 > kinesis_max_request_bytes)
-	{
-		for (j = i; j < n; j++)
-			if (rec[j] == recno)
-				rec[j] = -1;
-		pfree(agg.pb.data);
-		return 0;
-	}
-	if (!kpl_finish(&agg, out, outlen, &md5err))
-	{
-		snprintf(err, errlen, "could not compute an MD5 for a KPL record: %s", md5err);
-		return -1;
-	}
-	return 1;
-}
-
-/*
- * Build one request from events[0..n): each item's earliest pending events,
- * at most kinesis_records_per_item records of them (1 by default: a later
- * event of an item never goes out with, or before, an earlier one), in
- * queue order, within the API's limits.  With kinesis_aggregate, an item's
- * pending events go into one KPL aggregated record instead (up to the
- * record size limit), which lands or fails whole.  rec[i] is the record
- * event i went into, -1 if none.  Returns false (err) for an event too
- * large for Kinesis.
- */
-static bool
-build_request(StringInfo body, StreamEvent **events, int n, int *rec, int *nrec,
-			  uint64 origin, char *err, int errlen)
-{
-	int64		keys[MAX_RECORDS_PER_CALL];
-	int			counts[MAX_RECORDS_PER_CALL];
-	int			nkeys = 0;
-	int			i;
-
-	*nrec = 0;
-	for (i = 0; i < n; i++)
-		rec[i] = -1;
-	appendStringInfoString(body, "{\"StreamName\":");
-	escape_json(body, kinesis_stream);
-	appendStringInfoString(body, ",\"Records\":[");
-	for (i = 0; i < n && *nrec < MAX_RECORDS_PER_CALL && nlanded + *nrec < MAX_LANDED; i++)
-	{
-		StreamEvent *ev = events[i];
-		char		key[24];
-		int			datalen;
-		char	   *data;
-		int			k;
-
-		if (was_landed(&ev->id) || rec[i] >= 0)
-			continue;
-		for (k = 0; k < nkeys; k++)
-			if (keys[k] == ev->item_id)
-				break;
-		if (k == nkeys)
-		{
-			if (nkeys == (int) lengthof(keys))
-				continue;		/* too many items for one call: next call */
-			keys[nkeys] = ev->item_id;
-			counts[nkeys++] = 0;
-		}
-		if (counts[k] >= (kinesis_aggregate ? 1 : kinesis_records_per_item))
-			continue;			/* the rest of this item waits */
-		partition_key(ev, key, sizeof(key));
-		data = with_origin(ev, origin, &datalen);
-		if (pg_b64_enc_len(datalen) + strlen(key) > (size_t) kinesis_max_record_bytes)
-		{
-			snprintf(err, errlen, "event %lu-%u is %d bytes, over the %d-byte Kinesis record limit",
-					 (unsigned long) ev->id.lsn, ev->id.seq, pg_b64_enc_len(datalen), kinesis_max_record_bytes);
-			return false;
-		}
-		if (kinesis_aggregate)
-		{
-			int			got = aggregate_item(body, events, n, i, data, datalen, key, origin,
-											 rec, *nrec, *nrec > 0, &data, &datalen, err, errlen);
-
-			if (got < 0)
-				return false;
-			if (got == 0)
-				break;			/* not even its first event fits: next call */
-		}
-		else
-		{
-			if (*nrec > 0 && body->len + pg_b64_enc_len(datalen) + 64 > kinesis_max_request_bytes)
-				break;
-			rec[i] = *nrec;
-		}
-		counts[k]++;
-		append_record(body, *nrec == 0, data, datalen, key);
-		(*nrec)++;
-	}
-	appendStringInfoString(body, "]}");
-	return true;
-}
-
-/* Was event i sent in this call and stored? */
-static bool
-event_stored(const int *rec, const bool *failed, int i)
-{
-	return rec[i] >= 0 && !failed[rec[i]];
-}
-
-/*
- * Events stored after a failed event of the same item in one call: out of
- * order (only possible with kinesis_records_per_item > 1: an aggregated
- * record carries all of its item's events of the call).
- */
-static int
-count_reordered(StreamEvent **events, int n, const int *rec, const bool *failed)
-{
-	int			reordered = 0;
-	int			i;
-	int			j;
-
-	for (i = 0; i < n; i++)
-	{
-		if (rec[i] < 0 || !failed[rec[i]])
-			continue;
-		for (j = i + 1; j < n; j++)
-			if (event_stored(rec, failed, j) && events[j]->item_id == events[i]->item_id)
-			{
-				reordered++;
-				break;
-			}
-	}
-	return reordered;
-}
-
-/*
- * After a call: the acknowledged prefix ends at the first event neither
- * stored nor landed before; stored events beyond it are remembered.
- */
-static int
-account(StreamEvent **events, int n, const int *rec, const bool *failed)
-{
-	int			prefix;
-	int			i;
-
-	for (prefix = 0; prefix < n; prefix++)
-		if (!event_stored(rec, failed, prefix) && !was_landed(&events[prefix]->id))
-			break;
-	for (i = prefix; i < n; i++)
-		if (event_stored(rec, failed, i) && nlanded < MAX_LANDED)
-			landed[nlanded++] = events[i]->id;
-	if (prefix > 0)
-		forget_landed(&events[prefix - 1]->id);
-	return prefix;
 }
 
 static int
@@ -525,14 +342,29 @@ answer_complete(const KinesisResponse *kr, const bool *failed, int nrec)
 		count_true(failed, nrec) == kr->failed_count;
 }
 
+/* Per-shard backoff from the answer: throttled shards wait, the others not. */
+static void
+note_shards(const KinesisRequest *req, const KinesisResponse *kr, const bool *failed)
+{
+	TimestampTz now = GetCurrentTimestamp();
+	int			r;
+
+	for (r = 0; r < req->nrec; r++)
+	{
+		if (!failed[r])
+			kinesis_shard_stored(req->rec_shard[r]);
+		else if (kr->throttled_records > 0)
+			kinesis_shard_throttled(req->rec_shard[r], now);
+	}
+}
+
 static void
 kinesis_send(Sink *sink, StreamEvent **events, int n, SinkResult *result)
 {
 	StringInfoData body;
 	StringInfoData resp;
-	int			rec[MAX_RECORDS_PER_CALL * 2];
+	KinesisRequest req;
 	bool		failed[MAX_RECORDS_PER_CALL] = {0};
-	int			nrec;
 	long		http = 0;
 	bool		ok;
 	KinesisResponse kr;
@@ -540,18 +372,27 @@ kinesis_send(Sink *sink, StreamEvent **events, int n, SinkResult *result)
 
 	result->code = SINK_OK;
 	result->acked = 0;
-	n = Min(n, MAX_RECORDS_PER_CALL * 2);
+	n = Min(n, MAX_EVENTS_PER_CALL);
+	if (kinesis_shards_count() > 0 &&
+		TimestampDifferenceExceeds(shards_listed_at, GetCurrentTimestamp(), SHARDS_REFRESH_MS))
+		list_shards();
 	initStringInfo(&body);
-	if (!build_request(&body, events, n, rec, &nrec, sink->pos.origin,
-					   result->error, sizeof(result->error)))
+	if (!kinesis_build_request(&body, events, n, &req, sink->pos.origin,
+							   result->error, sizeof(result->error)))
 	{
 		result->code = SINK_FATAL_CONFIG;
 		pfree(body.data);
 		return;
 	}
-	if (nrec == 0)
+	if (req.nrec == 0)
 	{
-		result->acked = account(events, n, rec, failed);	/* all landed */
+		result->acked = kinesis_account(events, n, &req, failed);	/* all landed */
+		if (req.wait_ms > 0)
+		{
+			/* every pending item's shard is at its pace */
+			result->code = SINK_PACED;
+			result->wait_ms = req.wait_ms;
+		}
 		pfree(body.data);
 		return;
 	}
@@ -565,7 +406,7 @@ kinesis_send(Sink *sink, StreamEvent **events, int n, SinkResult *result)
 		pfree(resp.data);
 		return;
 	}
-	if (!kinesis_parse_response(resp.data, resp.len, &kr, failed, nrec, perr, sizeof(perr)))
+	if (!kinesis_parse_response(resp.data, resp.len, &kr, failed, req.nrec, perr, sizeof(perr)))
 	{
 		result->code = (http >= 500 || http == 200) ? SINK_RETRY : SINK_FATAL_CONFIG;
 		snprintf(result->error, sizeof(result->error), "PutRecords: HTTP %ld, %s", http, perr);
@@ -580,28 +421,36 @@ kinesis_send(Sink *sink, StreamEvent **events, int n, SinkResult *result)
 				 http, kr.error_type[0] ? kr.error_type : "error", kr.message);
 		return;
 	}
-	if (!answer_complete(&kr, failed, nrec))
+	if (!answer_complete(&kr, failed, req.nrec))
 	{
 		/* cannot tell what was stored: nothing counts, resend all later */
 		result->code = SINK_RETRY;
 		snprintf(result->error, sizeof(result->error),
 				 "PutRecords: incomplete answer (FailedRecordCount %d, %d errors in %d of %d records)",
-				 kr.failed_count, count_true(failed, kr.nrecords), kr.nrecords, nrec);
+				 kr.failed_count, count_true(failed, kr.nrecords), kr.nrecords, req.nrec);
 		return;
 	}
-	result->acked = account(events, n, rec, failed);
+	result->acked = kinesis_account(events, n, &req, failed);
+	note_shards(&req, &kr, failed);
 	if (kr.failed_count > 0)
 	{
-		int			reordered = count_reordered(events, n, rec, failed);
+		int			reordered = kinesis_count_reordered(events, n, &req, failed);
 
 		result->code = kr.throttled_records > 0 ? SINK_THROTTLED : SINK_PARTIAL;
 		snprintf(result->error, sizeof(result->error), "PutRecords: %d of %d records failed (%s: %s)%s",
-				 kr.failed_count, nrec, kr.record_error, kr.message,
+				 kr.failed_count, req.nrec, kr.record_error, kr.message,
 				 reordered > 0 ? "; a later event of the same item was stored first" : "");
 		if (reordered > 0)
 			ereport(LOG,
 					(errmsg("ticket_ext: kinesis stored %d events ahead of an earlier failed event of their item (kinesis_records_per_item = %d)",
 							reordered, kinesis_records_per_item)));
+		if (kr.throttled_records > 0 && kinesis_shards_count() > 0)
+		{
+			/* paced: the throttled shards back off alone (note_shards) */
+			result->code = SINK_PACED;
+			result->throttled = kr.throttled_records;
+			result->wait_ms = 0;
+		}
 	}
 }
 

@@ -39,6 +39,8 @@ int			kinesis_max_record_bytes = 1024 * 1024;
 int			kinesis_records_per_item = 1;
 bool		kinesis_aggregate = false;
 int			kinesis_max_request_bytes = 5 * 1024 * 1024;
+int			kinesis_shard_records_per_second = 950;
+int			kinesis_shard_bytes_per_second = 1000000;
 
 void
 stream_define_settings(void)
@@ -142,6 +144,16 @@ stream_define_settings(void)
 							 "lands or fails whole, so an item's order holds at any rate.",
 							 &kinesis_aggregate, false,
 							 PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("ticket_ext.kinesis_shard_records_per_second",
+							"Records sent to one Kinesis shard per second at most (0: no pacing).",
+							"AWS takes 1,000 per shard; the default leaves room for clock differences.",
+							&kinesis_shard_records_per_second, 950, 0, 100000,
+							PGC_SIGHUP, 0, NULL, NULL, NULL);
+	DefineCustomIntVariable("ticket_ext.kinesis_shard_bytes_per_second",
+							"Bytes (data and partition key) sent to one Kinesis shard per second at most (0: no pacing).",
+							"AWS takes 1 MiB per shard; the default leaves room for clock differences.",
+							&kinesis_shard_bytes_per_second, 1000000, 0, 100 * 1024 * 1024,
+							PGC_SIGHUP, GUC_UNIT_BYTE, NULL, NULL, NULL);
 	DefineCustomIntVariable("ticket_ext.kinesis_max_request_bytes",
 							"Largest PutRecords request body.",
 							NULL, &kinesis_max_request_bytes, 5 * 1024 * 1024, 64 * 1024, 10 * 1024 * 1024,
