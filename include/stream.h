@@ -104,7 +104,7 @@ extern const SinkOps kinesis_sink_ops;
 /* ---------- files in the data directory (state_file.c, stream_history.c) ---------- */
 
 extern void state_file_path(char *path, size_t len, const char *name);
-extern bool state_file_save(const char *name, const char *content);
+extern bool state_file_save(const char *name, const char *content, bool durable);
 extern bool state_file_load(const char *name, char *buf, int len);
 extern void state_file_remove(const char *name);
 extern void sink_position_save(const char *sink, const char *target, const SinkPosition *pos);

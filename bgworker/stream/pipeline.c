@@ -107,7 +107,6 @@ pipeline_set_slot(const SlotOrigin *origin, bool moved, bool snapshot_available)
 	slot_snapshot_available = snapshot_available;
 	snapshot_wanted = false;
 	sink.placed = false;
-	conflict[0] = '\0';			/* placing the sink tells again */
 }
 
 /*
@@ -509,20 +508,26 @@ place_sink(Sink *s)
 	SinkResultCode rc;
 	char		error[512];
 	char		held[160];
-	bool		moved;
+	bool		had_some;
+	bool		foreign;
 
 	if (s->placed)
 		return true;
 	if (!slot_known || snapshot_wanted)
 		return false;
+	conflict[0] = '\0';			/* placing decides again */
 	rc = s->ops->read_position(s, &pos, error, sizeof(error));
 	if (rc != SINK_OK)
 	{
 		note_failure(s, rc, error);
 		return false;
 	}
-	conflict[0] = '\0';
-	if (history_foreign(&pos) && !take_over)
+	/* this process saw the sink take events of this slot (its snapshot, maybe) */
+	had_some = s->pos.known && s->pos.origin == slot.origin &&
+		(s->pos.id.lsn != 0 || s->pos.id.seq != 0);
+	foreign = history_foreign(&pos) && !take_over;
+	take_over = false;			/* an admin's word is for one placing */
+	if (foreign)
 	{
 		history_describe(&pos, held, sizeof(held));
 		s->pos = pos;
@@ -534,9 +539,18 @@ place_sink(Sink *s)
 		note_failure(s, SINK_FATAL_CONFIG, error);
 		return false;
 	}
-	/* confirmed since the slot was set: what the sink had of it may be gone */
-	moved = slot_moved || slot_confirmed_now() > slot.start;
-	switch (history_verdict(&pos, &slot, moved, slot_snapshot_available))
+	if (had_some && (!pos.known || pos.origin != slot.origin))
+	{
+		/* emptied (FLUSHALL) or rewritten since: the queue no longer has it all */
+		history_describe(&pos, held, sizeof(held));
+		ereport(LOG,
+				(errmsg("ticket_ext: the %s sink holds %s, not what this worker wrote to it: taking a snapshot",
+						s->ops->name, held)));
+		s->pos = pos;
+		snapshot_wanted = true;
+		return false;
+	}
+	switch (history_verdict(&pos, &slot, slot_moved, slot_snapshot_available))
 	{
 		case HISTORY_SAME:
 			if (s->ops->position_in_send && pos.confirmed != InvalidXLogRecPtr &&
@@ -557,6 +571,12 @@ place_sink(Sink *s)
 			s->verified = s->verified && s->pos.origin == pos.origin &&
 				s->pos.id.lsn == pos.id.lsn && s->pos.id.seq == pos.id.seq;
 			s->pos = pos;
+			if (s->pos.sysid == 0)
+			{
+				/* written before the identifier was kept: ours from now on */
+				s->pos.sysid = history_system_identifier();
+				s->pos.timeline = history_timeline();
+			}
 			s->durable = pos.confirmed != InvalidXLogRecPtr ? Max(pos.confirmed, s->durable)
 				: s->confirmed;	/* a position from before: as then */
 			break;
@@ -601,7 +621,6 @@ place_sink(Sink *s)
 			return false;
 	}
 	s->placed = true;
-	take_over = false;
 	if (!s->failing)
 		status_update(s, SINK_STATE_OK, NULL);	/* a failing one: once a write works */
 	return true;

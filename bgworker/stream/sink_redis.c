@@ -23,6 +23,7 @@
 
 static redisContext *redis = NULL;
 static RedisUrl url;
+static bool position_written = false;	/* this connection wrote the hash */
 
 static bool
 redis_enabled(void)
@@ -114,6 +115,7 @@ redis_connect(Sink *sink, char *err, int errlen)
 	char		db[16];
 
 	redis_disconnect(sink);
+	position_written = false;
 	if (!redis_url_parse(redis_url, &url, err, errlen) || !read_password_file(err, errlen))
 		return SINK_FATAL_CONFIG;
 	redis = redisConnectWithTimeout(url.host, url.port, ms_to_tv(stream_connect_timeout_ms));
@@ -336,7 +338,7 @@ position_unchanged(const Sink *sink, char *err, int errlen)
 		return SINK_RETRY;
 	}
 	if (r->type == REDIS_REPLY_ARRAY && r->elements == 2 && r->element[0]->type == REDIS_REPLY_NIL)
-		same = sink->pos.legacy;	/* a 1.0 stream gets its hash with the next write */
+		same = sink->pos.legacy && !position_written;	/* a 1.0 stream: with the next write */
 	else
 		same = r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
 			r->element[0]->type == REDIS_REPLY_STRING && parse_id(r->element[0]->str, &id) &&
@@ -356,23 +358,45 @@ redis_write_position(Sink *sink, const SinkPosition *pos, char *err, int errlen)
 	redisReply *reply = NULL;
 	SinkResultCode rc;
 
-	/* placed: it holds what this worker wrote; placing: it was just read */
-	if (sink->placed && (rc = position_unchanged(sink, err, errlen)) != SINK_OK)
-		return rc;
+	/*
+	 * Placed: it holds what this worker wrote (checked, then written in a
+	 * MULTI that the WATCH voids if it changed meanwhile).  Placing: it
+	 * was just read.
+	 */
+	if (sink->placed)
+	{
+		if ((rc = position_unchanged(sink, err, errlen)) != SINK_OK)
+			return rc;
+		redisAppendCommand(redis, "MULTI");
+	}
 	append_position(pos, NULL, 0, InvalidXLogRecPtr);
-	if (redisGetReply(redis, (void **) &reply) != REDIS_OK || reply == NULL)
+	if (sink->placed)
+		redisAppendCommand(redis, "EXEC");
+	/* MULTI's OK and HSET's QUEUED first, when in a MULTI */
+	for (int i = 0; i < (sink->placed ? 3 : 1); i++)
 	{
-		snprintf(err, errlen, "HSET position: %s", redis->errstr[0] ? redis->errstr : "no reply");
-		return SINK_RETRY;
+		if (reply)
+			freeReplyObject(reply);
+		reply = NULL;
+		if (redisGetReply(redis, (void **) &reply) != REDIS_OK || reply == NULL)
+		{
+			snprintf(err, errlen, "HSET position: %s", redis->errstr[0] ? redis->errstr : "no reply");
+			return SINK_RETRY;
+		}
+		if (reply->type == REDIS_REPLY_ERROR)
+		{
+			snprintf(err, errlen, "HSET position: %s", reply->str);
+			freeReplyObject(reply);
+			return classify(err);
+		}
 	}
-	if (reply->type == REDIS_REPLY_ERROR)
-	{
-		snprintf(err, errlen, "HSET position: %s", reply->str);
-		freeReplyObject(reply);
-		return classify(err);
-	}
+	rc = reply->type == REDIS_REPLY_NIL ? SINK_RETRY : SINK_OK;	/* EXEC voided by WATCH */
+	if (rc != SINK_OK)
+		snprintf(err, errlen, "the position changed under the worker (FLUSHALL, DEL or another writer): "
+				 "looking at what Redis holds again");
 	freeReplyObject(reply);
-	return SINK_OK;
+	position_written = position_written || rc == SINK_OK;
+	return rc;
 }
 
 static void
@@ -658,6 +682,8 @@ redis_send(Sink *sink, StreamEvent **events, int n, SinkResult *result)
 			result->acked++;
 		}
 	}
+	if (reply->type == REDIS_REPLY_ARRAY)
+		position_written = true;	/* the MULTI ran, its HSET too */
 	freeReplyObject(reply);
 	if (queue_error)
 		freeReplyObject(queue_error);

@@ -87,6 +87,18 @@ start_creation(const char *name, const SlotOrigin *before, SlotOrigin *slot_orig
 		: (repl_creating_slot() ? 0 : -1);
 }
 
+/* Is name the slot setting of another sink? */
+static bool
+slot_of_another_sink(const char *name)
+{
+	int			i;
+
+	for (i = 0; i < stream_sink_count(); i++)
+		if (i != stream_worker_sink && strcmp(stream_sink(i)->slot_name(), name) == 0)
+			return true;
+	return false;
+}
+
 /*
  * The slot was renamed in the settings: copy the old one (file->slot) to
  * name, then drop it.  1 done (file updated), 0 there is no old slot to
@@ -158,7 +170,18 @@ slot_prepare(SlotOrigin *slot_origin, char *err, int errlen)
 	{
 		if (!have_file)
 		{
-			/* a slot from before 1.1 */
+			/*
+			 * A slot from before 1.1: then only the first sink had one.  Any
+			 * other, or another sink's slot, is not ours to take.
+			 */
+			if (stream_worker_sink != 0 || slot_of_another_sink(name))
+			{
+				snprintf(err, errlen,
+						 "replication slot \"%s\" exists and is not this worker's (the %s sink never made it): "
+						 "set ticket_ext.%s_slot to another name, or drop that slot",
+						 name, sink_name(), stream_worker_sink == 0 ? "stream" : sink_name());
+				return -1;
+			}
 			memset(slot_origin, 0, sizeof(*slot_origin));
 			strlcpy(slot_origin->slot, name, sizeof(slot_origin->slot));
 			return slot_origin_save(sink_name(), slot_origin) ? 1 : origin_not_saved(err, errlen);
@@ -211,8 +234,10 @@ slot_prepare(SlotOrigin *slot_origin, char *err, int errlen)
 		{
 			memset(slot_origin, 0, sizeof(*slot_origin));
 			strlcpy(slot_origin->slot, name, sizeof(slot_origin->slot));
-			slot_origin_save(sink_name(), slot_origin);
-			return 1;
+			if (slot_origin_save(sink_name(), slot_origin))
+				return 1;
+			(void) repl_drop_slot(name, err, errlen);	/* copied again next time */
+			return origin_not_saved(err, errlen);
 		}
 	}
 	return start_creation(name, have_file ? &file : NULL, slot_origin, err, errlen);

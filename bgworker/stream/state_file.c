@@ -7,10 +7,12 @@
  *	  a sink that keeps none itself (Kinesis).
  *
  * Written whole, to a temporary file renamed over the old one, so a reader
- * sees the old contents or the new ones, never a mix.  Not fsync'd: they
- * survive any process crash; after an operating system crash one may be
- * older than the last write, which the readers allow for (see README,
- * "Restore and failover").
+ * sees the old contents or the new ones, never a mix.  A slot's origin is
+ * made durable (fsync of the file and the directory: a slot must never
+ * outlive the record of where it came from, even an operating system
+ * crash); a Kinesis position is not (rewritten after every call): after an
+ * operating system crash it may be older than the last write, which only
+ * repeats events (see docs/streaming.md).
  *
  *-------------------------------------------------------------------------
  */
@@ -21,6 +23,7 @@
 
 #include "common/file_perm.h"
 #include "miscadmin.h"
+#include "storage/fd.h"
 #include "stream.h"
 
 void
@@ -31,7 +34,7 @@ state_file_path(char *path, size_t len, const char *name)
 
 /* Replace the file's contents; a failure is logged once, never fatal. */
 bool
-state_file_save(const char *name, const char *content)
+state_file_save(const char *name, const char *content, bool durable)
 {
 	static bool failing = false;
 	char		path[MAXPGPATH];
@@ -47,7 +50,7 @@ state_file_save(const char *name, const char *content)
 	{
 		ok = write(fd, content, len) == len;
 		ok = close(fd) == 0 && ok;
-		ok = ok && rename(tmp, path) == 0;
+		ok = ok && (durable ? durable_rename(tmp, path, LOG) == 0 : rename(tmp, path) == 0);
 	}
 	if (!ok && !failing)
 		ereport(LOG,

@@ -60,7 +60,7 @@ slot_origin_save(const char *sink, const SlotOrigin *origin)
 	snprintf(name, sizeof(name), "%s.slot", sink);
 	snprintf(buf, sizeof(buf), "%s\n" UINT64_FORMAT " " UINT64_FORMAT " %u\n",
 			 origin->slot, origin->origin, (uint64) origin->start, origin->snapshot_events);
-	return state_file_save(name, buf);
+	return state_file_save(name, buf, true);
 }
 
 /*
@@ -80,7 +80,7 @@ sink_position_save(const char *sink, const char *target, const SinkPosition *pos
 				   target, pos->id.lsn, pos->id.seq, pos->origin, pos->xid,
 				   pos->sysid, pos->timeline);
 	if (len < (int) sizeof(buf))
-		(void) state_file_save(name, buf);
+		(void) state_file_save(name, buf, false);
 }
 
 bool

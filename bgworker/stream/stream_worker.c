@@ -526,6 +526,7 @@ ticket_stream_worker_main(Datum main_arg)
 	TimestampTz checked_extension = 0;
 	TimestampTz checked_wal = 0;
 	bool		resnapshot_asked = false;
+	bool		admin_asked = false;
 
 	stream_worker_sink = DatumGetInt32(main_arg);
 	stream_worker_ops = stream_sink(stream_worker_sink);
@@ -620,12 +621,14 @@ ticket_stream_worker_main(Datum main_arg)
 			{
 				/* kept until done: the old walsender may not have let go yet */
 				if (stream_status_take_resnapshot(stream_worker_sink))
-					resnapshot_asked = true;
+					resnapshot_asked = admin_asked = true;
 				if (resnapshot_asked && !(repl_retry_at != 0 && GetCurrentTimestamp() < repl_retry_at))
 				{
 					resnapshot_asked = !resnapshot("asked by ticket_ext.stream_resnapshot(), or the extension was reinstalled");
-					if (!resnapshot_asked)
+					/* only an admin makes this server the source of another cluster's sink */
+					if (!resnapshot_asked && admin_asked)
 						pipeline_take_over();
+					admin_asked = admin_asked && resnapshot_asked;
 				}
 			}
 			events |= stream_round(parse_cxt, &timeout);

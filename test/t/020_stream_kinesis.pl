@@ -7,7 +7,7 @@ use strict;
 use warnings;
 use PostgreSQL::Test::Utils;
 use Test::More;
-use Time::HiRes qw(usleep);
+use Time::HiRes qw(usleep time);
 use TicketTest;
 use RedisTest;
 use KinesisTest;
@@ -215,19 +215,56 @@ $node->safe_psql('postgres', 'SELECT pg_reload_conf()');
 
 # --- per-shard limits, as AWS enforces them (the limit proxy) --------------
 # (200 records/s and 64 KiB/s per shard here, for a short test, with the
-# record size limit scaled down alike; AWS's are 1,000, 1 MiB/s and 1 MiB):
-# a hot item's burst is throttled record by record and nothing is lost or
-# reordered; aggregated, the same burst needs far fewer records
+# record size limit scaled down alike; AWS's are 1,000, 1 MiB/s and 1 MiB).
+# Unpaced, a hot item's burst is throttled record by record (nothing lost
+# or reordered); paced (the sink's own limits a little under the proxy's),
+# it is not, and the other shards' items do not wait for the hot one;
+# aggregated, the same burst needs far fewer records.
 $node->safe_psql('postgres', "ALTER SYSTEM SET ticket_ext.kinesis_max_record_bytes = '60kB'");
-for my $aggregate (qw(off on))
+$node->safe_psql('postgres', "ALTER SYSTEM SET ticket_ext.kinesis_shard_bytes_per_second = '60kB'");
+$node->safe_psql('postgres', "SELECT ticket_ext.create_item(i, 100000, 'shard ' || i) FROM generate_series(10, 19) i");
+
+# the shard of an item's records (once it has one in Kinesis)
+sub item_shards
 {
+	my %shard;
+	$shard{ $_->{data}{item_id} } = $_->{shard} for grep { defined $_->{data}{item_id} } @{ $kin->records('tickets') };
+	return \%shard;
+}
+
+for my $case ([ 'unpaced', 0, 'off' ], [ 'paced', 190, 'off' ], [ 'paced, aggregated', 190, 'on' ])
+{
+	my ($label, $pace, $aggregate) = @$case;
 	$node->safe_psql('postgres', "ALTER SYSTEM SET ticket_ext.kinesis_endpoint = '" . $kin->limit_endpoint . "'");
 	$node->safe_psql('postgres', "ALTER SYSTEM SET ticket_ext.kinesis_aggregate = $aggregate");
+	$node->safe_psql('postgres', "ALTER SYSTEM SET ticket_ext.kinesis_shard_records_per_second = $pace");
 	$node->safe_psql('postgres', 'SELECT pg_reload_conf()');
 	sleep 1;
 	my $before = $kin->limit_stats;
-	$node->safe_psql('postgres', "SELECT ticket_reserve(2, 1, 'limited-$aggregate-' || g) FROM generate_series(1, 1500) g");
-	($ids, $repeats) = check_kinesis("shard limits, aggregation $aggregate");
+	my $t0 = time;
+	$node->safe_psql('postgres', "SELECT ticket_reserve(2, 1, 'limited-$label-' || g) FROM generate_series(1, 600) g");
+	$node->safe_psql('postgres', "SELECT ticket_reserve(10 + g % 10, 1, 'cool-$label-' || g) FROM generate_series(1, 60) g");
+	# the other shards' items: in Kinesis while the hot item's shard still works
+	my ($others_done, $hot_shard);
+	for (1 .. 300)
+	{
+		my $where = item_shards();
+		$hot_shard //= $where->{2};
+		my @cool = grep { defined $where->{$_} && defined $hot_shard && $where->{$_} ne $hot_shard } 10 .. 19;
+		my %cool = map { ($_ => 1) } @cool;
+		my %in = map { ($_->{data}{event_id} => 1) }
+		  grep { ($_->{data}{holder} // '') =~ /^cool-\Q$label\E-/ && $cool{ $_->{data}{item_id} } } @{ $kin->records('tickets') };
+		my $want = $node->safe_psql('postgres',
+			"SELECT count(*) FROM ticket_ext.holds WHERE holder LIKE 'cool-$label-%' AND item_id IN (" . join(',', @cool, 0) . ")");
+		if (@cool && scalar(keys %in) >= $want)
+		{
+			$others_done = time - $t0;
+			last;
+		}
+		usleep(100_000);
+	}
+	($ids, $repeats) = check_kinesis("shard limits, $label");
+	my $all_done = time - $t0;
 	my $after = $kin->limit_stats;
 	my ($sent, $throttled) = (0, 0);
 	for my $k (keys %$after)
@@ -235,14 +272,25 @@ for my $aggregate (qw(off on))
 		$sent += $after->{$k}{records} - ($before->{$k}{records} // 0);
 		$throttled += $after->{$k}{throttled} - ($before->{$k}{throttled} // 0);
 	}
-	note("shard limits, aggregation $aggregate: $sent records stored, $throttled throttled");
-	if ($aggregate eq 'off')
+	note(sprintf("shard limits, %s: %d records stored, %d throttled; other shards' items in %.1f s, all in %.1f s",
+		$label, $sent, $throttled, $others_done // -1, $all_done));
+	if ($label eq 'unpaced')
 	{
-		cmp_ok($throttled, '>', 0, "aggregation off: the hot item's shard throttled $throttled records, none lost");
+		cmp_ok($throttled, '>', 0, "unpaced: the hot item's shard throttled $throttled records, none lost");
 	}
 	else
 	{
-		cmp_ok($sent, '<', 100, "aggregation on: the 1,500 events went out in $sent records");
+		cmp_ok($throttled, '<', 0.05 * $sent, "$label: $throttled records throttled of $sent stored (under 5%)");
+	}
+	if ($label eq 'paced')
+	{
+		ok(defined $others_done && $others_done < $all_done - 1,
+			sprintf("paced: the other shards' items were in Kinesis after %.1f s, while the hot item's shard took %.1f s",
+				$others_done // -1, $all_done));
+	}
+	if ($aggregate eq 'on')
+	{
+		cmp_ok($sent, '<', 100, "aggregation on: the 660 events went out in $sent records");
 	}
 	is_deeply([ sort keys %$ids ], [ sort keys %{ redis_ids() } ], '... the same events as Redis');
 }
@@ -252,6 +300,8 @@ ok(!grep({ !$shards_seen{$_} } keys %{ $kin->limit_stats }),
 $node->safe_psql('postgres', "ALTER SYSTEM SET ticket_ext.kinesis_endpoint = '" . $kin->endpoint . "'");
 $node->safe_psql('postgres', 'ALTER SYSTEM RESET ticket_ext.kinesis_aggregate');
 $node->safe_psql('postgres', 'ALTER SYSTEM RESET ticket_ext.kinesis_max_record_bytes');
+$node->safe_psql('postgres', 'ALTER SYSTEM RESET ticket_ext.kinesis_shard_records_per_second');
+$node->safe_psql('postgres', 'ALTER SYSTEM RESET ticket_ext.kinesis_shard_bytes_per_second');
 $node->safe_psql('postgres', 'SELECT pg_reload_conf()');
 
 # --- bad settings: Kinesis reports them, Redis is unaffected -------------

@@ -19,6 +19,7 @@ use warnings;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use Time::HiRes qw(usleep);
 use TicketTest;
 use RedisTest;
 
@@ -93,6 +94,48 @@ ok($a->poll_query_until('postgres', "SELECT origin > $origin FROM ticket_ext.str
 caught_up($a, 'after DEL');
 check_converged($a, $redis->entries('op'), 'after DEL');
 
+# the worker's own position writes between batches (idle progress) leave no
+# WATCH behind that would void the next batch
+my $retries = $a->safe_psql('postgres', "SELECT retries FROM ticket_ext.stream_status WHERE sink = 'redis'");
+reserve($a, 1, 1, 'before-idle');
+$a->safe_psql('postgres', "CREATE TABLE other_wal AS SELECT generate_series(1, 20000) AS x");
+sleep 3;					# the position is written once a second while idle
+reserve($a, 1, 1, 'after-idle');
+caught_up($a, 'after idle position writes');
+is($a->safe_psql('postgres', "SELECT retries FROM ticket_ext.stream_status WHERE sink = 'redis'"), $retries,
+	'a position written between batches does not void the next batch (no retry)');
+
+# FLUSHALL while a snapshot is being sent: the rest of the queue would not
+# bring Redis back; a snapshot again does
+reserve($a, 1, 10000, 'many');
+caught_up($a, 'before a long snapshot');
+$a->safe_psql('postgres', "ALTER SYSTEM SET ticket_ext.stream_batch_size = 10; SELECT pg_reload_conf()");
+$origin = origin_of($a);
+my $len = $redis->command('XLEN', 'op');
+$a->safe_psql('postgres', "SELECT ticket_ext.stream_resnapshot('redis')");
+$a->poll_query_until('postgres', "SELECT origin > $origin FROM ticket_ext.stream_state WHERE sink = 'redis'")
+  or die 'no new slot';
+my $snap_origin = origin_of($a);
+my $flushed_at;
+for (1 .. 20000)
+{
+	my $now = $redis->command('XLEN', 'op');
+	if ($now > $len + 200)
+	{
+		$redis->command('FLUSHALL');
+		$flushed_at = $now - $len;
+		last;
+	}
+	usleep(1000);
+}
+ok(defined $flushed_at && $flushed_at < 10000, "FLUSHALL while the snapshot was sent (after " . ($flushed_at // '?') . " of its entries)");
+ok($a->poll_query_until('postgres', "SELECT origin > $snap_origin FROM ticket_ext.stream_state WHERE sink = 'redis'"),
+	'... noticed: another snapshot');
+reserve($a, 1, 5, 'after-flush-in-snapshot');
+caught_up($a, 'after FLUSHALL during a snapshot');
+check_converged($a, $redis->entries('op'), 'after FLUSHALL during a snapshot');
+$a->safe_psql('postgres', "ALTER SYSTEM RESET ticket_ext.stream_batch_size; SELECT pg_reload_conf()");
+
 # --- 2. a second cluster on the same stream ---------------------------------
 my $b = new_ticket_node('op_b', conf => conf('op'));
 $b->safe_psql('postgres', "SELECT ticket_ext.create_item(2, 1000, 'b')");
@@ -106,6 +149,13 @@ ok($b->poll_query_until('postgres', "SELECT state = 'history conflict' FROM tick
 	'its stream_state says "history conflict"');
 like($b->safe_psql('postgres', "SELECT last_error FROM ticket_ext.stream_status WHERE sink = 'redis'"),
 	qr/stream_resnapshot\('redis'\)/, '... and what to do to make it the source');
+# reinstalling the extension there is not an admin's word to take over
+$b->safe_psql('postgres', "DROP EXTENSION ticket_ext; CREATE EXTENSION ticket_ext; SELECT ticket_ext.create_item(2, 1000, 'b')");
+reserve($b, 2, 10, 'other-cluster');
+sleep 3;
+ok($b->poll_query_until('postgres', "SELECT state = 'history conflict' FROM ticket_ext.stream_state WHERE sink = 'redis'"),
+	'after DROP and CREATE EXTENSION the second cluster is still refused')
+  or diag(stream_state($b));
 reserve($a, 1, 5, 'a-goes-on');
 caught_up($a, 'the first cluster goes on');
 is(scalar(grep { ($_->{holder} // '') =~ /^other-cluster/ || ($_->{item_id} // 0) == 2 } @{ $redis->entries('op') }), 0,
@@ -113,6 +163,7 @@ is(scalar(grep { ($_->{holder} // '') =~ /^other-cluster/ || ($_->{item_id} // 0
 check_converged($a, $redis->entries('op'), 'the first cluster, with a second one refused');
 
 $b->safe_psql('postgres', "SELECT ticket_ext.stream_resnapshot('redis')");
+reserve($b, 2, 5, 'b-source');
 caught_up($b, 'the second cluster made the source');
 check_converged($b, $redis->entries('op'), 'the second cluster after stream_resnapshot()');
 ok($b->poll_query_until('postgres', "SELECT state = 'streaming' FROM ticket_ext.stream_state WHERE sink = 'redis'"),
@@ -124,6 +175,7 @@ ok($a->poll_query_until('postgres', "SELECT state = 'history conflict' FROM tick
 $b->stop;
 # the first cluster back as the source (what an operator does)
 $a->safe_psql('postgres', "SELECT ticket_ext.stream_resnapshot('redis')");
+reserve($a, 1, 5, 'a-source-again');	# (caught up = past this, not an old LSN)
 caught_up($a, 'the first cluster made the source again');
 check_converged($a, $redis->entries('op'), 'the first cluster again');
 
@@ -141,6 +193,27 @@ $a->safe_psql('postgres', "ALTER SYSTEM RESET ticket_ext.stream_slot; SELECT pg_
 reserve($a, 1, 5, 'back');
 caught_up($a, 'stream_slot reset');
 $a->safe_psql('postgres', "SELECT pg_drop_replication_slot('someone_else')");
+
+# a second sink told to use the first sink's slot (it has no origin file of
+# its own yet): refused, not shared
+$a->safe_psql('postgres', qq{
+	ALTER SYSTEM SET ticket_ext.kinesis_stream = 'nowhere';
+	ALTER SYSTEM SET ticket_ext.kinesis_endpoint = 'http://127.0.0.1:1/';
+	ALTER SYSTEM SET ticket_ext.aws_access_key_id = 'AKIDTEST';
+	ALTER SYSTEM SET ticket_ext.aws_secret_access_key = 'x';
+	ALTER SYSTEM SET ticket_ext.kinesis_slot = '$own';
+	SELECT pg_reload_conf()});
+ok($a->poll_query_until('postgres', qq{
+		SELECT detail LIKE '%"$own" exists and is not this worker''s%' FROM ticket_ext.stream_state WHERE sink = 'kinesis'}),
+	'kinesis_slot naming the Redis sink\'s slot: refused')
+  or diag($a->safe_psql('postgres', 'SELECT * FROM ticket_ext.stream_state'));
+reserve($a, 1, 5, 'redis-goes-on');
+caught_up($a, 'Redis, with Kinesis refused');
+$a->safe_psql('postgres', qq{
+	ALTER SYSTEM RESET ticket_ext.kinesis_stream; ALTER SYSTEM RESET ticket_ext.kinesis_endpoint;
+	ALTER SYSTEM RESET ticket_ext.aws_access_key_id; ALTER SYSTEM RESET ticket_ext.aws_secret_access_key;
+	ALTER SYSTEM RESET ticket_ext.kinesis_slot; SELECT pg_reload_conf()});
+is(slots($a), $own, 'only the Redis sink\'s slot is left');
 
 # --- 4. a rename whose copy fails -----------------------------------------
 $origin = origin_of($a);
