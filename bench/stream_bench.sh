@@ -12,6 +12,7 @@
 #
 #   bench/stream_bench.sh [--seconds N] [--rounds N] [--backlog N] [--kinesis] [--items N]
 #                       [--kinesis-per-item K] [--rate TPS] [--independence]
+#   bench/stream_bench.sh --shard-limits [options of bench/kinesis_shards_bench.sh]
 #
 # --kinesis adds the Kinesis sink (kinesalite from test/js) next to Redis;
 # --items spreads the load over N items (Kinesis takes one record per item
@@ -24,6 +25,8 @@
 set -uo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# Kinesis at AWS's per-shard limits: a benchmark of its own
+[ "${1:-}" = --shard-limits ] && { shift; exec "$ROOT/bench/kinesis_shards_bench.sh" "$@"; }
 # shellcheck source=test/lib/common.sh
 source "$ROOT/test/lib/common.sh"
 export TICKET_KEEP_LOGS=1

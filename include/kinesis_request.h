@@ -9,7 +9,7 @@
 #include "stream.h"
 
 #define MAX_RECORDS_PER_CALL 500
-#define MAX_EVENTS_PER_CALL (MAX_RECORDS_PER_CALL * 2)
+#define MAX_EVENTS_PER_CALL 8192	/* aggregated: many events a record */
 
 typedef struct KinesisRequest
 {

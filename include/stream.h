@@ -96,6 +96,8 @@ struct SinkOps
 	/* keep pos as what it holds (send keeps it too, where position_in_send) */
 	SinkResultCode (*write_position) (Sink *sink, const SinkPosition *pos, char *error, int errlen);
 	bool		position_in_send;	/* send stores the position with the data */
+	/* most events per send, if not ticket_ext.stream_batch_size (optional) */
+	int			(*batch_size) (void);
 };
 
 extern const SinkOps redis_sink_ops;

@@ -54,6 +54,8 @@ static bool snapshot_wanted = false;
 static char conflict[512] = "";	/* the sink follows another slot or cluster: why */
 static bool take_over = false;	/* an admin made this server the sink's source */
 
+#define MAX_SEND_BATCH 8192			/* events per send, at most */
+
 static void advance_sink(Sink *s, int n);
 static void note_failure(Sink *s, SinkResultCode code, const char *error);
 
@@ -642,7 +644,7 @@ connect_sink(Sink *s, char *error, int errlen)
 static void
 work_sink(Sink *s, TimestampTz now)
 {
-	StreamEvent *batch[1024];
+	StreamEvent *batch[MAX_SEND_BATCH];
 	SinkResult	result;
 	int			n;
 	int			i;
@@ -669,7 +671,8 @@ work_sink(Sink *s, TimestampTz now)
 		return;
 	if (s->acked >= event_queue_length())
 		return;
-	n = Min(Min(event_queue_length() - s->acked, stream_batch_size), (int) lengthof(batch));
+	n = Min(Min(event_queue_length() - s->acked,
+				s->ops->batch_size ? s->ops->batch_size() : stream_batch_size), (int) lengthof(batch));
 	s->batch_confirmed = s->confirmed;
 	for (i = 0; i < n; i++)
 	{

@@ -487,6 +487,16 @@ kinesis_write_position(Sink *sink, const SinkPosition *pos, char *err, int errle
 	return SINK_OK;
 }
 
+/*
+ * Aggregated, a request carries many events per record: take as many as a
+ * request may hold (AWS counts records, not events, against a shard).
+ */
+static int
+kinesis_batch_size(void)
+{
+	return kinesis_aggregate ? MAX_EVENTS_PER_CALL : stream_batch_size;
+}
+
 static const char *
 kinesis_slot(void)
 {
@@ -503,4 +513,5 @@ const SinkOps kinesis_sink_ops = {
 	.read_position = kinesis_read_position,
 	.write_position = kinesis_write_position,
 	.position_in_send = false,
+	.batch_size = kinesis_batch_size,
 };
