@@ -22,6 +22,9 @@ typedef struct KinesisResponse
 } KinesisResponse;
 
 /* The open shards of a stream, as ListShards says (kinesis_parse_shards). */
+#ifndef HAVE_INT128
+#error "ticket_ext's Kinesis sink needs a 128-bit integer type (hash key ranges)"
+#endif
 #define KINESIS_MAX_SHARDS 1024
 
 typedef struct KinesisShardInfo
@@ -47,9 +50,12 @@ extern bool kinesis_parse_shards(const char *body, size_t len, KinesisShardList 
 /* kinesis_shards.c: each record's shard, and each shard kept under its limits */
 extern void kinesis_shards_set(const KinesisShardList *list);
 extern void kinesis_shards_forget(void);
+extern bool kinesis_shards_pacing(void);
+extern long kinesis_shards_blocked_ms(TimestampTz now);
 extern int	kinesis_shards_count(void);
 extern int	kinesis_shard_of(const char *partition_key);
-extern int	kinesis_shard_room(int shard, int bytes_wanted, TimestampTz now, long *wait_ms);
+extern int	kinesis_shard_room(int shard, int min_bytes, int fill_bytes, int fill_records,
+							   TimestampTz now, long *wait_ms);
 extern void kinesis_shard_take(int shard, int bytes);
 extern void kinesis_shard_throttled(int shard, TimestampTz now);
 extern void kinesis_shard_stored(int shard);

@@ -179,6 +179,20 @@ aggregate_wants(StreamEvent **events, int n, int i, int record_bytes)
 	return (int) Min(want + 64, AGGREGATE_MIN_BYTES);	/* + magic, MD5, key table */
 }
 
+/* How many records event i's item would send in this call (unaggregated). */
+static int
+records_wanted(StreamEvent **events, int n, int i)
+{
+	int			want = 0;
+	int			j;
+
+	for (j = i; j < n && want < kinesis_records_per_item; j++)
+		if (events[j]->item_id == events[i]->item_id && events[j]->no_item == events[i]->no_item &&
+			!was_landed(&events[j]->id))
+			want++;
+	return want;
+}
+
 /*
  * Build one request from events[0..n): each item's earliest pending events,
  * at most kinesis_records_per_item records of them (1 by default: a later
@@ -195,6 +209,7 @@ kinesis_build_request(StringInfo body, StreamEvent **events, int n, KinesisReque
 					  uint64 origin, char *err, int errlen)
 {
 	int64		keys[MAX_RECORDS_PER_CALL];
+	bool		key_no_item[MAX_RECORDS_PER_CALL];	/* snapshot ends: key "snapshot" */
 	int			counts[MAX_RECORDS_PER_CALL];
 	int			shard[MAX_RECORDS_PER_CALL];
 	int			nkeys = 0;
@@ -224,7 +239,7 @@ kinesis_build_request(StringInfo body, StreamEvent **events, int n, KinesisReque
 		if (was_landed(&ev->id) || rec[i] >= 0)
 			continue;
 		for (k = 0; k < nkeys; k++)
-			if (keys[k] == ev->item_id)
+			if (keys[k] == ev->item_id && key_no_item[k] == ev->no_item)
 				break;
 		partition_key(ev, key, sizeof(key));
 		if (k == nkeys)
@@ -232,6 +247,7 @@ kinesis_build_request(StringInfo body, StreamEvent **events, int n, KinesisReque
 			if (nkeys == (int) lengthof(keys))
 				continue;		/* too many items for one call: next call */
 			keys[nkeys] = ev->item_id;
+			key_no_item[nkeys] = ev->no_item;
 			shard[nkeys] = kinesis_shard_of(key);
 			counts[nkeys++] = 0;
 		}
@@ -244,9 +260,10 @@ kinesis_build_request(StringInfo body, StreamEvent **events, int n, KinesisReque
 					 (unsigned long) ev->id.lsn, ev->id.seq, pg_b64_enc_len(datalen), kinesis_max_record_bytes);
 			return false;
 		}
-		room = kinesis_shard_room(shard[k], kinesis_aggregate
-								  ? aggregate_wants(events, n, i, datalen + (int) strlen(key))
-								  : datalen + (int) strlen(key), now, &wait);
+		room = kinesis_shard_room(shard[k], datalen + (int) strlen(key) + (kinesis_aggregate ? 64 : 0),
+								  kinesis_aggregate ? aggregate_wants(events, n, i, datalen + (int) strlen(key)) : 0,
+								  counts[k] == 0 && !kinesis_aggregate ? records_wanted(events, n, i) : 1,
+								  now, &wait);
 		if (room == 0)
 		{
 			/* its shard is at its pace: the item waits, others go */

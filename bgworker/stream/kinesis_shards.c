@@ -7,11 +7,14 @@
  *	  bucket of ticket_ext.kinesis_shard_records_per_second and
  *	  kinesis_shard_bytes_per_second (defaults a little under AWS's 1,000
  *	  records/s and 1 MiB/s per shard, for the clocks of two machines),
- *	  holding half a second of them.  A shard AWS throttles anyway backs
- *	  off alone, 100 ms doubling to 2 s; the others keep flowing.
+ *	  holding 40 ms of them: bucket and refill together stay under AWS's
+ *	  limits in any second, even the first after an idle one.  A shard AWS
+ *	  throttles anyway backs off alone, 100 ms doubling to 2 s; the others
+ *	  keep flowing.
  *
- *	  Without a shard list (ListShards refused or not answered yet) there
- *	  is no pacing: every record may go, as before.
+ *	  Without a shard list (ListShards refused or not answered) there is
+ *	  no pacing: every record may go, and throttling backs the whole sink
+ *	  off, as before.
  *
  *-------------------------------------------------------------------------
  */
@@ -24,7 +27,7 @@
 #include "stream.h"
 #include "utils/timestamp.h"
 
-#define BUCKET_SECONDS 0.5
+#define BUCKET_SECONDS 0.04
 #define BACKOFF_MIN_MS 100
 #define BACKOFF_MAX_MS 2000
 
@@ -42,6 +45,9 @@ typedef struct ShardPace
 
 static ShardPace *shards = NULL;	/* sorted by start */
 static int	nshards = 0;
+
+static double records_cap(void);
+static double bytes_cap(void);
 
 static int
 by_start(const void *a, const void *b)
@@ -68,8 +74,8 @@ kinesis_shards_set(const KinesisShardList *list)
 		strlcpy(p->id, list->shards[i].id, sizeof(p->id));
 		p->start = list->shards[i].start;
 		p->end = list->shards[i].end;
-		p->records = kinesis_shard_records_per_second * BUCKET_SECONDS;
-		p->bytes = kinesis_shard_bytes_per_second * BUCKET_SECONDS;
+		p->records = records_cap();
+		p->bytes = bytes_cap();
 		p->refilled = GetCurrentTimestamp();
 		for (j = 0; j < nshards; j++)
 			if (strcmp(shards[j].id, p->id) == 0)
@@ -97,10 +103,41 @@ kinesis_shards_count(void)
 	return nshards;
 }
 
-static bool
-pacing(void)
+/* Are records paced (a shard list, and limits set)? */
+bool
+kinesis_shards_pacing(void)
 {
 	return nshards > 0 && kinesis_shard_records_per_second > 0 && kinesis_shard_bytes_per_second > 0;
+}
+
+/* A bucket holds at least one record: a limit of 1 record/s still sends. */
+static double
+records_cap(void)
+{
+	return Max(1.0, kinesis_shard_records_per_second * BUCKET_SECONDS);
+}
+
+static double
+bytes_cap(void)
+{
+	return kinesis_shard_bytes_per_second * BUCKET_SECONDS;
+}
+
+/* When the earliest throttled shard may send again (0: none waits). */
+long
+kinesis_shards_blocked_ms(TimestampTz now)
+{
+	long		wait = 0;
+	int			i;
+
+	for (i = 0; i < nshards; i++)
+		if (shards[i].blocked_until > now)
+		{
+			long		w = (long) ((shards[i].blocked_until - now) / 1000) + 1;
+
+			wait = wait == 0 ? w : Min(wait, w);
+		}
+	return wait;
 }
 
 /* The shard a record with this partition key goes to; -1 if not known. */
@@ -114,7 +151,7 @@ kinesis_shard_of(const char *partition_key)
 				hi = nshards - 1;
 	int			i;
 
-	if (!pacing() || !kinesis_md5(partition_key, strlen(partition_key), md5, &errstr))
+	if (!kinesis_shards_pacing() || !kinesis_md5(partition_key, strlen(partition_key), md5, &errstr))
 		return -1;
 	for (i = 0; i < 16; i++)
 		h = (h << 8) | md5[i];	/* big-endian, as AWS reads it */
@@ -136,28 +173,33 @@ static void
 refill(ShardPace *p, TimestampTz now)
 {
 	double		secs = (double) (now - p->refilled) / USECS_PER_SEC;
-	double		rcap = kinesis_shard_records_per_second * BUCKET_SECONDS;
-	double		bcap = kinesis_shard_bytes_per_second * BUCKET_SECONDS;
 
 	if (secs <= 0)
 		return;
-	p->records = Min(rcap, p->records + secs * kinesis_shard_records_per_second);
-	p->bytes = Min(bcap, p->bytes + secs * kinesis_shard_bytes_per_second);
+	/* (caps read now: a reload that lowers the limits lowers full buckets) */
+	p->records = Min(records_cap(), p->records + secs * kinesis_shard_records_per_second);
+	p->bytes = Min(bytes_cap(), p->bytes + secs * kinesis_shard_bytes_per_second);
 	p->refilled = now;
 }
 
 /*
- * May the shard take one record of at least bytes_wanted now?  Returns
- * how many bytes it may take in it (>= bytes_wanted), or 0 and how long
+ * May the shard take one record of at least min_bytes now, and does it
+ * have fill_bytes and fill_records (what the item would like to send in
+ * this call; at most a full bucket: a shard refilling record by record
+ * is not sent a record per call)?
+ * Returns how many bytes the record may have (>= min_bytes: a record
+ * larger than the bucket goes when the bucket is full), or 0 and how long
  * to wait (*wait_ms).  Unknown shard or no pacing: any size.
  */
 int
-kinesis_shard_room(int shard, int bytes_wanted, TimestampTz now, long *wait_ms)
+kinesis_shard_room(int shard, int min_bytes, int fill_bytes, int fill_records,
+				   TimestampTz now, long *wait_ms)
 {
 	ShardPace  *p;
-	double		bcap = kinesis_shard_bytes_per_second * BUCKET_SECONDS;
+	double		bcap = bytes_cap();
+	double		need;
 
-	if (shard < 0 || shard >= nshards || !pacing())
+	if (shard < 0 || shard >= nshards || !kinesis_shards_pacing())
 		return INT_MAX;
 	p = &shards[shard];
 	refill(p, now);
@@ -166,24 +208,25 @@ kinesis_shard_room(int shard, int bytes_wanted, TimestampTz now, long *wait_ms)
 		*wait_ms = (long) ((p->blocked_until - now) / 1000) + 1;
 		return 0;
 	}
-	if (p->records < 1)
+	need = Min(Max(1, fill_records), records_cap());
+	if (p->records < need)
 	{
-		*wait_ms = (long) ((1 - p->records) * 1000 / kinesis_shard_records_per_second) + 1;
+		*wait_ms = (long) ((need - p->records) * 1000 / kinesis_shard_records_per_second) + 1;
 		return 0;
 	}
-	/* a record larger than the bucket goes when the bucket is full */
-	if (p->bytes < Min(bytes_wanted, bcap))
+	need = Min(Max(min_bytes, fill_bytes), bcap);
+	if (p->bytes < need)
 	{
-		*wait_ms = (long) ((Min(bytes_wanted, bcap) - p->bytes) * 1000 / kinesis_shard_bytes_per_second) + 1;
+		*wait_ms = (long) ((need - p->bytes) * 1000 / kinesis_shard_bytes_per_second) + 1;
 		return 0;
 	}
-	return Max((int) p->bytes, bytes_wanted);
+	return Max((int) p->bytes, min_bytes);
 }
 
 void
 kinesis_shard_take(int shard, int bytes)
 {
-	if (shard < 0 || shard >= nshards || !pacing())
+	if (shard < 0 || shard >= nshards || !kinesis_shards_pacing())
 		return;
 	shards[shard].records -= 1;
 	shards[shard].bytes -= bytes;

@@ -167,11 +167,13 @@ probe_stream(char *err, int errlen)
 
 /*
  * Learn the stream's open shards (ListShards, every page) for pacing; at
- * connect and every SHARDS_REFRESH_MS (resharding).  Without them (no
- * kinesis:ListShards permission, an error) records are not paced: said
- * once in the log.
+ * connect, then every SHARDS_REFRESH_MS (resharding), or every
+ * SHARDS_RETRY_MS while there is no list.  A refresh that fails keeps the
+ * list it had.  Without one (no kinesis:ListShards permission, an error)
+ * records are not paced: said once in the log.
  */
 #define SHARDS_REFRESH_MS 60000
+#define SHARDS_RETRY_MS 10000
 static TimestampTz shards_listed_at = 0;
 
 static void
@@ -201,7 +203,13 @@ list_shards(void)
 		ok = kinesis_call("ListShards", &body, &resp, &http, err, sizeof(err));
 		if (ok && http != 200)
 		{
-			snprintf(err, sizeof(err), "ListShards: HTTP %ld", http);
+			KinesisResponse kr;
+			char		perr[64];
+
+			if (!kinesis_parse_response(resp.data, resp.len, &kr, NULL, 0, perr, sizeof(perr)))
+				kr.error_type[0] = kr.message[0] = '\0';
+			snprintf(err, sizeof(err), "ListShards: HTTP %ld %s: %s", http,
+					 kr.error_type[0] ? kr.error_type : "error", kr.message);
 			ok = false;
 		}
 		ok = ok && kinesis_parse_shards(resp.data, resp.len, page, err, sizeof(err));
@@ -228,10 +236,11 @@ list_shards(void)
 	}
 	else
 	{
-		kinesis_shards_forget();
+		/* a list it had stays: a stale map paces better than none */
 		if (!warned)
 			ereport(LOG,
-					(errmsg("ticket_ext: kinesis sink: cannot list the stream's shards, records are not paced: %s",
+					(errmsg("ticket_ext: kinesis sink: cannot list the stream's shards%s: %s",
+							kinesis_shards_count() > 0 ? ", pacing with the last list" : ", records are not paced",
 							err[0] ? err : "no open shard")));
 		warned = true;
 	}
@@ -249,6 +258,7 @@ kinesis_connect(Sink *sink, char *err, int errlen)
 	kinesis_disconnect(sink);
 	/* records landed in another stream say nothing about this one */
 	kinesis_landed_reset(target);
+	kinesis_shards_forget();	/* (maybe another stream's) listed again below */
 	if (!region_valid(kinesis_region))
 	{
 		snprintf(err, errlen, "ticket_ext.kinesis_region \"%s\" is not a region name like us-east-1",
@@ -347,15 +357,41 @@ static void
 note_shards(const KinesisRequest *req, const KinesisResponse *kr, const bool *failed)
 {
 	TimestampTz now = GetCurrentTimestamp();
-	int			r;
+	int			r,
+				q;
 
 	for (r = 0; r < req->nrec; r++)
 	{
-		if (!failed[r])
-			kinesis_shard_stored(req->rec_shard[r]);
-		else if (kr->throttled_records > 0)
+		bool		throttled = false;
+
+		if (failed[r] && kr->throttled_records > 0)
+		{
 			kinesis_shard_throttled(req->rec_shard[r], now);
+			continue;
+		}
+		/* a shard's backoff ends only in a call that throttled none of it */
+		for (q = 0; q < req->nrec && !throttled; q++)
+			throttled = failed[q] && req->rec_shard[q] == req->rec_shard[r];
+		if (!throttled)
+			kinesis_shard_stored(req->rec_shard[r]);
 	}
+}
+
+/*
+ * Were the throttled records all of known, paced shards?  Then they wait
+ * alone (note_shards); otherwise the whole sink backs off.
+ */
+static bool
+throttling_paced(const KinesisRequest *req, const bool *failed)
+{
+	int			r;
+
+	if (!kinesis_shards_pacing())
+		return false;
+	for (r = 0; r < req->nrec; r++)
+		if (failed[r] && req->rec_shard[r] < 0)
+			return false;
+	return true;
 }
 
 static void
@@ -373,8 +409,8 @@ kinesis_send(Sink *sink, StreamEvent **events, int n, SinkResult *result)
 	result->code = SINK_OK;
 	result->acked = 0;
 	n = Min(n, MAX_EVENTS_PER_CALL);
-	if (kinesis_shards_count() > 0 &&
-		TimestampDifferenceExceeds(shards_listed_at, GetCurrentTimestamp(), SHARDS_REFRESH_MS))
+	if (TimestampDifferenceExceeds(shards_listed_at, GetCurrentTimestamp(),
+								   kinesis_shards_count() > 0 ? SHARDS_REFRESH_MS : SHARDS_RETRY_MS))
 		list_shards();
 	initStringInfo(&body);
 	if (!kinesis_build_request(&body, events, n, &req, sink->pos.origin,
@@ -434,7 +470,9 @@ kinesis_send(Sink *sink, StreamEvent **events, int n, SinkResult *result)
 	note_shards(&req, &kr, failed);
 	if (kr.failed_count > 0)
 	{
-		int			reordered = kinesis_count_reordered(events, n, &req, failed);
+		/* (only kinesis_records_per_item > 1, unaggregated, can reorder) */
+		int			reordered = kinesis_aggregate || kinesis_records_per_item == 1 ? 0
+			: kinesis_count_reordered(events, n, &req, failed);
 
 		result->code = kr.throttled_records > 0 ? SINK_THROTTLED : SINK_PARTIAL;
 		snprintf(result->error, sizeof(result->error), "PutRecords: %d of %d records failed (%s: %s)%s",
@@ -444,12 +482,13 @@ kinesis_send(Sink *sink, StreamEvent **events, int n, SinkResult *result)
 			ereport(LOG,
 					(errmsg("ticket_ext: kinesis stored %d events ahead of an earlier failed event of their item (kinesis_records_per_item = %d)",
 							reordered, kinesis_records_per_item)));
-		if (kr.throttled_records > 0 && kinesis_shards_count() > 0)
+		if (kr.throttled_records > 0 && kr.throttled_records == kr.failed_count &&
+			throttling_paced(&req, failed))
 		{
-			/* paced: the throttled shards back off alone (note_shards) */
+			/* the throttled shards back off alone (note_shards); others go on */
 			result->code = SINK_PACED;
 			result->throttled = kr.throttled_records;
-			result->wait_ms = 0;
+			result->wait_ms = 0;	/* the next request skips the waiting shards */
 		}
 	}
 }
