@@ -171,6 +171,7 @@ extern int	kinesis_records_per_item;
 extern bool kinesis_aggregate;
 extern int	kinesis_shard_records_per_second;
 extern int	kinesis_shard_bytes_per_second;
+extern int	kinesis_shards_refresh_ms;
 extern int	kinesis_max_request_bytes;
 
 extern void stream_define_settings(void);

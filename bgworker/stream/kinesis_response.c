@@ -141,6 +141,24 @@ scalar(void *arg, char *token, JsonTokenType type)
 	pfree(token);				/* everything needed was copied */
 }
 
+/* Run sem over body (len bytes, not NUL-terminated); *errpos: where it failed. */
+static JsonParseErrorType
+parse_json(const char *body, size_t len, JsonSemAction *sem, int *errpos)
+{
+	JsonLexContext *lex;
+	JsonParseErrorType rc;
+	char	   *copy = palloc(len + 1);
+
+	memcpy(copy, body, len);
+	copy[len] = '\0';
+	lex = makeJsonLexContextCstringLen(copy, (int) len, PG_UTF8, true);
+	rc = pg_parse_json(lex, sem);
+	*errpos = (int) (lex->token_start - lex->input);
+	free_json_lex(lex);
+	pfree(copy);
+	return rc;
+}
+
 /*
  * Parse a response body.  record_failed must have room for max_records.
  * False (with err) if it is not JSON or has more records than expected.
@@ -152,9 +170,8 @@ kinesis_parse_response(const char *body, size_t len, KinesisResponse *out,
 {
 	RespState	st = {0};
 	JsonSemAction sem = {0};
-	JsonLexContext *lex;
 	JsonParseErrorType rc;
-	char	   *copy;
+	int			errpos;
 
 	memset(out, 0, sizeof(*out));
 	out->failed_count = -1;
@@ -174,18 +191,13 @@ kinesis_parse_response(const char *body, size_t len, KinesisResponse *out,
 		snprintf(err, errlen, "empty response body");
 		return false;
 	}
-	copy = palloc(len + 1);
-	memcpy(copy, body, len);
-	copy[len] = '\0';
-	lex = makeJsonLexContextCstringLen(copy, (int) len, PG_UTF8, true);
-	rc = pg_parse_json(lex, &sem);
+	rc = parse_json(body, len, &sem, &errpos);
 	if (rc != JSON_SUCCESS)
+	{
 		snprintf(err, errlen, "response is not valid JSON (near byte %d, parse error %d)",
-				 (int) (lex->token_start - lex->input), (int) rc);
-	free_json_lex(lex);
-	pfree(copy);
-	if (rc != JSON_SUCCESS)
+				 errpos, (int) rc);
 		return false;
+	}
 	if (st.bad)
 	{
 		snprintf(err, errlen, "response has more records than the request");
@@ -346,9 +358,8 @@ kinesis_parse_shards(const char *body, size_t len, KinesisShardList *out,
 {
 	ShardsState st = {0};
 	JsonSemAction sem = {0};
-	JsonLexContext *lex;
 	JsonParseErrorType rc;
-	char	   *copy;
+	int			errpos;
 
 	out->nshards = 0;
 	out->next_token[0] = '\0';
@@ -360,13 +371,7 @@ kinesis_parse_shards(const char *body, size_t len, KinesisShardList *out,
 	sem.array_end = shards_arr_end;
 	sem.object_field_start = shards_field_start;
 	sem.scalar = shards_scalar;
-	copy = palloc(len + 1);
-	memcpy(copy, body, len);
-	copy[len] = '\0';
-	lex = makeJsonLexContextCstringLen(copy, (int) len, PG_UTF8, true);
-	rc = pg_parse_json(lex, &sem);
-	free_json_lex(lex);
-	pfree(copy);
+	rc = parse_json(body, len, &sem, &errpos);
 	if (rc != JSON_SUCCESS || st.bad)
 	{
 		snprintf(err, errlen, "ListShards: %s", rc != JSON_SUCCESS ? "answer is not valid JSON"

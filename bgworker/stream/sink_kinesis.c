@@ -167,12 +167,11 @@ probe_stream(char *err, int errlen)
 
 /*
  * Learn the stream's open shards (ListShards, every page) for pacing; at
- * connect, then every SHARDS_REFRESH_MS (resharding), or every
- * SHARDS_RETRY_MS while there is no list.  A refresh that fails keeps the
+ * connect, then every ticket_ext.kinesis_shards_refresh (resharding), or
+ * every SHARDS_RETRY_MS (at most) while there is no list.  A refresh that fails keeps the
  * list it had.  Without one (no kinesis:ListShards permission, an error)
  * records are not paced: said once in the log.
  */
-#define SHARDS_REFRESH_MS 60000
 #define SHARDS_RETRY_MS 10000
 static TimestampTz shards_listed_at = 0;
 
@@ -410,7 +409,8 @@ kinesis_send(Sink *sink, StreamEvent **events, int n, SinkResult *result)
 	result->acked = 0;
 	n = Min(n, MAX_EVENTS_PER_CALL);
 	if (TimestampDifferenceExceeds(shards_listed_at, GetCurrentTimestamp(),
-								   kinesis_shards_count() > 0 ? SHARDS_REFRESH_MS : SHARDS_RETRY_MS))
+								   kinesis_shards_count() > 0 ? kinesis_shards_refresh_ms
+								   : Min(kinesis_shards_refresh_ms, SHARDS_RETRY_MS)))
 		list_shards();
 	initStringInfo(&body);
 	if (!kinesis_build_request(&body, events, n, &req, sink->pos.origin,

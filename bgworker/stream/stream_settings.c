@@ -41,6 +41,7 @@ bool		kinesis_aggregate = false;
 int			kinesis_max_request_bytes = 5 * 1024 * 1024;
 int			kinesis_shard_records_per_second = 950;
 int			kinesis_shard_bytes_per_second = 1000000;
+int			kinesis_shards_refresh_ms = 60000;
 
 void
 stream_define_settings(void)
@@ -154,6 +155,11 @@ stream_define_settings(void)
 							"AWS takes 1 MiB per shard; the default leaves room for clock differences.",
 							&kinesis_shard_bytes_per_second, 1000000, 0, 100 * 1024 * 1024,
 							PGC_SIGHUP, GUC_UNIT_BYTE, NULL, NULL, NULL);
+	DefineCustomIntVariable("ticket_ext.kinesis_shards_refresh",
+							"How often the Kinesis sink lists the stream's shards again (resharding).",
+							"A list that cannot be had is asked for again every 10 s at most.",
+							&kinesis_shards_refresh_ms, 60000, 1000, 3600 * 1000,
+							PGC_SIGHUP, GUC_UNIT_MS, NULL, NULL, NULL);
 	DefineCustomIntVariable("ticket_ext.kinesis_max_request_bytes",
 							"Largest PutRecords request body.",
 							NULL, &kinesis_max_request_bytes, 5 * 1024 * 1024, 64 * 1024, 10 * 1024 * 1024,

@@ -8,6 +8,8 @@
 // kinesalite with ListShards).  Each shard is a token bucket holding at
 // most one second of its limits, refilled continuously.
 //   GET /stats -> {"<stream>/<shard>": {records, bytes, throttled}}
+//   POST /fail-listshards (body: n) -> the next n ListShards calls get an
+//   HTTP 500 InternalFailure; GET /listshards -> how many came
 // usage: node shard_limit_proxy.js <listen-port> <kinesalite-port> [records/s] [bytes/s]
 'use strict';
 const http = require('http');
@@ -20,6 +22,8 @@ const BYTES = parseInt(process.argv[5] || String(1024 * 1024), 10);
 const shardMaps = {};     // stream -> [{id, start: BigInt, end: BigInt}]
 const buckets = {};       // "stream/shard" -> {records, bytes, at}
 const stats = {};
+let failListShards = 0;   // the next n ListShards calls fail (500)
+let listShardsCalls = 0;
 
 function call(target, headers, body, cb) {
   pass(targetPort, 'POST', '/', { ...headers, 'x-amz-target': target }, body, cb);
@@ -70,7 +74,16 @@ http.createServer((req, res) => {
   req.on('end', () => {
     const body = Buffer.concat(chunks).toString();
     if (req.url === '/stats') return reply(res, 200, JSON.stringify(stats));
+    if (req.url === '/fail-listshards') { failListShards = parseInt(body, 10) || 0; return reply(res, 200, '{}'); }
+    if (req.url === '/listshards') return reply(res, 200, JSON.stringify({ calls: listShardsCalls }));
     const target = req.headers['x-amz-target'];
+    if (target === 'Kinesis_20131202.ListShards') {
+      listShardsCalls++;
+      if (failListShards > 0) {
+        failListShards--;
+        return reply(res, 500, JSON.stringify({ __type: 'InternalFailure', message: 'injected by the proxy' }));
+      }
+    }
     if (target !== 'Kinesis_20131202.PutRecords')
       return call(target, req.headers, body, (code, b) => reply(res, code, b));
     const request = JSON.parse(body);

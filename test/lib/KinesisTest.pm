@@ -126,6 +126,21 @@ sub proxy_endpoint { my ($self) = @_; return "http://127.0.0.1:$self->{proxy_por
 sub slow_endpoint { my ($self) = @_; return "http://127.0.0.1:$self->{slow_port}/"; }
 # the proxy enforcing per-shard limits (limits => ...), and what it counted
 sub limit_endpoint { my ($self) = @_; return "http://127.0.0.1:$self->{limit_port}/"; }
+# the next n ListShards calls through the limit proxy fail (HTTP 500); and
+# how many came through it
+sub limit_fail_listshards
+{
+	my ($self, $n) = @_;
+	system('curl', '-s', '-o', '/dev/null', '-d', $n, "http://127.0.0.1:$self->{limit_port}/fail-listshards") == 0
+	  or die 'limit proxy not answering';
+}
+
+sub limit_listshards_calls
+{
+	my ($self) = @_;
+	return decode_json(`curl -s http://127.0.0.1:$self->{limit_port}/listshards`)->{calls};
+}
+
 sub limit_stats
 {
 	my ($self) = @_;

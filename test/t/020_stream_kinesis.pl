@@ -225,6 +225,20 @@ $node->safe_psql('postgres', "ALTER SYSTEM SET ticket_ext.kinesis_max_record_byt
 $node->safe_psql('postgres', "ALTER SYSTEM SET ticket_ext.kinesis_shard_bytes_per_second = '60kB'");
 $node->safe_psql('postgres', "SELECT ticket_ext.create_item(i, 100000, 'shard ' || i) FROM generate_series(10, 19) i");
 
+# records the limit proxy stored and throttled since $before (its stats then)
+sub limit_delta
+{
+	my ($before) = @_;
+	my $after = $kin->limit_stats;
+	my ($sent, $throttled) = (0, 0);
+	for my $k (keys %$after)
+	{
+		$sent += $after->{$k}{records} - ($before->{$k}{records} // 0);
+		$throttled += $after->{$k}{throttled} - ($before->{$k}{throttled} // 0);
+	}
+	return ($sent, $throttled);
+}
+
 # the shard of an item's records (once it has one in Kinesis)
 sub item_shards
 {
@@ -266,13 +280,7 @@ for my $case ([ 'unpaced', 0, 'off' ], [ 'paced', 190, 'off' ], [ 'paced, aggreg
 	}
 	($ids, $repeats) = check_kinesis("shard limits, $label");
 	my $all_done = time - $t0;
-	my $after = $kin->limit_stats;
-	my ($sent, $throttled) = (0, 0);
-	for my $k (keys %$after)
-	{
-		$sent += $after->{$k}{records} - ($before->{$k}{records} // 0);
-		$throttled += $after->{$k}{throttled} - ($before->{$k}{throttled} // 0);
-	}
+	my ($sent, $throttled) = limit_delta($before);
 	note(sprintf("shard limits, %s: %d records stored, %d throttled; other shards' items in %.1f s, all in %.1f s",
 		$label, $sent, $throttled, $others_done // -1, $all_done));
 	if ($label eq 'unpaced')
@@ -297,6 +305,30 @@ for my $case ([ 'unpaced', 0, 'off' ], [ 'paced', 190, 'off' ], [ 'paced, aggreg
 	}
 	is_deeply([ sort keys %$ids ], [ sort keys %{ redis_ids() } ], '... the same events as Redis');
 }
+# a refresh of the shard list that fails keeps the last list: still paced
+$node->safe_psql('postgres', "ALTER SYSTEM SET ticket_ext.kinesis_endpoint = '" . $kin->limit_endpoint . "'");
+$node->safe_psql('postgres', "ALTER SYSTEM SET ticket_ext.kinesis_aggregate = off");
+$node->safe_psql('postgres', "ALTER SYSTEM SET ticket_ext.kinesis_records_per_item = 100");
+$node->safe_psql('postgres', "ALTER SYSTEM SET ticket_ext.kinesis_shard_records_per_second = 190");
+$node->safe_psql('postgres', "ALTER SYSTEM SET ticket_ext.kinesis_shards_refresh = '1s'");
+$node->safe_psql('postgres', 'SELECT pg_reload_conf()');
+sleep 1;
+$kin->limit_fail_listshards(100000);
+my $lists0 = $kin->limit_listshards_calls;
+my $before_refresh = $kin->limit_stats;
+$node->safe_psql('postgres', "SELECT ticket_reserve(2, 1, 'refresh-failing-' || g) FROM generate_series(1, 600) g");
+($ids, $repeats) = check_kinesis('shard list refresh failing');
+{
+	my ($sent, $throttled) = limit_delta($before_refresh);
+	cmp_ok($kin->limit_listshards_calls - $lists0, '>=', 2, 'the shard list was asked for again (and failed) during the burst');
+	cmp_ok($throttled, '<', 0.05 * $sent, "a failed refresh keeps the last list: still paced ($throttled throttled of $sent)");
+	like(slurp_file($node->logfile), qr/cannot list the stream's shards, pacing with the last list: ListShards: HTTP 500 InternalFailure/,
+		'the log says so, with AWS\'s error type');
+}
+$kin->limit_fail_listshards(0);
+$node->safe_psql('postgres', "ALTER SYSTEM RESET ticket_ext.kinesis_shards_refresh");
+$node->safe_psql('postgres', "ALTER SYSTEM RESET ticket_ext.kinesis_records_per_item");
+
 # a limit of 1 record/s still sends (a bucket holds at least one record)
 $node->safe_psql('postgres', "ALTER SYSTEM SET ticket_ext.kinesis_shard_records_per_second = 1");
 $node->safe_psql('postgres', 'SELECT pg_reload_conf()');

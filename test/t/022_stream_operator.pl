@@ -39,8 +39,10 @@ sub caught_up
 {
 	my ($node, $label) = @_;
 	my $lsn = $node->safe_psql('postgres', 'SELECT pg_current_wal_lsn()');
+	# (streaming: a new slot's snapshot is all queued; queued = 0: all sent)
 	ok($node->poll_query_until('postgres', qq{
-		SELECT state = 'ok' AND slot_confirmed_lsn >= '$lsn' FROM ticket_ext.stream_status WHERE sink = 'redis'}),
+		SELECT s.state = 'ok' AND s.slot_confirmed_lsn >= '$lsn' AND s.queued = 0 AND t.state = 'streaming'
+		  FROM ticket_ext.stream_status s JOIN ticket_ext.stream_state t USING (sink) WHERE sink = 'redis'}),
 		"$label: Redis caught up")
 	  or diag($node->safe_psql('postgres', 'SELECT * FROM ticket_ext.stream_status; SELECT * FROM ticket_ext.stream_state'));
 }
@@ -49,6 +51,16 @@ sub stream_state
 {
 	my ($node) = @_;
 	return $node->safe_psql('postgres', "SELECT state || ': ' || coalesce(detail, '') FROM ticket_ext.stream_state WHERE sink = 'redis'");
+}
+
+# wait until stream_state's detail for the sink matches (SQL LIKE)
+sub wait_detail
+{
+	my ($node, $sink, $like, $label) = @_;
+	$like =~ s/'/''/g;
+	ok($node->poll_query_until('postgres',
+			"SELECT detail LIKE '$like' FROM ticket_ext.stream_state WHERE sink = '$sink'"), $label)
+	  or diag($node->safe_psql('postgres', 'SELECT * FROM ticket_ext.stream_state'));
 }
 
 sub origin_of
@@ -183,10 +195,8 @@ check_converged($a, $redis->entries('op'), 'the first cluster again');
 my $own = $a->safe_psql('postgres', "SELECT slot_name FROM ticket_ext.stream_state WHERE sink = 'redis'");
 $a->safe_psql('postgres', "SELECT pg_create_logical_replication_slot('someone_else', 'ticket_ext')");
 $a->safe_psql('postgres', "ALTER SYSTEM SET ticket_ext.stream_slot = 'someone_else'; SELECT pg_reload_conf()");
-ok($a->poll_query_until('postgres', q{
-		SELECT detail LIKE '%"someone_else" exists and is not this worker''s%' FROM ticket_ext.stream_state WHERE sink = 'redis'}),
-	'stream_slot naming another consumer\'s slot: refused, and said')
-  or diag(stream_state($a));
+wait_detail($a, 'redis', q{%"someone_else" exists and is not this worker's%},
+	'stream_slot naming another consumer\'s slot: refused, and said');
 sleep 1;
 is(slots($a), "someone_else,$own", 'that slot is kept, and ours too');
 $a->safe_psql('postgres', "ALTER SYSTEM RESET ticket_ext.stream_slot; SELECT pg_reload_conf()");
@@ -203,10 +213,8 @@ $a->safe_psql('postgres', qq{
 	ALTER SYSTEM SET ticket_ext.aws_secret_access_key = 'x';
 	ALTER SYSTEM SET ticket_ext.kinesis_slot = '$own';
 	SELECT pg_reload_conf()});
-ok($a->poll_query_until('postgres', qq{
-		SELECT detail LIKE '%"$own" exists and is not this worker''s%' FROM ticket_ext.stream_state WHERE sink = 'kinesis'}),
-	'kinesis_slot naming the Redis sink\'s slot: refused')
-  or diag($a->safe_psql('postgres', 'SELECT * FROM ticket_ext.stream_state'));
+wait_detail($a, 'kinesis', qq{%"$own" exists and is not this worker's%},
+	'kinesis_slot naming the Redis sink\'s slot: refused');
 reserve($a, 1, 5, 'redis-goes-on');
 caught_up($a, 'Redis, with Kinesis refused');
 $a->safe_psql('postgres', qq{
@@ -219,10 +227,8 @@ is(slots($a), $own, 'only the Redis sink\'s slot is left');
 $origin = origin_of($a);
 $a->safe_psql('postgres', "SELECT pg_create_physical_replication_slot('filler_' || g) FROM generate_series(1, 3) g");
 $a->safe_psql('postgres', "ALTER SYSTEM SET ticket_ext.stream_slot = 'renamed'; SELECT pg_reload_conf()");
-ok($a->poll_query_until('postgres', q{
-		SELECT detail LIKE '%replication slots are in use%' FROM ticket_ext.stream_state WHERE sink = 'redis'}),
-	'a rename with every slot in use: the copy fails, and stream_state says so')
-  or diag(stream_state($a));
+wait_detail($a, 'redis', '%replication slots are in use%',
+	'a rename with every slot in use: the copy fails, and stream_state says so');
 reserve($a, 1, 10, 'during-rename');
 sleep 1;
 is(slots($a), "filler_1,filler_2,filler_3,$own", 'the old slot is kept meanwhile');
@@ -239,10 +245,8 @@ $origin = origin_of($a);
 my $tmp = $a->data_dir . '/ticket_ext.redis.slot.tmp';
 mkdir $tmp or die "mkdir $tmp: $!";	# open() of the temporary file fails (EISDIR)
 $a->safe_psql('postgres', "SELECT ticket_ext.stream_resnapshot('redis')");
-ok($a->poll_query_until('postgres', q{
-		SELECT detail LIKE 'could not write $PGDATA/ticket_ext.redis.slot%' FROM ticket_ext.stream_state WHERE sink = 'redis'}),
-	'the origin file cannot be written: the worker waits, and says so')
-  or diag(stream_state($a));
+wait_detail($a, 'redis', 'could not write $PGDATA/ticket_ext.redis.slot%',
+	'the origin file cannot be written: the worker waits, and says so');
 reserve($a, 1, 10, 'while-unwritable');
 like(slurp_file($a->logfile), qr/could not write ".*ticket_ext\.redis\.slot": Is a directory/, 'the log says why');
 rmdir $tmp or die;
