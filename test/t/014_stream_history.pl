@@ -106,6 +106,10 @@ $a->stop;
 my $b = PostgreSQL::Test::Cluster->new('restored');
 $b->init_from_backup($a, 'b1');
 $b->start;
+# (its new slot first: what commits before it is in its snapshot, not events)
+$b->poll_query_until('postgres',
+	"SELECT state = 'streaming' AND origin > $a_origin FROM ticket_ext.stream_state WHERE sink = 'redis'")
+  or die 'the restored server does not stream';
 $b->safe_psql('postgres', "SELECT ticket_reserve(1, 1, 'restored-' || g) FROM generate_series(1, 50) g");
 $b->safe_psql('postgres', "SELECT ticket_release(hold_id) FROM ticket_ext.holds WHERE hold_id % 10 = 0");
 caught_up($b, 'restored');
