@@ -166,31 +166,35 @@ aggregate_item(StringInfo body, StreamEvent **events, int n, int i,
  */
 #define AGGREGATE_MIN_BYTES (64 * 1024)
 
+/* Event i's item's pending events from i on (not landed), at most most. */
+static int
+pending_of_item(StreamEvent **events, int n, int i, int most)
+{
+	int			count = 0;
+	int			j;
+
+	for (j = i; j < n && count < most; j++)
+		if (events[j]->item_id == events[i]->item_id && events[j]->no_item == events[i]->no_item &&
+			!was_landed(&events[j]->id))
+			count++;
+	return count;
+}
+
 static int
 aggregate_wants(StreamEvent **events, int n, int i, int record_bytes)
 {
-	int64		want = 0;
-	int			j;
+	/* + its protobuf framing each; + magic, MD5, key table */
+	int			most = AGGREGATE_MIN_BYTES / (record_bytes + 8) + 1;
+	int64		want = (int64) pending_of_item(events, n, i, most) * (record_bytes + 8);
 
-	for (j = i; j < n && want < AGGREGATE_MIN_BYTES; j++)
-		if (events[j]->item_id == events[i]->item_id && events[j]->no_item == events[i]->no_item &&
-			!was_landed(&events[j]->id))
-			want += record_bytes + 8;	/* + its protobuf framing */
-	return (int) Min(want + 64, AGGREGATE_MIN_BYTES);	/* + magic, MD5, key table */
+	return (int) Min(want + 64, AGGREGATE_MIN_BYTES);
 }
 
 /* How many records event i's item would send in this call (unaggregated). */
 static int
 records_wanted(StreamEvent **events, int n, int i)
 {
-	int			want = 0;
-	int			j;
-
-	for (j = i; j < n && want < kinesis_records_per_item; j++)
-		if (events[j]->item_id == events[i]->item_id && events[j]->no_item == events[i]->no_item &&
-			!was_landed(&events[j]->id))
-			want++;
-	return want;
+	return pending_of_item(events, n, i, kinesis_records_per_item);
 }
 
 /*
