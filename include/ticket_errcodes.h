@@ -29,4 +29,9 @@
 /* confirm/release named a holder the hold does not belong to */
 #define ERRCODE_TICKET_WRONG_HOLDER			MAKE_SQLSTATE('T','K','0','0','7')
 
+/* a per-customer limit: the holder has (or would have) more than allowed */
+#define ERRCODE_TICKET_HOLDER_LIMIT			MAKE_SQLSTATE('T','K','0','0','8')
+/* the item has a per-customer limit and no holder was given */
+#define ERRCODE_TICKET_HOLDER_REQUIRED		MAKE_SQLSTATE('T','K','0','0','9')
+
 #endif							/* TICKET_ERRCODES_H */

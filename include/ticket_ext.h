@@ -100,6 +100,23 @@ typedef struct TicketShared
 	/* the slot array follows, starting on the next cache line */
 } TicketShared;
 
+/*
+ * What an item draws on besides its own counter (1.1): its pools (ordinary
+ * items, one level) and the holder limit set on it.  One per slot, in an
+ * array of its own (item_links.c owns it), written only while nobody has
+ * joined the slot (loading, or a set_pools/set_holder_limit committing
+ * with the slot frozen), so a transaction joined to the item reads it
+ * without a lock; readers that have not joined use the version (seqlock).
+ */
+#define TICKET_MAX_POOLS		8
+
+typedef struct TicketItemLinks
+{
+	int32		npools;
+	int32		holder_limit;	/* 0: none */
+	int64		pool_ids[TICKET_MAX_POOLS];
+} TicketItemLinks;
+
 /* ticket_ext.c: settings */
 extern int	ticket_max_items;
 extern int	ticket_hold_ttl_s;
@@ -113,6 +130,7 @@ extern char *ticket_database;
 /* shmem.c: the slot table */
 extern TicketShared *ticket_shared;
 extern Size ticket_shmem_size(void);
+extern uint32 ticket_slot_count(void);
 extern void ticket_shmem_request(void);
 extern void ticket_shmem_startup(void);
 extern void ticket_require_shmem(void);
@@ -125,6 +143,13 @@ extern uint32 ticket_slot_index(TicketSlot *slot);
 extern TicketSlot *ticket_slot_at(uint32 index);
 extern bool ticket_slot_is(TicketSlot *slot, uint32 incarnation);
 extern bool ticket_slot_kill(TicketSlot *slot, Oid dboid, int64 item_id);
+
+/* item_links.c: each slot's pools and holder limit */
+extern Size ticket_links_shmem_size(void);
+extern void ticket_links_shmem_startup(void);
+extern void ticket_links_store(TicketSlot *slot, const TicketItemLinks *links);
+extern void ticket_links_read(TicketSlot *slot, TicketItemLinks *links);
+extern bool ticket_links_equal(const TicketItemLinks *a, const TicketItemLinks *b);
 
 /* slot_reclaim.c: giving slots of dropped items, databases, installations back */
 extern void ticket_reclaim_init(void);
@@ -162,12 +187,15 @@ typedef struct TicketSpiFrame
 
 extern Oid	ticket_items_relid(bool missing_ok);
 extern bool ticket_is_items_table(Oid relid);
+extern bool ticket_schema_has_pools(void);
 extern void ticket_lock_key(uint16 lock_class, uint64 key);
 extern void ticket_unlock_key(uint16 lock_class, uint64 key);
 
 /* lock classes of ticket_lock_key (pg_locks.objsubid) */
 #define TICKET_LOCK_IDEMPOTENCY_KEY	7458	/* hash of (item, key) */
 #define TICKET_LOCK_RESYNC			7459	/* item id */
+#define TICKET_LOCK_HOLDER			7460	/* hash of the holder */
+#define TICKET_LOCK_POOL_CONFIG		7461	/* 0: set_pools, one at a time */
 extern Oid	ticket_holds_relid(void);
 extern Oid	ticket_hold_seq_relid(void);
 extern void ticket_spi_begin(TicketSpiFrame *frame);
@@ -189,10 +217,12 @@ typedef struct TicketItemTruth
 	bool		paused;
 	int64		taken;
 	TimestampTz next_expiry;	/* earliest expires_at of a held hold */
+	TicketItemLinks links;		/* pool_ids, holder_limit */
 } TicketItemTruth;
 
 extern TicketItemTruth ticket_read_truth(int64 item_id, bool committed_only);
 extern TicketItemTruth ticket_read_truth_at(int64 item_id, Snapshot snapshot);
+extern void ticket_links_from_array(Datum array, TicketItemLinks *links);
 extern TicketSlot *ticket_slot_ready(int64 item_id, uint32 *incarnation);
 extern int64 ticket_item_available(int64 item_id);
 extern void ticket_error_unknown_item(int64 item_id) pg_attribute_noreturn();
@@ -211,6 +241,8 @@ typedef enum TicketEffectKind
 extern void ticket_xact_init(void);
 extern TicketSlot *ticket_join(int64 item_id);
 extern bool ticket_take(TicketSlot *slot, int64 qty, TimestampTz expires_at);
+extern bool ticket_take_all(TicketSlot **slots, int nslots, int64 qty,
+							TimestampTz expires_at);
 extern void ticket_record_effect(TicketSlot *slot, TicketEffectKind kind,
 								 int64 amount);
 extern void ticket_record_pause(TicketSlot *slot, bool pause, bool row_was_paused);
@@ -275,6 +307,32 @@ extern TicketInflightAdjust ticket_inflight_adjust(const TicketInflightSum *sum,
 												   Snapshot snapshot, uint64 pause_word);
 extern void ticket_inflight_free(TicketInflightSum *sum);
 extern char *ticket_inflight_pids(TicketSlot *slot);
+
+/* xact_frozen.c: slots frozen until the end of the transaction (set_pools,
+ * set_holder_limit), and the links they get at commit */
+extern bool ticket_frozen_by_me(TicketSlot *slot);
+extern bool ticket_frozen_any(void);
+extern void ticket_freeze_until_end(TicketSlot *slot, int64 item_id);
+extern void ticket_links_at_commit(TicketSlot *slot, const TicketItemLinks *links);
+extern void ticket_frozen_end(bool commit);
+extern void ticket_frozen_abort_sub(SubTransactionId subid);
+extern void ticket_frozen_commit_sub(SubTransactionId subid, SubTransactionId parent);
+
+/* pools.c: an item and its pools, as the app functions use them */
+typedef struct TicketDraw
+{
+	int			n;				/* the item, then its pools */
+	int64		ids[1 + TICKET_MAX_POOLS];
+	TicketSlot *slots[1 + TICKET_MAX_POOLS];
+	TicketItemLinks links[1 + TICKET_MAX_POOLS];
+} TicketDraw;
+
+extern void ticket_join_draw(int64 item_id, TicketDraw *draw);
+extern void ticket_return_draw(int64 item_id, int64 qty);
+extern void ticket_check_draw_paused(const TicketDraw *draw);
+
+/* holder_limit.c: per-customer limits at reservation */
+extern void ticket_check_holder_limits(const TicketDraw *draw, text *holder, int32 qty);
 
 /* stream_gate.c: no write before the event stream can see it */
 extern void ticket_stream_gate(void);

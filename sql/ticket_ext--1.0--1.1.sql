@@ -223,6 +223,41 @@ BEGIN
 END
 $$;
 
+-- ------------------------------------------------------------------
+-- Pools and holder limits (see ticket_ext--1.1.sql)
+-- ------------------------------------------------------------------
+ALTER TABLE ticket_ext.items
+    ADD COLUMN pool_ids bigint[] NOT NULL DEFAULT '{}',
+    ADD COLUMN holder_limit integer CHECK (holder_limit > 0);
+CREATE INDEX holds_holder_idx
+    ON ticket_ext.holds (holder) INCLUDE (item_id, qty)
+    WHERE ended_at IS NULL AND holder IS NOT NULL;
+CREATE OR REPLACE VIEW ticket_ext.availability AS
+    SELECT i.item_id, i.name, i.capacity, i.paused,
+           @extschema@.ticket_available(i.item_id) AS available,
+           i.pool_ids, i.holder_limit
+      FROM ticket_ext.items i;
+
+-- Shared capacity pools and per-customer limits (1.1).  A reservation of
+-- an item also takes from each of its pools (ordinary items), all or
+-- nothing; a holder limit caps one holder's held and sold qty on an item
+-- (on a pool: over every item drawing on it).  docs/pools_and_limits.md.
+CREATE FUNCTION ticket_ext.set_pools(item_id bigint, pool_ids bigint[])
+RETURNS void
+AS 'MODULE_PATHNAME', 'ticket_set_pools'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION ticket_ext.set_pools(bigint, bigint[]) IS
+    'Make reservations of item_id also take from each pool (at most 8, one level); ''{}'' removes them. Refused while the item has active holds.';
+
+CREATE FUNCTION ticket_ext.set_holder_limit(item_id bigint, max_qty integer)
+RETURNS integer
+AS 'MODULE_PATHNAME', 'ticket_set_holder_limit'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION ticket_ext.set_holder_limit(bigint, integer) IS
+    'Cap one holder''s held and sold qty on an item (a pool: over every item drawing on it); NULL removes. Returns the previous limit.';
+REVOKE ALL ON FUNCTION ticket_ext.set_pools(bigint, bigint[]),
+                       ticket_ext.set_holder_limit(bigint, integer) FROM PUBLIC;
+
 -- Roles of 1.0: app roles (all of 1.0's grant_app privileges) get the new
 -- app functions; admin roles (1.0's grant_admin) the new admin objects.
 DO $$
@@ -250,7 +285,9 @@ BEGIN
                 AND has_table_privilege(a.grantee, 'ticket_ext.holds', 'SELECT')
     LOOP
         EXECUTE format('GRANT EXECUTE ON FUNCTION ticket_ext.stream_state(), '
-                       'ticket_ext.stream_resnapshot(text), ticket_ext.publish() TO %s', r);
+                       'ticket_ext.stream_resnapshot(text), ticket_ext.publish(), '
+                       'ticket_ext.set_pools(bigint, bigint[]), '
+                       'ticket_ext.set_holder_limit(bigint, integer) TO %s', r);
         EXECUTE format('GRANT SELECT ON ticket_ext.stream_state TO %s', r);
     END LOOP;
 END

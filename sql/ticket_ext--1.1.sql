@@ -15,7 +15,10 @@ CREATE TABLE ticket_ext.items (
     capacity    bigint NOT NULL CHECK (capacity >= 0),
     paused      boolean NOT NULL DEFAULT false,
     created_at  timestamptz NOT NULL DEFAULT now(),
-    updated_at  timestamptz NOT NULL DEFAULT now()
+    updated_at  timestamptz NOT NULL DEFAULT now(),
+    -- set only by ticket_ext.set_pools() and set_holder_limit() (1.1)
+    pool_ids    bigint[] NOT NULL DEFAULT '{}',
+    holder_limit integer CHECK (holder_limit > 0)
 );
 COMMENT ON TABLE ticket_ext.items IS
     'Items on sale. Change only through ticket_ext functions: shared-memory counters cache it.';
@@ -61,6 +64,13 @@ CREATE INDEX holds_item_idx
 CREATE UNIQUE INDEX holds_idempotency_idx
     ON ticket_ext.holds (item_id, idempotency_key)
     WHERE idempotency_key IS NOT NULL;
+
+-- Per-customer limits (1.1): one holder's active holds, counted at each
+-- reservation of a limited item; partial, so holds without a holder cost
+-- nothing.
+CREATE INDEX holds_holder_idx
+    ON ticket_ext.holds (holder) INCLUDE (item_id, qty)
+    WHERE ended_at IS NULL AND holder IS NOT NULL;
 
 -- Item events (capacity, paused/resumed) need the old row to tell what
 -- changed: items are few and rarely updated, so log whole rows.
@@ -215,6 +225,24 @@ LANGUAGE C VOLATILE PARALLEL UNSAFE;
 COMMENT ON FUNCTION ticket_ext.expire_holds(integer) IS
     'Expire overdue holds now (the expiry worker does this every second).';
 
+-- Shared capacity pools and per-customer limits (1.1).  A reservation of
+-- an item also takes from each of its pools (ordinary items), all or
+-- nothing; a holder limit caps one holder's held and sold qty on an item
+-- (on a pool: over every item drawing on it).  docs/pools_and_limits.md.
+CREATE FUNCTION ticket_ext.set_pools(item_id bigint, pool_ids bigint[])
+RETURNS void
+AS 'MODULE_PATHNAME', 'ticket_set_pools'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION ticket_ext.set_pools(bigint, bigint[]) IS
+    'Make reservations of item_id also take from each pool (at most 8, one level); ''{}'' removes them. Refused while the item has active holds.';
+
+CREATE FUNCTION ticket_ext.set_holder_limit(item_id bigint, max_qty integer)
+RETURNS integer
+AS 'MODULE_PATHNAME', 'ticket_set_holder_limit'
+LANGUAGE C VOLATILE PARALLEL UNSAFE;
+COMMENT ON FUNCTION ticket_ext.set_holder_limit(bigint, integer) IS
+    'Cap one holder''s held and sold qty on an item (a pool: over every item drawing on it); NULL removes. Returns the previous limit.';
+
 CREATE FUNCTION ticket_ext.stream_status(
     OUT sink text, OUT state text, OUT acked_lsn pg_lsn, OUT events_sent bigint,
     OUT retries bigint, OUT throttles bigint, OUT last_error text,
@@ -280,7 +308,8 @@ REVOKE ALL ON FUNCTION ticket_ext.publish() FROM PUBLIC;
 
 CREATE VIEW ticket_ext.availability AS
     SELECT i.item_id, i.name, i.capacity, i.paused,
-           @extschema@.ticket_available(i.item_id) AS available
+           @extschema@.ticket_available(i.item_id) AS available,
+           i.pool_ids, i.holder_limit
       FROM ticket_ext.items i;
 
 -- ------------------------------------------------------------------

@@ -199,3 +199,13 @@ ticket_unlock_key(uint16 lock_class, uint64 key)
 						 lock_class);
 	(void) LockRelease(&tag, ExclusiveLock, false);
 }
+
+/*
+ * Does the installed schema have pools and holder limits (1.1)?  The
+ * library serves a database still at 1.0 until ALTER EXTENSION UPDATE.
+ */
+bool
+ticket_schema_has_pools(void)
+{
+	return get_attnum(ticket_items_relid(false), "pool_ids") != InvalidAttrNumber;
+}

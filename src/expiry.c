@@ -124,7 +124,7 @@ ticket_expire_item(int64 item_id, int batch)
 	ticket_spi_end(&frame);
 
 	if (n > 0)
-		ticket_record_effect(slot, EFFECT_RETURN_AT_COMMIT, qty);
+		ticket_return_draw(item_id, qty);
 	return (int64) n;
 }
 

@@ -17,26 +17,66 @@
 #include "catalog/pg_type.h"
 #include "miscadmin.h"
 #include "storage/latch.h"
+#include "utils/array.h"
 #include "utils/inval.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 #include "utils/wait_event.h"
 
 static SPIPlanPtr truth_plan = NULL;
+static SPIPlanPtr truth_plan_10 = NULL;
 
 /*
- * capacity, paused, tickets taken (held + sold = not ended) and the
- * earliest expiry of a held hold, of one item
+ * capacity, paused, tickets taken (held + sold = not ended: the item's own
+ * holds and, for a pool, those of every item drawing on it), the earliest
+ * expiry of a held hold of its own, its pools and its holder limit
  */
 #define TRUTH_SQL \
+	"SELECT i.capacity, i.paused, " \
+	"       (SELECT COALESCE(pg_catalog.sum(h.qty), 0)::pg_catalog.int8 " \
+	"          FROM ticket_ext.holds h " \
+	"         WHERE h.item_id OPERATOR(pg_catalog.=) i.item_id AND h.ended_at IS NULL) " \
+	"       OPERATOR(pg_catalog.+) " \
+	"       (SELECT COALESCE(pg_catalog.sum(h.qty), 0)::pg_catalog.int8 " \
+	"          FROM ticket_ext.items m JOIN ticket_ext.holds h " \
+	"            ON h.item_id OPERATOR(pg_catalog.=) m.item_id AND h.ended_at IS NULL " \
+	"         WHERE i.item_id OPERATOR(pg_catalog.=) ANY (m.pool_ids)), " \
+	"       (SELECT pg_catalog.min(h.expires_at) FROM ticket_ext.holds h " \
+	"         WHERE h.item_id OPERATOR(pg_catalog.=) i.item_id AND h.ended_at IS NULL " \
+	"           AND h.status OPERATOR(pg_catalog.=) 'held'), " \
+	"       i.pool_ids, COALESCE(i.holder_limit, 0) " \
+	"  FROM ticket_ext.items i WHERE i.item_id OPERATOR(pg_catalog.=) $1"
+
+/* the same for a database still at 1.0: no pools, no limits */
+#define TRUTH_SQL_10 \
 	"SELECT i.capacity, i.paused, " \
 	"       (SELECT COALESCE(pg_catalog.sum(h.qty), 0)::pg_catalog.int8 " \
 	"          FROM ticket_ext.holds h " \
 	"         WHERE h.item_id OPERATOR(pg_catalog.=) i.item_id AND h.ended_at IS NULL), " \
 	"       (SELECT pg_catalog.min(h.expires_at) FROM ticket_ext.holds h " \
 	"         WHERE h.item_id OPERATOR(pg_catalog.=) i.item_id AND h.ended_at IS NULL " \
-	"           AND h.status OPERATOR(pg_catalog.=) 'held') " \
+	"           AND h.status OPERATOR(pg_catalog.=) 'held'), " \
+	"       '{}'::pg_catalog.int8[], 0 " \
 	"  FROM ticket_ext.items i WHERE i.item_id OPERATOR(pg_catalog.=) $1"
+
+/* An items row's pool_ids (bigint[]) into links. */
+void
+ticket_links_from_array(Datum array, TicketItemLinks *links)
+{
+	ArrayType  *arr = DatumGetArrayTypeP(array);
+	Datum	   *elems;
+	bool	   *nulls;
+	int			n;
+	int			i;
+
+	deconstruct_array(arr, INT8OID, 8, FLOAT8PASSBYVAL, TYPALIGN_DOUBLE,
+					  &elems, &nulls, &n);
+	if (n > TICKET_MAX_POOLS)
+		elog(ERROR, "ticket_ext: an item has %d pools (at most %d)", n, TICKET_MAX_POOLS);
+	links->npools = n;
+	for (i = 0; i < n; i++)
+		links->pool_ids[i] = DatumGetInt64(elems[i]);
+}
 
 /* The truth about one item as seen by snapshot. */
 TicketItemTruth
@@ -50,7 +90,10 @@ ticket_read_truth_at(int64 item_id, Snapshot snapshot)
 	int			rc;
 
 	ticket_spi_begin(&frame);
-	plan = ticket_prepare(&truth_plan, TRUTH_SQL, 1, argtypes);
+	if (ticket_schema_has_pools())
+		plan = ticket_prepare(&truth_plan, TRUTH_SQL, 1, argtypes);
+	else
+		plan = ticket_prepare(&truth_plan_10, TRUTH_SQL_10, 1, argtypes);
 	values[0] = Int64GetDatum(item_id);
 	rc = SPI_execute_snapshot(plan, values, NULL, snapshot,
 							  InvalidSnapshot, true, false, 1);
@@ -70,6 +113,8 @@ ticket_read_truth_at(int64 item_id, Snapshot snapshot)
 		truth.next_expiry = DatumGetTimestampTz(SPI_getbinval(tup, desc, 4, &isnull));
 		if (isnull)
 			truth.next_expiry = DT_NOEND;
+		ticket_links_from_array(SPI_getbinval(tup, desc, 5, &isnull), &truth.links);
+		truth.links.holder_limit = DatumGetInt32(SPI_getbinval(tup, desc, 6, &isnull));
 	}
 	ticket_spi_end(&frame);
 	return truth;
@@ -133,6 +178,7 @@ store_truth(TicketSlot *slot, const TicketItemTruth *truth, Oid items_relid)
 	pg_atomic_write_u64(&slot->avail, (uint64) (truth->capacity - truth->taken));
 	counter_pause_reset(slot, truth->paused);
 	pg_atomic_write_u64(&slot->next_expiry, (uint64) truth->next_expiry);
+	ticket_links_store(slot, &truth->links);
 	slot->items_relid = items_relid;
 	set_state(slot, SLOT_READY);
 }
@@ -300,33 +346,5 @@ ticket_slot_ready(int64 item_id, uint32 *incarnation)
 							item_id),
 					 errhint("Retry the statement.")));
 		ticket_wait_tick();
-	}
-}
-
-/*
- * Tickets left.  On a hot standby no counters are kept (replay would leave
- * them behind): the answer then comes from the replicated tables.
- */
-int64
-ticket_item_available(int64 item_id)
-{
-	if (RecoveryInProgress())
-	{
-		TicketItemTruth truth = ticket_read_truth(item_id, true);
-
-		if (!truth.found)
-			ticket_error_unknown_item(item_id);
-		return Max(truth.capacity - truth.taken, 0);
-	}
-	for (;;)
-	{
-		uint32		incarnation;
-		TicketSlot *slot = ticket_slot_ready(item_id, &incarnation);
-		int64		avail = counter_available(slot);
-
-		pg_read_barrier();
-		if (ticket_slot_is(slot, incarnation))
-			return Max(avail, 0);
-		/* reclaimed and reused while we read: ask again */
 	}
 }

@@ -4,8 +4,9 @@
  *	  The app-facing SQL functions: ticket_reserve, ticket_confirm,
  *	  ticket_release, ticket_available.
  *
- * ticket_reserve takes tickets from the item's shared counter with one
- * compare-and-swap and writes the hold row in the caller's transaction;
+ * ticket_reserve takes tickets from the item's shared counter (and its
+ * pools' counters: pools.c) with one compare-and-swap each and writes the
+ * hold row in the caller's transaction;
  * xact.c gives the tickets back if that transaction or savepoint aborts.
  *
  *-------------------------------------------------------------------------
@@ -227,7 +228,7 @@ ticket_reserve(PG_FUNCTION_ARGS)
 	text	   *key = ticket_arg_text(fcinfo, 4, "idempotency_key",
 									  TICKET_MAX_IDEMPOTENCY_KEY_LEN);
 	int64		hold_for;
-	TicketSlot *slot;
+	TicketDraw	draw;
 	TicketSpiFrame frame;
 	int64		hold_id = 0;
 	TimestampTz created_at;
@@ -258,17 +259,14 @@ ticket_reserve(PG_FUNCTION_ARGS)
 					 errmsg("qty must be between 1 and %d, not %d", ticket_max_per_order, qty),
 					 errhint("The upper limit is ticket_ext.max_per_order.")));
 		hold_for = hold_duration(fcinfo, 3);
-		slot = ticket_join(item_id);
-		if (counter_paused(slot))
-			ereport(ERROR,
-					(errcode(ERRCODE_TICKET_ITEM_PAUSED),
-					 errmsg("sales of item " INT64_FORMAT " are paused", item_id),
-					 errhint("An administrator can resume them with ticket_ext.resume().")));
+		ticket_join_draw(item_id, &draw);
+		ticket_check_draw_paused(&draw);
+		ticket_check_holder_limits(&draw, holder, qty);
 
 		/* a hold lasts hold_for from the moment its tickets are taken */
 		created_at = GetCurrentTimestamp();
 		expires_at = created_at + hold_for;	/* at most a year: no overflow */
-		if (!ticket_take(slot, qty, expires_at))
+		if (!ticket_take_all(draw.slots, draw.n, qty, expires_at))
 		{
 			if (key != NULL)
 				ticket_spi_end(&frame);
@@ -285,7 +283,7 @@ ticket_reserve(PG_FUNCTION_ARGS)
 			hold_id = insert_idempotent_hold(item_id, qty, holder, key,
 											 created_at, expires_at);
 		/* tell the expiry worker; row first, so it cannot miss the hold */
-		counter_note_expiry(slot, expires_at);
+		counter_note_expiry(draw.slots[0], expires_at);
 	}
 	if (key != NULL)
 		ticket_spi_end(&frame);
@@ -479,7 +477,7 @@ ticket_release(PG_FUNCTION_ARGS)
 									  SPI_tuptable->tupdesc, 2, &isnull));
 	ticket_spi_end(&frame);
 
-	ticket_record_effect(ticket_join(item_id), EFFECT_RETURN_AT_COMMIT, qty);
+	ticket_return_draw(item_id, qty);
 	PG_RETURN_VOID();
 }
 

@@ -37,8 +37,8 @@ StaticAssertDecl(sizeof(TicketSlot) <= SLOT_STRIDE,
 	((TicketSlot *) ((char *) ticket_shared + SLOTS_OFFSET + (Size) (i) * SLOT_STRIDE))
 
 /* 25% spare slots keep linear probe chains short. */
-static uint32
-slot_count(void)
+uint32
+ticket_slot_count(void)
 {
 	return (uint32) ticket_max_items + ticket_max_items / 4 + 1;
 }
@@ -46,7 +46,7 @@ slot_count(void)
 Size
 ticket_shmem_size(void)
 {
-	return add_size(SLOTS_OFFSET, mul_size(slot_count(), SLOT_STRIDE));
+	return add_size(SLOTS_OFFSET, mul_size(ticket_slot_count(), SLOT_STRIDE));
 }
 
 /* Called from shmem_request_hook (PG15 refuses requests elsewhere). */
@@ -76,7 +76,7 @@ ticket_shmem_startup(void)
 	{
 		memset(ticket_shared, 0, ticket_shmem_size());
 		ticket_shared->insert_lock = &(GetNamedLWLockTranche("ticket_ext"))->lock;
-		ticket_shared->nslots = slot_count();
+		ticket_shared->nslots = ticket_slot_count();
 		ticket_shared->max_items = ticket_max_items;
 		pg_atomic_init_u32(&ticket_shared->used, 0);
 		for (i = 0; i < ticket_shared->nslots; i++)

@@ -37,6 +37,7 @@ ticket_shmem_request_hook(void)
 		prev_shmem_request_hook();
 	ticket_shmem_request();
 	RequestAddinShmemSpace(ticket_inflight_shmem_size());
+	RequestAddinShmemSpace(ticket_links_shmem_size());
 	RequestAddinShmemSpace(stream_shmem_size());
 	RequestAddinShmemSpace(worker_connect_shmem_size());
 }
@@ -49,6 +50,7 @@ ticket_shmem_startup_hook(void)
 	ticket_shmem_startup();
 	LWLockAcquire(AddinShmemInitLock, LW_EXCLUSIVE);
 	ticket_inflight_shmem_startup();
+	ticket_links_shmem_startup();
 	stream_shmem_startup();
 	worker_connect_shmem_startup();
 	LWLockRelease(AddinShmemInitLock);

@@ -56,9 +56,9 @@ static TicketSlot *frozen_slot = NULL;
 static TicketSlot *loading_slot = NULL;
 static TicketSlotState loading_from;	/* the state to go back to */
 
-/* Room for one more join and one more effect: after this nothing fails. */
+/* Room for n more joins and effects: after this nothing fails. */
 static void
-ensure_room(void)
+ensure_room_for(int n)
 {
 	if (joined == NULL)
 	{
@@ -71,17 +71,23 @@ ensure_room(void)
 		effects = MemoryContextAlloc(TopMemoryContext,
 									 effects_cap * sizeof(TicketEffect));
 	}
-	if (njoined + 1 >= joined_cap)
+	while (njoined + n >= joined_cap)
 	{
 		joined_cap *= 2;
 		joined = repalloc(joined, joined_cap * sizeof(TicketSlot *));
 		joined_pause_version = repalloc(joined_pause_version, joined_cap * sizeof(uint32));
 	}
-	if (neffects + 1 >= effects_cap)
+	while (neffects + n >= effects_cap)
 	{
 		effects_cap *= 2;
 		effects = repalloc(effects, effects_cap * sizeof(TicketEffect));
 	}
+}
+
+static void
+ensure_room(void)
+{
+	ensure_room_for(1);
 }
 
 bool
@@ -129,6 +135,12 @@ ticket_join(int64 item_id)
 
 		if (ticket_xact_joined(slot))
 			return slot;
+		if (ticket_frozen_by_me(slot))
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("the pools or holder limit of item " INT64_FORMAT " were changed in this transaction",
+							item_id),
+					 errhint("Commit it first: the item's sales wait for that commit.")));
 		ensure_room();
 		while (!(entered = counter_gate_enter(slot)) && ticket_slot_is(slot, incarnation))
 		{
@@ -201,18 +213,52 @@ add_effect(TicketSlot *slot, TicketEffectKind kind, int64 amount)
 bool
 ticket_take(TicketSlot *slot, int64 qty, TimestampTz expires_at)
 {
-	bool		taken;
+	return ticket_take_all(&slot, 1, qty, expires_at);
+}
 
-	ensure_room();
-	ticket_inflight_change_begin();
-	taken = counter_try_take(slot, qty);
-	if (taken)
+/*
+ * Take qty from every slot (joined: an item and its pools), all or none.
+ * In ascending slot order, so two reservations contending for the same
+ * counters meet on the first one they share; a failed take gives back
+ * what was taken before it (a reader may meanwhile see one counter short:
+ * a brief false "sold out", never more than is there).  The first slot's
+ * effect carries the hold's expiry; the others are pools.
+ */
+bool
+ticket_take_all(TicketSlot **slots, int nslots, int64 qty, TimestampTz expires_at)
+{
+	int			order[1 + TICKET_MAX_POOLS];
+	int			i;
+	int			j;
+
+	Assert(nslots >= 1 && nslots <= 1 + TICKET_MAX_POOLS);
+	ensure_room_for(nslots);
+	for (i = 0; i < nslots; i++)
 	{
-		ticket_inflight_add(slot, -qty, 0, 0, 0);
-		add_effect(slot, EFFECT_TAKEN, qty)->expires_at = expires_at;
+		/* insertion sort by slot index */
+		for (j = i; j > 0 && ticket_slot_index(slots[order[j - 1]]) > ticket_slot_index(slots[i]); j--)
+			order[j] = order[j - 1];
+		order[j] = i;
+	}
+	ticket_inflight_change_begin();
+	for (i = 0; i < nslots; i++)
+		if (!counter_try_take(slots[order[i]], qty))
+			break;
+	if (i < nslots)
+	{
+		while (--i >= 0)
+			counter_add(slots[order[i]], qty);
+		ticket_inflight_change_end();
+		return false;
+	}
+	for (i = 0; i < nslots; i++)
+	{
+		ticket_inflight_add(slots[i], -qty, 0, 0, 0);
+		add_effect(slots[i], EFFECT_TAKEN, qty)->expires_at =
+			i == 0 ? expires_at : DT_NOEND;
 	}
 	ticket_inflight_change_end();
-	return taken;
+	return true;
 }
 
 /* Record a capacity change or a return of tickets (at commit). */
@@ -482,6 +528,7 @@ end_of_xact(bool commit)
 	}
 	leave_all();
 	release_private_states();
+	ticket_frozen_end(commit);
 }
 
 static void
@@ -490,7 +537,7 @@ ticket_xact_callback(XactEvent event, void *arg)
 	switch (event)
 	{
 		case XACT_EVENT_PRE_PREPARE:
-			if (neffects > 0)
+			if (neffects > 0 || ticket_frozen_any())
 				ereport(ERROR,
 						(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 						 errmsg("cannot PREPARE a transaction that changed ticket_ext counters"),
@@ -600,8 +647,10 @@ ticket_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 		case SUBXACT_EVENT_ABORT_SUB:
 			if (njoined > 0 || frozen_slot != NULL || loading_slot != NULL)
 				abort_subxact(mySubid);
+			ticket_frozen_abort_sub(mySubid);
 			break;
 		case SUBXACT_EVENT_COMMIT_SUB:
+			ticket_frozen_commit_sub(mySubid, parentSubid);
 			for (i = 0; i < neffects; i++)
 				if (effects[i].subid == mySubid)
 					effects[i].subid = parentSubid;

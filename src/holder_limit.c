@@ -1,0 +1,109 @@
+/*-------------------------------------------------------------------------
+ *
+ * holder_limit.c
+ *	  Per-customer limits: one holder's held and sold qty on a limited
+ *	  item (on a pool: over every item drawing on it), checked at each
+ *	  reservation.
+ *
+ * The number of holders has no bound (50,000 users in the service this
+ * replaces, millions in a real on-sale), so nothing per holder lives in
+ * shared memory: the check counts the holder's active holds in the table,
+ * in the latest snapshot, under a transaction lock on the holder.  That
+ * lock serializes one holder's own concurrent reservations (the case a
+ * limit exists for: one customer in many tabs) and nothing else, so
+ * different buyers never wait for each other.  Held to the end of the
+ * transaction, it makes a second call of the same holder count after the
+ * first one committed or aborted; releases and expiries only lower the
+ * count, so they need not take it.
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "ticket_ext.h"
+#include "ticket_errcodes.h"
+
+#include "access/xact.h"
+#include "catalog/pg_type.h"
+#include "common/hashfn.h"
+#include "utils/snapmgr.h"
+
+static SPIPlanPtr holder_holds_plan = NULL;
+
+/* the holder's active holds, with the pools of their items */
+#define HOLDER_HOLDS_SQL \
+	"SELECT h.item_id, h.qty, i.pool_ids " \
+	"  FROM ticket_ext.holds h JOIN ticket_ext.items i " \
+	"    ON i.item_id OPERATOR(pg_catalog.=) h.item_id " \
+	" WHERE h.holder OPERATOR(pg_catalog.=) $1 AND h.ended_at IS NULL"
+
+void
+ticket_check_holder_limits(const TicketDraw *draw, text *holder, int32 qty)
+{
+	int64		have[1 + TICKET_MAX_POOLS] = {0};
+	bool		limited = false;
+	TicketSpiFrame frame;
+	Oid			argtypes[1] = {TEXTOID};
+	Datum		values[1];
+	uint64		r;
+	int			i;
+
+	for (i = 0; i < draw->n; i++)
+		limited |= draw->links[i].holder_limit > 0;
+	if (!limited)
+		return;
+	if (holder == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_TICKET_HOLDER_REQUIRED),
+				 errmsg("item " INT64_FORMAT " has a per-customer limit: holder must not be NULL",
+						draw->ids[0]),
+				 errhint("Pass the customer's id as holder.")));
+
+	ticket_lock_key(TICKET_LOCK_HOLDER,
+					hash_bytes_extended((const unsigned char *) VARDATA_ANY(holder),
+										VARSIZE_ANY_EXHDR(holder), 0));
+	/* holds this very statement made before (several calls in one SELECT) */
+	CommandCounterIncrement();
+
+	values[0] = PointerGetDatum(holder);
+	ticket_spi_begin(&frame);
+	SPI_execute_snapshot(ticket_prepare(&holder_holds_plan, HOLDER_HOLDS_SQL, 1, argtypes),
+						 values, NULL, GetLatestSnapshot(), InvalidSnapshot,
+						 true, false, 0);
+	for (r = 0; r < SPI_processed; r++)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[r];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		bool		isnull;
+		int64		item_id = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
+		int32		held = DatumGetInt32(SPI_getbinval(tup, desc, 2, &isnull));
+		TicketItemLinks links;
+		int			p;
+
+		ticket_links_from_array(SPI_getbinval(tup, desc, 3, &isnull), &links);
+		for (i = 0; i < draw->n; i++)
+		{
+			if (draw->links[i].holder_limit == 0)
+				continue;
+			if (item_id == draw->ids[i])
+				have[i] += held;
+			else
+				for (p = 0; p < links.npools; p++)
+					if (links.pool_ids[p] == draw->ids[i])
+						have[i] += held;
+		}
+	}
+	ticket_spi_end(&frame);
+
+	for (i = 0; i < draw->n; i++)
+	{
+		int32		limit = draw->links[i].holder_limit;
+
+		if (limit > 0 && have[i] + qty > limit)
+			ereport(ERROR,
+					(errcode(ERRCODE_TICKET_HOLDER_LIMIT),
+					 errmsg("per-customer limit reached: this holder has " INT64_FORMAT " of the %d tickets allowed on item " INT64_FORMAT ", and asked for %d more",
+							have[i], limit, draw->ids[i], qty),
+					 i > 0 ? errdetail("Item " INT64_FORMAT " draws on pool " INT64_FORMAT ", which has the limit.",
+									   draw->ids[0], draw->ids[i]) : 0,
+					 errhint("Released and expired holds count no more once they commit.")));
+	}
+}
