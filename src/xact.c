@@ -150,7 +150,8 @@ ticket_join(int64 item_id)
 												ticket_resync_timeout_ms + 1000))
 				ereport(ERROR,
 						(errcode(ERRCODE_LOCK_NOT_AVAILABLE),
-						 errmsg("counters of item " INT64_FORMAT " are being reloaded", item_id),
+						 errmsg("counters of item " INT64_FORMAT " are being reloaded or reconfigured", item_id),
+						 errdetail("A reload, or an open transaction that changed its pools or holder limit (or a pool's), holds its sales."),
 						 errhint("Retry the statement.")));
 			ticket_wait_tick();
 		}
