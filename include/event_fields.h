@@ -26,6 +26,10 @@
 	X(EVF_CAPACITY, "capacity")	/* capacity and snapshot_item events */ \
 	X(EVF_PAUSED, "paused")		/* snapshot_item events */ \
 	X(EVF_HOLDS, "holds")		/* snapshot_item: its holds that follow */ \
+	X(EVF_POOLS, "pools")		/* pools and snapshot_item events: the item's
+								 * pools, "1,2" ("" for none) */ \
+	X(EVF_HOLDER_LIMIT, "holder_limit")	/* holder_limit and snapshot_item
+										 * events (null: none) */ \
 	X(EVF_ITEMS, "items")		/* snapshot_end: the items of the snapshot */ \
 	X(EVF_STATUS, "status")		/* snapshot_hold events: held or sold */ \
 	X(EVF_LAST, "last")			/* the last event of its transaction */ \

@@ -48,6 +48,19 @@ SELECT * FROM masked();
 SELECT ticket_reserve(501, 1, 'marked') IS NOT NULL;
 SELECT * FROM masked(ARRAY['commit-markers', 'on']);
 
+-- pools and holder limits (1.1): a "pools" and a "holder_limit" event;
+-- a reservation's events stay those of its item
+SELECT ticket_ext.create_item(502, 5, 'pool');
+SELECT ticket_ext.create_item(503, 5, 'drawing on it');
+SELECT ticket_ext.set_pools(503, '{502}');
+SELECT ticket_ext.set_holder_limit(502, 4);
+SELECT ticket_reserve(503, 2, 'bea') IS NOT NULL;
+SELECT ticket_ext.set_holder_limit(502, NULL);
+SELECT ticket_ext.create_item(504, 5, 'pools removed');
+SELECT ticket_ext.set_pools(504, '{502,501}');
+SELECT ticket_ext.set_pools(504, '{}');
+SELECT * FROM masked();
+
 -- an unknown option is an error naming it
 SELECT * FROM masked(ARRAY['no-such-option', 'on']);
 

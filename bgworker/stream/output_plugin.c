@@ -41,6 +41,7 @@
 #include "catalog/pg_type.h"
 #include "replication/logical.h"
 #include "replication/output_plugin.h"
+#include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/datetime.h"
 #include "utils/json.h"
@@ -332,6 +333,63 @@ hold_change(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 		emit_event(ctx, txn, type, item_id, tup, desc, -1);
 }
 
+/* An items row's pool_ids as "1,2" ("" for none; NULL before 1.1). */
+static char *
+pool_list(HeapTuple tup, TupleDesc desc)
+{
+	bool		isnull;
+	Datum		d = column(tup, desc, "pool_ids", &isnull);
+	StringInfoData out;
+	Datum	   *elems;
+	bool	   *nulls;
+	int			n;
+	int			i;
+
+	if (isnull)
+		return NULL;
+	deconstruct_array(DatumGetArrayTypeP(d), INT8OID, 8, FLOAT8PASSBYVAL,
+					  TYPALIGN_DOUBLE, &elems, &nulls, &n);
+	initStringInfo(&out);
+	for (i = 0; i < n; i++)
+		appendStringInfo(&out, "%s" INT64_FORMAT, i > 0 ? "," : "",
+						 DatumGetInt64(elems[i]));
+	return out.data;
+}
+
+/*
+ * set_pools and set_holder_limit (1.1): a "pools" event, so a consumer
+ * knows which counters the item's reservations also take from, and a
+ * "holder_limit" event.
+ */
+static void
+links_change(LogicalDecodingContext *ctx, ReorderBufferTXN *txn, int64 item_id,
+			 HeapTuple oldtup, HeapTuple newtup, TupleDesc desc)
+{
+	PluginState *state = ctx->output_plugin_private;
+	char	   *old_pools = pool_list(oldtup, desc);
+	char	   *new_pools = pool_list(newtup, desc);
+	bool		old_null;
+	bool		new_null;
+	int32		old_limit = DatumGetInt32(column(oldtup, desc, "holder_limit", &old_null));
+	int32		new_limit = DatumGetInt32(column(newtup, desc, "holder_limit", &new_null));
+
+	if (new_pools != NULL && (old_pools == NULL || strcmp(old_pools, new_pools) != 0))
+	{
+		emit_event(ctx, txn, "pools", item_id, NULL, NULL, -1);
+		append_key(&state->held, EVF_POOLS);
+		event_append_text(&state->held, new_pools);
+	}
+	if (old_null != new_null || (!new_null && old_limit != new_limit))
+	{
+		emit_event(ctx, txn, "holder_limit", item_id, NULL, NULL, -1);
+		append_key(&state->held, EVF_HOLDER_LIMIT);
+		if (new_null)
+			appendStringInfoString(&state->held, "null");
+		else
+			appendStringInfo(&state->held, "%d", new_limit);
+	}
+}
+
 static void
 item_change(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 			ReorderBufferChange *change, TupleDesc desc)
@@ -359,6 +417,8 @@ item_change(LogicalDecodingContext *ctx, ReorderBufferTXN *txn,
 	if (oldtup != NULL &&
 		DatumGetBool(column(oldtup, desc, "paused", &isnull)) != paused)
 		emit_event(ctx, txn, paused ? "paused" : "resumed", item_id, NULL, NULL, -1);
+	if (oldtup != NULL)
+		links_change(ctx, txn, item_id, oldtup, newtup, desc);
 }
 
 static void

@@ -39,10 +39,12 @@
 	"SELECT 0 AS kind, i.item_id, NULL::bigint, NULL::integer, NULL::text, NULL::text, " \
 	"       i.capacity, i.paused, " \
 	"       (SELECT count(*) FROM ticket_ext.holds h " \
-	"         WHERE h.item_id = i.item_id AND h.ended_at IS NULL) " \
+	"         WHERE h.item_id = i.item_id AND h.ended_at IS NULL), " \
+	"       array_to_string(ARRAY(SELECT jsonb_array_elements_text(to_jsonb(i) -> 'pool_ids')), ','), " \
+	"       (to_jsonb(i) ->> 'holder_limit')::integer " \
 	"  FROM ticket_ext.items i " \
 	"UNION ALL " \
-	"SELECT 1, h.item_id, h.hold_id, h.qty, h.holder, h.status, NULL, NULL, NULL " \
+	"SELECT 1, h.item_id, h.hold_id, h.qty, h.holder, h.status, NULL, NULL, NULL, NULL, NULL " \
 	"  FROM ticket_ext.holds h WHERE h.ended_at IS NULL " \
 	" ORDER BY 2, 1, 3"
 
@@ -146,6 +148,11 @@ dump_row(PGresult *res, void *arg)
 		appendStringInfoString(&line, strcmp(PQgetvalue(res, 0, 7), "t") == 0 ? "true" : "false");
 		key(&line, EVF_HOLDS);
 		number(&line, res, 8);
+		/* pools and holder limit (1.1; a 1.0 schema has neither: "", null) */
+		key(&line, EVF_POOLS);
+		event_append_text(&line, PQgetvalue(res, 0, 9));
+		key(&line, EVF_HOLDER_LIMIT);
+		number(&line, res, 10);
 		d->items++;
 	}
 	else
