@@ -92,12 +92,18 @@ run_valgrind() {
 }
 
 run_demo() {
-  # the main job, reduced: same servers, same checks, fewer users
-  "$ROOT/demo/run_demo.sh" --users 8000 --clients 200 --abandon-secs 1 --quiet \
-    --no-speed-check >"$LOGS/demo.log" 2>&1
-  local rc=$?
-  record demo "$(grep -c '^  ok ' "$LOGS/demo.log")" \
-    "$(( $(grep -c '^  FAIL ' "$LOGS/demo.log") + (rc != 0 && $(grep -c '^  FAIL ' "$LOGS/demo.log") == 0 ? 1 : 0) ))"
+  # the main job, reduced: same servers, same checks, fewer users; then
+  # the festival (pools, per-customer limit), reduced alike
+  demo_run demo --users 8000 --clients 200
+  demo_run festival --festival --users 8000 --clients 200 --tickets 2000
+}
+
+demo_run() {	# demo_run <name> [run_demo.sh options]: its "  ok"/"  FAIL" lines
+  local name=$1 rc fails; shift
+  "$ROOT/demo/run_demo.sh" "$@" --abandon-secs 1 --quiet --no-speed-check >"$LOGS/$name.log" 2>&1
+  rc=$?
+  fails=$(grep -c '^  FAIL ' "$LOGS/$name.log")
+  record "$name" "$(grep -c '^  ok ' "$LOGS/$name.log")" "$(( fails + (rc != 0 && fails == 0 ? 1 : 0) ))"
 }
 
 run_fuzz() {
