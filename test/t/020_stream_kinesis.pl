@@ -224,6 +224,7 @@ $node->safe_psql('postgres', 'SELECT pg_reload_conf()');
 $node->safe_psql('postgres', "ALTER SYSTEM SET ticket_ext.kinesis_max_record_bytes = '60kB'");
 $node->safe_psql('postgres', "ALTER SYSTEM SET ticket_ext.kinesis_shard_bytes_per_second = '60kB'");
 $node->safe_psql('postgres', "SELECT ticket_ext.create_item(i, 100000, 'shard ' || i) FROM generate_series(10, 19) i");
+$node->safe_psql('postgres', "SELECT ticket_ext.create_item(i, 100000, 'burst ' || i) FROM generate_series(20, 79) i");
 
 # records the limit proxy stored and throttled since $before (its stats then)
 sub limit_delta
@@ -255,9 +256,34 @@ for my $case ([ 'unpaced', 0, 'off' ], [ 'paced', 190, 'off' ], [ 'paced, aggreg
 	$node->safe_psql('postgres', "ALTER SYSTEM SET ticket_ext.kinesis_shard_records_per_second = $pace");
 	$node->safe_psql('postgres', 'SELECT pg_reload_conf()');
 	sleep 1;
+	my $burst = "SELECT ticket_reserve(2, 1, 'limited-$label-' || g) FROM generate_series(1, 600) g";
+	if ($label eq 'unpaced')
+	{
+		# Unpaced, the hot shard must get records faster than its limit on
+		# any machine: one record per item per call, so the burst goes to 20
+		# items of one shard (20 records a call), not to one item (the call
+		# rate of a slow machine alone can stay under the limit).
+		$node->safe_psql('postgres', "SELECT ticket_reserve(i, 1, 'probe') FROM generate_series(20, 79) i");
+		my %by_shard;
+		for (1 .. 300)
+		{
+			my $where = item_shards();
+			if (60 == grep { defined $where->{$_} } 20 .. 79)
+			{
+				push @{ $by_shard{ $where->{$_} } }, $_ for 20 .. 79;
+				last;
+			}
+			usleep(100_000);
+		}
+		my ($group) = sort { @$b <=> @$a } values %by_shard;
+		ok($group && @$group >= 20, 'unpaced: 20 burst items on one shard') or diag explain \%by_shard;
+		my @items = @{$group}[ 0 .. 19 ];
+		$burst = "SELECT ticket_reserve(i, 1, 'limited-$label-' || g) FROM "
+		  . "(SELECT g, i FROM generate_series(1, 30) g, unnest('{" . join(',', @items) . "}'::int8[]) i ORDER BY g, i) s";
+	}
 	my $before = $kin->limit_stats;
 	my $t0 = time;
-	$node->safe_psql('postgres', "SELECT ticket_reserve(2, 1, 'limited-$label-' || g) FROM generate_series(1, 600) g");
+	$node->safe_psql('postgres', $burst);
 	$node->safe_psql('postgres', "SELECT ticket_reserve(10 + g % 10, 1, 'cool-$label-' || g) FROM generate_series(1, 60) g");
 	# the other shards' items: in Kinesis while the hot item's shard still works
 	my ($others_done, $hot_shard);
