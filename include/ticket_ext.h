@@ -196,6 +196,7 @@ extern void ticket_unlock_key(uint16 lock_class, uint64 key);
 #define TICKET_LOCK_RESYNC			7459	/* item id */
 #define TICKET_LOCK_HOLDER			7460	/* hash of the holder */
 #define TICKET_LOCK_POOL_CONFIG		7461	/* 0: set_pools, one at a time */
+#define TICKET_LOCK_ITEM_LINKS		7462	/* item id: its pools, its limit */
 extern Oid	ticket_holds_relid(void);
 extern Oid	ticket_hold_seq_relid(void);
 extern void ticket_spi_begin(TicketSpiFrame *frame);
@@ -247,6 +248,7 @@ extern void ticket_record_effect(TicketSlot *slot, TicketEffectKind kind,
 								 int64 amount);
 extern void ticket_record_pause(TicketSlot *slot, bool pause, bool row_was_paused);
 extern bool ticket_xact_joined_any(void);
+extern void ticket_xact_note_locks(void);
 extern bool ticket_xact_joined(TicketSlot *slot);
 extern void ticket_leave_unused(TicketSlot *slot);
 extern void ticket_xact_note_frozen(TicketSlot *slot);
@@ -312,7 +314,7 @@ extern char *ticket_inflight_pids(TicketSlot *slot);
  * set_holder_limit), and the links they get at commit */
 extern bool ticket_frozen_by_me(TicketSlot *slot);
 extern bool ticket_frozen_any(void);
-extern void ticket_freeze_until_end(TicketSlot *slot, int64 item_id);
+extern bool ticket_freeze_until_end(TicketSlot *slot, uint32 incarnation, int64 item_id);
 extern void ticket_links_at_commit(TicketSlot *slot, const TicketItemLinks *links);
 extern void ticket_frozen_end(bool commit);
 extern void ticket_frozen_abort_sub(SubTransactionId subid);
@@ -330,9 +332,12 @@ typedef struct TicketDraw
 extern void ticket_join_draw(int64 item_id, TicketDraw *draw);
 extern void ticket_return_draw(int64 item_id, int64 qty);
 extern void ticket_check_draw_paused(const TicketDraw *draw);
+extern void ticket_check_draw_installation(const TicketDraw *draw);
+extern void ticket_peek_draw(int64 item_id, bool *limited, bool *frozen);
 
 /* holder_limit.c: per-customer limits at reservation */
 extern void ticket_check_holder_limits(const TicketDraw *draw, text *holder, int32 qty);
+extern void ticket_lock_holder(text *holder);
 
 /* stream_gate.c: no write before the event stream can see it */
 extern void ticket_stream_gate(void);

@@ -105,6 +105,23 @@ SELECT ticket_ext.set_pools(1020, '{1002}');
 PREPARE TRANSACTION 'pools';
 SELECT pool_ids FROM ticket_ext.items WHERE item_id = 1020;
 
+-- nor a transaction holding a holder's lock (a sold-out answer on a limited
+-- pool) or the pools lock (set_pools that changed nothing): a prepared one
+-- would keep them
+BEGIN;
+SELECT ticket_ext.set_pools(1011, '{1001}');
+PREPARE TRANSACTION 'pools_unchanged';
+SELECT ticket_ext.create_item(1050, 1, 'tiny pool');
+SELECT ticket_ext.create_item(1051, 5, 'drawing on it');
+SELECT ticket_ext.set_pools(1051, '{1050}');
+SELECT ticket_ext.set_holder_limit(1050, 3);
+SELECT ticket_reserve(1050, 1, 'zed') IS NOT NULL AS last_one;
+BEGIN;
+SELECT ticket_reserve(1051, 1, 'yan') IS NULL AS sold_out;
+PREPARE TRANSACTION 'holder_locked';
+SELECT ticket_reserve(1051, 1, 'yan') IS NULL AS still_sold_out_not_waiting;
+SELECT count(*) AS prepared FROM pg_prepared_xacts;
+
 -- an item created in the same transaction: pools at once, sold after commit
 BEGIN;
 SELECT ticket_ext.create_item(1030, 50, 'Saturday ticket');
@@ -168,6 +185,27 @@ SELECT ticket_ext.set_holder_limit(1040, 4);
 ROLLBACK;
 SELECT item_id, holder_limit FROM ticket_ext.availability WHERE holder_limit IS NOT NULL ORDER BY 1;
 SELECT item_id, ok FROM ticket_ext.verify() WHERE item_id >= 1000 AND NOT ok;
+-- verify compares the pools and limit in shared memory with the items row
+UPDATE ticket_ext.items SET holder_limit = 9 WHERE item_id = 1040;
+SELECT item_id, ok FROM ticket_ext.verify(1040);
+UPDATE ticket_ext.items SET holder_limit = NULL WHERE item_id = 1040;
+SELECT item_id, ok FROM ticket_ext.verify(1040);
+-- ... and set_pools/set_holder_limit with the row's own values put the
+-- counters' copy right after such an UPDATE (the call is then not a no-op)
+UPDATE ticket_ext.items SET holder_limit = 9 WHERE item_id = 1040;
+SELECT ticket_ext.set_holder_limit(1040, 9) AS previous;
+SELECT item_id, ok FROM ticket_ext.verify(1040);
+SELECT ticket_ext.set_holder_limit(1040, NULL) AS previous;
+SELECT ticket_ext.create_item(1060, 10, 'odd array');
+SELECT ticket_ext.set_pools(1060, '[0:1]={1050,1001}');
+SELECT pool_ids, array_lower(pool_ids, 1) FROM ticket_ext.items WHERE item_id = 1060;
+UPDATE ticket_ext.items SET pool_ids = '{1001}' WHERE item_id = 1060;
+SELECT item_id, ok FROM ticket_ext.verify(1060);
+SELECT ticket_ext.set_pools(1060, '{1001}');
+SELECT item_id, ok FROM ticket_ext.verify(1060);
+-- an empty holder is no customer on a limited item
+SELECT ticket_ext.set_holder_limit(1060, 2);
+SELECT ticket_reserve(1060, 1, '');
 
 -- the SQLSTATE of each error above (docs/errors.md)
 CREATE FUNCTION pg_temp.err(stmt text) RETURNS text LANGUAGE plpgsql AS $$

@@ -104,7 +104,8 @@ RETURNS TABLE (status text, item_id bigint, qty integer, holder text,
 LANGUAGE sql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT s.* FROM @extschema@.ticket_status($1) s WHERE s.holder = $2
+    -- bytes, whatever collation the caller passes (as confirm and release)
+    SELECT s.* FROM @extschema@.ticket_status($1) s WHERE s.holder = $2 COLLATE "C"
 $$;
 COMMENT ON FUNCTION ticket_status(bigint, text) IS
     'ticket_status(hold_id) for a hold that must be holder''s: no row otherwise.';
@@ -230,7 +231,7 @@ ALTER TABLE ticket_ext.items
     ADD COLUMN pool_ids bigint[] NOT NULL DEFAULT '{}',
     ADD COLUMN holder_limit integer CHECK (holder_limit > 0);
 CREATE INDEX holds_holder_idx
-    ON ticket_ext.holds (holder) INCLUDE (item_id, qty)
+    ON ticket_ext.holds (holder, item_id) INCLUDE (qty)
     WHERE ended_at IS NULL AND holder IS NOT NULL;
 CREATE OR REPLACE VIEW ticket_ext.availability AS
     SELECT i.item_id, i.name, i.capacity, i.paused,

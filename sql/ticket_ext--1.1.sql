@@ -69,7 +69,7 @@ CREATE UNIQUE INDEX holds_idempotency_idx
 -- reservation of a limited item; partial, so holds without a holder cost
 -- nothing.
 CREATE INDEX holds_holder_idx
-    ON ticket_ext.holds (holder) INCLUDE (item_id, qty)
+    ON ticket_ext.holds (holder, item_id) INCLUDE (qty)
     WHERE ended_at IS NULL AND holder IS NOT NULL;
 
 -- Item events (capacity, paused/resumed) need the old row to tell what
@@ -167,7 +167,8 @@ RETURNS TABLE (status text, item_id bigint, qty integer, holder text,
 LANGUAGE sql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT s.* FROM @extschema@.ticket_status($1) s WHERE s.holder = $2
+    -- bytes, whatever collation the caller passes (as confirm and release)
+    SELECT s.* FROM @extschema@.ticket_status($1) s WHERE s.holder = $2 COLLATE "C"
 $$;
 COMMENT ON FUNCTION ticket_status(bigint, text) IS
     'ticket_status(hold_id) for a hold that must be holder''s: no row otherwise.';

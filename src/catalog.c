@@ -187,6 +187,8 @@ ticket_lock_key(uint16 lock_class, uint64 key)
 	SET_LOCKTAG_ADVISORY(tag, MyDatabaseId, (uint32) (key >> 32), (uint32) key,
 						 lock_class);
 	(void) LockAcquire(&tag, ExclusiveLock, false, false);
+	/* a prepared transaction would keep it: PREPARE is refused (xact.c) */
+	ticket_xact_note_locks();
 }
 
 /* Release it before the end of the transaction. */

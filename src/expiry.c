@@ -109,6 +109,18 @@ ticket_expire_item(int64 item_id, int batch)
 	bool		isnull;
 
 	ticket_stream_gate();
+	/*
+	 * An item or pool frozen by an open change of pools or limits: next
+	 * round, instead of holding up every other item's expiry meanwhile.
+	 */
+	{
+		bool		limited;
+		bool		frozen;
+
+		ticket_peek_draw(item_id, &limited, &frozen);
+		if (frozen)
+			return 0;
+	}
 	/* joined first: the slot cannot be reclaimed while we use its hint */
 	slot = ticket_join(item_id);
 	values[0] = Int64GetDatum(item_id);

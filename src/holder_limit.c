@@ -24,16 +24,37 @@
 #include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "common/hashfn.h"
+#include "utils/array.h"
 #include "utils/snapmgr.h"
 
 static SPIPlanPtr holder_holds_plan = NULL;
 
-/* the holder's active holds, with the pools of their items */
+/*
+ * the holder's active holds of the limited items ($2) and of the items
+ * drawing on them, with the pools of their items (index holds_holder_idx:
+ * only those items' holds of this holder are read)
+ */
 #define HOLDER_HOLDS_SQL \
 	"SELECT h.item_id, h.qty, i.pool_ids " \
-	"  FROM ticket_ext.holds h JOIN ticket_ext.items i " \
-	"    ON i.item_id OPERATOR(pg_catalog.=) h.item_id " \
-	" WHERE h.holder OPERATOR(pg_catalog.=) $1 AND h.ended_at IS NULL"
+	"  FROM ticket_ext.items i JOIN ticket_ext.holds h " \
+	"    ON h.item_id OPERATOR(pg_catalog.=) i.item_id " \
+	"   AND h.holder OPERATOR(pg_catalog.=) $1 AND h.ended_at IS NULL " \
+	" WHERE i.item_id OPERATOR(pg_catalog.=) ANY ($2) " \
+	"    OR i.pool_ids OPERATOR(pg_catalog.&&) $2"
+
+/*
+ * The holder's lock: one holder's reservations of limited items, one at a
+ * time.  Taken before the reservation joins its counters (ticket_reserve
+ * peeks first), so a buyer waiting for their own other tab is not counted
+ * as open on the item, where it would hold up a change of pools or limits.
+ */
+void
+ticket_lock_holder(text *holder)
+{
+	ticket_lock_key(TICKET_LOCK_HOLDER,
+					hash_bytes_extended((const unsigned char *) VARDATA_ANY(holder),
+										VARSIZE_ANY_EXHDR(holder), 0));
+}
 
 void
 ticket_check_holder_limits(const TicketDraw *draw, text *holder, int32 qty)
@@ -41,31 +62,38 @@ ticket_check_holder_limits(const TicketDraw *draw, text *holder, int32 qty)
 	int64		have[1 + TICKET_MAX_POOLS] = {0};
 	bool		limited = false;
 	TicketSpiFrame frame;
-	Oid			argtypes[1] = {TEXTOID};
-	Datum		values[1];
+	Oid			argtypes[2] = {TEXTOID, INT8ARRAYOID};
+	Datum		values[2];
+	Datum		limited_ids[1 + TICKET_MAX_POOLS];
+	int			nlimited = 0;
 	uint64		r;
 	int			i;
 
 	for (i = 0; i < draw->n; i++)
-		limited |= draw->links[i].holder_limit > 0;
+		if (draw->links[i].holder_limit > 0)
+		{
+			limited = true;
+			limited_ids[nlimited++] = Int64GetDatum(draw->ids[i]);
+		}
 	if (!limited)
 		return;
-	if (holder == NULL)
+	/* '' would make every anonymous buyer one customer */
+	if (holder == NULL || VARSIZE_ANY_EXHDR(holder) == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_TICKET_HOLDER_REQUIRED),
-				 errmsg("item " INT64_FORMAT " has a per-customer limit: holder must not be NULL",
+				 errmsg("item " INT64_FORMAT " has a per-customer limit: holder must not be NULL or empty",
 						draw->ids[0]),
 				 errhint("Pass the customer's id as holder.")));
 
-	ticket_lock_key(TICKET_LOCK_HOLDER,
-					hash_bytes_extended((const unsigned char *) VARDATA_ANY(holder),
-										VARSIZE_ANY_EXHDR(holder), 0));
+	ticket_lock_holder(holder);
 	/* holds this very statement made before (several calls in one SELECT) */
 	CommandCounterIncrement();
 
 	values[0] = PointerGetDatum(holder);
+	values[1] = PointerGetDatum(construct_array(limited_ids, nlimited, INT8OID, 8,
+												FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
 	ticket_spi_begin(&frame);
-	SPI_execute_snapshot(ticket_prepare(&holder_holds_plan, HOLDER_HOLDS_SQL, 1, argtypes),
+	SPI_execute_snapshot(ticket_prepare(&holder_holds_plan, HOLDER_HOLDS_SQL, 2, argtypes),
 						 values, NULL, GetLatestSnapshot(), InvalidSnapshot,
 						 true, false, 0);
 	for (r = 0; r < SPI_processed; r++)

@@ -260,6 +260,39 @@ reload_slot(TicketSlot *slot, Oid items_relid)
 }
 
 /*
+ * Before an item is loaded, its pools are: a loaded item can then always
+ * give back to them (release, expiry), also when shared memory is too full
+ * for more (the item then fails to load instead).  Pools draw on no pool,
+ * so this goes one level deep.
+ */
+static void
+load_pools_first(int64 item_id)
+{
+	static int	depth = 0;
+	TicketItemTruth truth;
+	int			i;
+
+	if (depth > 0)
+		return;
+	truth = ticket_read_truth(item_id, true);
+	depth++;
+	PG_TRY();
+	{
+		for (i = 0; i < truth.links.npools; i++)
+		{
+			uint32		incarnation;
+
+			(void) ticket_slot_ready(truth.links.pool_ids[i], &incarnation);
+		}
+	}
+	PG_FINALLY();
+	{
+		depth--;
+	}
+	PG_END_TRY();
+}
+
+/*
  * The slot of an existing item with valid counters, loading it if needed;
  * *incarnation identifies it (ticket_slot_is).  Unknown items raise an
  * error and use no shared memory.
@@ -295,6 +328,7 @@ ticket_slot_ready(int64 item_id, uint32 *incarnation)
 	 */
 	AcceptInvalidationMessages();
 	relid = ticket_items_relid(false);
+	load_pools_first(item_id);
 
 	for (;;)
 	{

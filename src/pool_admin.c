@@ -64,6 +64,12 @@ static void
 require_pools_schema(void)
 {
 	ticket_check_entry();
+	/* its own open effects would be waited for, forever */
+	if (ticket_xact_joined_any())
+		ereport(ERROR,
+				(errcode(ERRCODE_ACTIVE_SQL_TRANSACTION),
+				 errmsg("cannot change pools or holder limits in a transaction that changed ticket_ext counters"),
+				 errhint("Run ticket_ext.set_pools() and set_holder_limit() in a transaction of their own.")));
 	if (!ticket_schema_has_pools())
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
@@ -93,19 +99,42 @@ lock_item(int64 item_id, Datum *pool_ids, int32 *holder_limit)
 /*
  * Freeze a committed item until the end of the transaction; NULL for one
  * created in this transaction (nobody can sell it before it commits, and
- * its counters will load the committed row).
+ * its counters will load the committed row) or for none (the caller's
+ * row lock then says it does not exist).  First the item's links lock:
+ * one change of an item's links at a time, waited for like a row lock.
  */
 static TicketSlot *
 freeze_item(int64 item_id)
 {
+	ticket_lock_key(TICKET_LOCK_ITEM_LINKS, (uint64) item_id);
+	for (;;)
+	{
+		uint32		incarnation;
+		TicketSlot *slot;
+
+		if (!ticket_read_truth(item_id, true).found)
+			return NULL;
+		slot = ticket_slot_ready(item_id, &incarnation);
+		if (ticket_freeze_until_end(slot, incarnation, item_id))
+			return slot;
+	}
+}
+
+/*
+ * Are the links the item's counters use already these?  Compared with
+ * shared memory, not only the row: after a direct UPDATE of the row (verify
+ * shows it) the same call again is what puts them right.
+ */
+static bool
+links_in_force(int64 item_id, const TicketItemLinks *links)
+{
 	uint32		incarnation;
-	TicketSlot *slot;
+	TicketItemLinks current;
 
 	if (!ticket_read_truth(item_id, true).found)
-		return NULL;
-	slot = ticket_slot_ready(item_id, &incarnation);
-	ticket_freeze_until_end(slot, item_id);
-	return slot;
+		return false;			/* created in this transaction */
+	ticket_links_read(ticket_slot_ready(item_id, &incarnation), &current);
+	return ticket_links_equal(&current, links);
 }
 
 /* Run an UPDATE ... RETURNING pool_ids, holder_limit; the links it made. */
@@ -119,6 +148,13 @@ update_links(SPIPlanPtr *plan, const char *sql, Oid argtype, int64 item_id,
 	bool		n;
 
 	SPI_execute_plan(ticket_prepare(plan, sql, 2, argtypes), values, nulls, false, 0);
+	/* a REPEATABLE READ snapshot from before the item was created */
+	if (SPI_processed != 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+				 errmsg("could not serialize access to item " INT64_FORMAT " due to a concurrent change",
+						item_id),
+				 errhint("Retry the transaction.")));
 	ticket_links_from_array(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &n),
 							links);
 	links->holder_limit = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0],
@@ -223,6 +259,30 @@ active_holds(int64 item_id)
 	return DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull));
 }
 
+static void pg_attribute_noreturn()
+error_active_holds(int64 item_id, int64 holds)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+			 errmsg("cannot change the pools of item " INT64_FORMAT ": it has " INT64_FORMAT " active holds",
+					item_id, holds),
+			 errdetail("A hold's tickets were taken from the pools the item had then."),
+			 errhint("Set pools before the item's sale starts, or sell the new combination as a new item.")));
+}
+
+/* The pools as stored: a plain array from 1 ('[0:1]={..}' is not kept). */
+static Datum
+pool_array(const int64 *ids, int n)
+{
+	Datum		elems[TICKET_MAX_POOLS];
+	int			i;
+
+	for (i = 0; i < n; i++)
+		elems[i] = Int64GetDatum(ids[i]);
+	return PointerGetDatum(construct_array(elems, n, INT8OID, 8, FLOAT8PASSBYVAL,
+										   TYPALIGN_DOUBLE));
+}
+
 /* ticket_ext.set_pools(item_id, pool_ids) */
 Datum
 ticket_set_pools(PG_FUNCTION_ARGS)
@@ -238,6 +298,7 @@ ticket_set_pools(PG_FUNCTION_ARGS)
 	TicketItemLinks links;
 	TicketSlot *slot;
 	int64		holds;
+	TicketItemTruth truth;
 
 	if (PG_ARGISNULL(1))
 		ereport(ERROR,
@@ -252,34 +313,53 @@ ticket_set_pools(PG_FUNCTION_ARGS)
 	/* one change of pools at a time: the one-level check must stay true */
 	ticket_lock_key(TICKET_LOCK_POOL_CONFIG, 0);
 	ticket_spi_begin(&frame);
+
+	/* what can be told before the item's sales are held is told first */
+	truth = ticket_read_truth(item_id, false);
+	if (!truth.found)
+		ticket_error_unknown_item(item_id);
+	links = truth.links;
+	links.npools = n;
+	memcpy(links.pool_ids, ids, n * sizeof(int64));
+	if (ticket_links_equal(&truth.links, &links) && links_in_force(item_id, &links))
+	{
+		ticket_spi_end(&frame);
+		PG_RETURN_VOID();		/* nothing changes */
+	}
+	check_one_level(item_id, PointerGetDatum(arr), ids, n);
+	if ((holds = active_holds(item_id)) > 0)
+		error_active_holds(item_id, holds);
+
+	slot = freeze_item(item_id);
 	if (!lock_item(item_id, &old_pools, &old_limit))
 		ticket_error_unknown_item(item_id);
 	ticket_links_from_array(old_pools, &old);
-	links = old;
-	links.npools = n;
-	memcpy(links.pool_ids, ids, n * sizeof(int64));
-	if (ticket_links_equal(&old, &links))
+	if (ticket_links_equal(&old, &links) && links_in_force(item_id, &links))
 	{
 		ticket_spi_end(&frame);
-		PG_RETURN_VOID();		/* nothing changes: no need to stop sales */
+		PG_RETURN_VOID();
 	}
-	check_one_level(item_id, PointerGetDatum(arr), ids, n);
-
-	slot = freeze_item(item_id);
+	/* nobody is open on it now: what the latest snapshot shows is all */
 	holds = active_holds(item_id);
 	if (holds > 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("cannot change the pools of item " INT64_FORMAT ": it has " INT64_FORMAT " active holds",
-						item_id, holds),
-				 errdetail("A hold's tickets were taken from the pools the item had then."),
-				 errhint("Set pools before the item's sale starts, or sell the new combination as a new item.")));
+		error_active_holds(item_id, holds);
 	update_links(&set_pools_plan, SET_POOLS_SQL, INT8ARRAYOID, item_id,
-				 PointerGetDatum(arr), false, &links);
+				 pool_array(ids, n), false, &links);
 	ticket_spi_end(&frame);
 	if (slot != NULL)
 		ticket_links_at_commit(slot, &links);
 	PG_RETURN_VOID();
+}
+
+/* The links the item has with this limit (its pools from the locked row). */
+static TicketItemLinks
+truth_links_with_limit(int64 item_id, Datum pool_ids, int32 limit)
+{
+	TicketItemLinks links;
+
+	ticket_links_from_array(pool_ids, &links);
+	links.holder_limit = limit;
+	return links;
 }
 
 /* ticket_ext.set_holder_limit(item_id, max_qty) -> the previous limit */
@@ -304,11 +384,12 @@ ticket_set_holder_limit(PG_FUNCTION_ARGS)
 	ticket_check_writable("change holder limits");
 
 	ticket_spi_begin(&frame);
+	slot = freeze_item(item_id);
 	if (!lock_item(item_id, &old_pools, &old_limit))
 		ticket_error_unknown_item(item_id);
-	if (old_limit != max_qty)
+	links = truth_links_with_limit(item_id, old_pools, max_qty);
+	if (old_limit != max_qty || !links_in_force(item_id, &links))
 	{
-		slot = freeze_item(item_id);
 		update_links(&set_limit_plan, SET_LIMIT_SQL, INT4OID, item_id,
 					 Int32GetDatum(max_qty), remove, &links);
 		if (slot != NULL)

@@ -37,6 +37,55 @@ ticket_join_draw(int64 item_id, TicketDraw *draw)
 	}
 }
 
+/*
+ * Every counter of the draw belongs to the installation whose tables this
+ * backend now uses.  Joining a pool may process invalidations (a DROP and
+ * CREATE EXTENSION meanwhile): the hold would then go into the new tables
+ * while the counters taken were the old installation's.  Checked after the
+ * last call that may process invalidations, right before the hold is
+ * written.
+ */
+void
+ticket_check_draw_installation(const TicketDraw *draw)
+{
+	Oid			relid = ticket_items_relid(false);
+	int			i;
+
+	for (i = 0; i < draw->n; i++)
+		if (draw->slots[i]->items_relid != relid)
+			ereport(ERROR,
+					(errcode(ERRCODE_T_R_SERIALIZATION_FAILURE),
+					 errmsg("ticket_ext was reinstalled while this call ran"),
+					 errhint("Retry the transaction.")));
+}
+
+/*
+ * A glance at the item and its pools without joining them: whether any
+ * has a holder limit or is frozen (a change of pools or limit, a reload).
+ * It may change right after; callers use it to wait or skip before
+ * joining, and decide again once joined.
+ */
+void
+ticket_peek_draw(int64 item_id, bool *limited, bool *frozen)
+{
+	TicketItemLinks links;
+	TicketItemLinks pool;
+	uint32		incarnation;
+	TicketSlot *slot = ticket_slot_ready(item_id, &incarnation);
+	int			i;
+
+	ticket_links_read(slot, &links);
+	*limited = links.holder_limit > 0;
+	*frozen = (counter_gate_word(slot) & GATE_FROZEN) != 0;
+	for (i = 0; i < links.npools; i++)
+	{
+		slot = ticket_slot_ready(links.pool_ids[i], &incarnation);
+		ticket_links_read(slot, &pool);
+		*limited |= pool.holder_limit > 0;
+		*frozen |= (counter_gate_word(slot) & GATE_FROZEN) != 0;
+	}
+}
+
 /* Pausing an item or any of its pools stops its sales. */
 void
 ticket_check_draw_paused(const TicketDraw *draw)
@@ -68,6 +117,7 @@ ticket_return_draw(int64 item_id, int64 qty)
 	int			i;
 
 	ticket_join_draw(item_id, &draw);
+	ticket_check_draw_installation(&draw);
 	for (i = 0; i < draw.n; i++)
 		ticket_record_effect(draw.slots[i], EFFECT_RETURN_AT_COMMIT, qty);
 }

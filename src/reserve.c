@@ -259,6 +259,16 @@ ticket_reserve(PG_FUNCTION_ARGS)
 					 errmsg("qty must be between 1 and %d, not %d", ticket_max_per_order, qty),
 					 errhint("The upper limit is ticket_ext.max_per_order.")));
 		hold_for = hold_duration(fcinfo, 3);
+		if (holder != NULL)
+		{
+			bool		limited;
+			bool		frozen;
+
+			/* wait for the holder's other calls before joining (holder_limit.c) */
+			ticket_peek_draw(item_id, &limited, &frozen);
+			if (limited && VARSIZE_ANY_EXHDR(holder) > 0)
+				ticket_lock_holder(holder);
+		}
 		ticket_join_draw(item_id, &draw);
 		ticket_check_draw_paused(&draw);
 		ticket_check_holder_limits(&draw, holder, qty);
@@ -266,6 +276,7 @@ ticket_reserve(PG_FUNCTION_ARGS)
 		/* a hold lasts hold_for from the moment its tickets are taken */
 		created_at = GetCurrentTimestamp();
 		expires_at = created_at + hold_for;	/* at most a year: no overflow */
+		ticket_check_draw_installation(&draw);
 		if (!ticket_take_all(draw.slots, draw.n, qty, expires_at))
 		{
 			if (key != NULL)
@@ -282,6 +293,8 @@ ticket_reserve(PG_FUNCTION_ARGS)
 		else
 			hold_id = insert_idempotent_hold(item_id, qty, holder, key,
 											 created_at, expires_at);
+		/* and the row went into that installation's table (abort undoes all) */
+		ticket_check_draw_installation(&draw);
 		/* tell the expiry worker; row first, so it cannot miss the hold */
 		counter_note_expiry(draw.slots[0], expires_at);
 	}
@@ -423,6 +436,8 @@ ticket_confirm(PG_FUNCTION_ARGS)
 
 	ticket_check_entry();
 	ticket_check_writable("confirm tickets");
+	/* a prepared transaction would keep the hold's row locked: refused */
+	ticket_xact_note_locks();
 	ticket_spi_begin(&frame);
 	check_holder(fcinfo, hold_id, "confirm");
 	for (attempt = 0;; attempt++)

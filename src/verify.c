@@ -48,6 +48,8 @@ typedef struct ItemReading
 	int64		want_capacity;	/* what the counter must be */
 	int64		want_avail;
 	bool		want_paused;
+	bool		links_differ;	/* pools or holder limit in shared memory
+								 * are not the items row's */
 } ItemReading;
 
 typedef enum ReadResult
@@ -57,6 +59,15 @@ typedef enum ReadResult
 	READ_UNACCOUNTED			/* steady, but an open transaction joined too
 								 * many items to describe this one */
 } ReadResult;
+
+static bool
+links_differ(TicketSlot *slot, const TicketItemLinks *truth)
+{
+	TicketItemLinks links;
+
+	ticket_links_read(slot, &links);
+	return !ticket_links_equal(&links, truth);
+}
 
 /* One attempt at a consistent reading. */
 static ReadResult
@@ -112,6 +123,10 @@ try_read_item(int64 item_id, ItemReading *r)
 		r->want_capacity = r->truth.capacity + adj.capacity;
 		r->want_avail = r->truth.capacity - r->truth.taken + adj.avail;
 		r->want_paused = adj.pause_known ? adj.paused : r->truth.paused;
+		r->links_differ = links_differ(slot, &r->truth.links);
+		/* a set_pools/set_holder_limit committing: its links come next */
+		if (r->links_differ && (gate & GATE_FROZEN))
+			steady = false;
 	}
 	UnregisterSnapshot(snapshot);
 	ticket_inflight_free(&sum);
@@ -191,7 +206,7 @@ ticket_verify(PG_FUNCTION_ARGS)
 			values[3] = Int64GetDatum(counter_cap - counter_avail);
 			values[4] = Int64GetDatum(r.truth.taken);
 			values[6] = BoolGetDatum(r.truth.paused);
-			values[7] = BoolGetDatum(r.truth.found &&
+			values[7] = BoolGetDatum(r.truth.found && !r.links_differ &&
 									 r.capacity == r.want_capacity &&
 									 r.avail == r.want_avail &&
 									 PAUSE_PAUSED(r.pause_word) == r.want_paused);

@@ -51,6 +51,9 @@ static TicketEffect *effects = NULL;
 static int	neffects = 0;
 static int	effects_cap = 0;
 
+/* This transaction took a lock of ticket_ext's (ticket_lock_key) or an items row lock. */
+static bool holds_locks = false;
+
 /* A slot this backend froze (reload) or is loading: undone on abort. */
 static TicketSlot *frozen_slot = NULL;
 static TicketSlot *loading_slot = NULL;
@@ -105,6 +108,17 @@ bool
 ticket_xact_joined_any(void)
 {
 	return njoined > 0;
+}
+
+/*
+ * A prepared transaction keeps its locks until COMMIT PREPARED, which may
+ * never come: a holder's lock kept so would stop that holder's sales, an
+ * idempotency key's its retries, an items row's its admins.
+ */
+void
+ticket_xact_note_locks(void)
+{
+	holds_locks = true;
 }
 
 /* items_relid, read after the state that says it is set (weak-memory CPUs) */
@@ -530,6 +544,7 @@ end_of_xact(bool commit)
 	leave_all();
 	release_private_states();
 	ticket_frozen_end(commit);
+	holds_locks = false;
 }
 
 static void
@@ -543,6 +558,12 @@ ticket_xact_callback(XactEvent event, void *arg)
 						(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 						 errmsg("cannot PREPARE a transaction that changed ticket_ext counters"),
 						 errdetail("Reservations, releases, expiries and capacity changes must commit or abort in the session that made them."),
+						 errhint("Call ticket_ext functions outside two-phase transactions.")));
+			if (holds_locks)
+				ereport(ERROR,
+						(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+						 errmsg("cannot PREPARE a transaction that holds ticket_ext locks"),
+						 errdetail("A reservation with a holder limit or an idempotency key, or a change of pools or limits, locks what other sessions wait for until the transaction ends."),
 						 errhint("Call ticket_ext functions outside two-phase transactions.")));
 			break;
 		case XACT_EVENT_PRE_COMMIT:

@@ -32,7 +32,13 @@ typedef struct PendingLinks
 	TicketItemLinks links;
 } PendingLinks;
 
-static TicketSlot **frozen = NULL;
+typedef struct FrozenSlot
+{
+	TicketSlot *slot;
+	SubTransactionId subid;		/* thawed if this one rolls back */
+} FrozenSlot;
+
+static FrozenSlot *frozen = NULL;
 static int	nfrozen = 0;
 static int	frozen_cap = 0;
 
@@ -61,7 +67,7 @@ ticket_frozen_by_me(TicketSlot *slot)
 	int			i;
 
 	for (i = 0; i < nfrozen; i++)
-		if (frozen[i] == slot)
+		if (frozen[i].slot == slot)
 			return true;
 	return false;
 }
@@ -73,24 +79,27 @@ ticket_frozen_any(void)
 }
 
 /*
- * Freeze the item's slot until this transaction ends, once nobody else is
- * open on it (ticket_ext.resync_timeout at most, then an error naming the
- * backends).  The caller holds the items row lock, so two admins of one
- * item do not wait for each other here.
+ * Freeze the item's slot (incarnation: as looked up) until this
+ * transaction ends, once nobody else is open on it
+ * (ticket_ext.resync_timeout at most, then an error naming the backends).
+ * False when the slot was reclaimed meanwhile: look it up again.  The
+ * caller holds the item's links lock, so two admins of one item do not
+ * wait for each other here; it takes the items row lock only after this
+ * (pause and set_capacity join first, then lock the row).
  */
-void
-ticket_freeze_until_end(TicketSlot *slot, int64 item_id)
+bool
+ticket_freeze_until_end(TicketSlot *slot, uint32 incarnation, int64 item_id)
 {
 	TimestampTz start = GetCurrentTimestamp();
 
 	if (ticket_frozen_by_me(slot))
-		return;
+		return true;
 	if (ticket_xact_joined_any())
 		ereport(ERROR,
 				(errcode(ERRCODE_ACTIVE_SQL_TRANSACTION),
 				 errmsg("cannot change pools or holder limits in a transaction that changed ticket_ext counters"),
 				 errhint("Run ticket_ext.set_pools() and set_holder_limit() in a transaction of their own.")));
-	grow((void **) &frozen, &frozen_cap, nfrozen, sizeof(TicketSlot *));
+	grow((void **) &frozen, &frozen_cap, nfrozen, sizeof(FrozenSlot));
 
 	/* frozen by someone else only for a moment (a reload, a reclaimer) */
 	while (!counter_freeze(slot))
@@ -102,7 +111,15 @@ ticket_freeze_until_end(TicketSlot *slot, int64 item_id)
 					 errhint("Retry.")));
 		ticket_wait_tick();
 	}
-	frozen[nfrozen++] = slot;	/* from here on the end of the xact thaws it */
+	/* reclaimed and maybe reused for another item before we froze it */
+	if (!ticket_slot_is(slot, incarnation))
+	{
+		counter_thaw(slot);
+		return false;
+	}
+	frozen[nfrozen].slot = slot;	/* from here on the end of the xact thaws it */
+	frozen[nfrozen].subid = GetCurrentSubTransactionId();
+	nfrozen++;
 
 	while (counter_gate_open_count(slot) > 0)
 	{
@@ -119,6 +136,7 @@ ticket_freeze_until_end(TicketSlot *slot, int64 item_id)
 		}
 		ticket_wait_tick();
 	}
+	return true;
 }
 
 /* The links a frozen slot gets if this (sub)transaction commits. */
@@ -143,12 +161,16 @@ ticket_frozen_end(bool commit)
 		for (i = 0; i < npending; i++)	/* in call order: the last one wins */
 			ticket_links_store(pending[i].slot, &pending[i].links);
 	for (i = 0; i < nfrozen; i++)
-		counter_thaw(frozen[i]);
+		counter_thaw(frozen[i].slot);
 	nfrozen = 0;
 	npending = 0;
 }
 
-/* Rollback to savepoint: its calls' links are gone (the slots stay frozen). */
+/*
+ * Rollback to savepoint: its calls' links are gone, and the slots it froze
+ * thaw (a failed set_pools in a savepoint must not hold the item's sales
+ * until the whole transaction ends).
+ */
 void
 ticket_frozen_abort_sub(SubTransactionId subid)
 {
@@ -159,6 +181,15 @@ ticket_frozen_abort_sub(SubTransactionId subid)
 		if (pending[i].subid != subid)
 			pending[keep++] = pending[i];
 	npending = keep;
+	keep = 0;
+	for (i = 0; i < nfrozen; i++)
+	{
+		if (frozen[i].subid == subid)
+			counter_thaw(frozen[i].slot);
+		else
+			frozen[keep++] = frozen[i];
+	}
+	nfrozen = keep;
 }
 
 void
@@ -169,4 +200,7 @@ ticket_frozen_commit_sub(SubTransactionId subid, SubTransactionId parent)
 	for (i = 0; i < npending; i++)
 		if (pending[i].subid == subid)
 			pending[i].subid = parent;
+	for (i = 0; i < nfrozen; i++)
+		if (frozen[i].subid == subid)
+			frozen[i].subid = parent;
 }
