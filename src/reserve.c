@@ -436,8 +436,6 @@ ticket_confirm(PG_FUNCTION_ARGS)
 
 	ticket_check_entry();
 	ticket_check_writable("confirm tickets");
-	/* a prepared transaction would keep the hold's row locked: refused */
-	ticket_xact_note_locks();
 	ticket_spi_begin(&frame);
 	check_holder(fcinfo, hold_id, "confirm");
 	for (attempt = 0;; attempt++)

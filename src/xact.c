@@ -51,7 +51,7 @@ static TicketEffect *effects = NULL;
 static int	neffects = 0;
 static int	effects_cap = 0;
 
-/* This transaction took a lock of ticket_ext's (ticket_lock_key) or an items row lock. */
+/* This transaction took a lock of ticket_ext's (ticket_lock_key). */
 static bool holds_locks = false;
 
 /* A slot this backend froze (reload) or is loading: undone on abort. */
@@ -113,7 +113,9 @@ ticket_xact_joined_any(void)
 /*
  * A prepared transaction keeps its locks until COMMIT PREPARED, which may
  * never come: a holder's lock kept so would stop that holder's sales, an
- * idempotency key's its retries, an items row's its admins.
+ * idempotency key's its retries, an item's links lock its admins.  (A
+ * prepared confirm is allowed: it keeps only its hold's row, as any
+ * prepared UPDATE would.)
  */
 void
 ticket_xact_note_locks(void)
@@ -563,7 +565,7 @@ ticket_xact_callback(XactEvent event, void *arg)
 				ereport(ERROR,
 						(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 						 errmsg("cannot PREPARE a transaction that holds ticket_ext locks"),
-						 errdetail("A reservation with a holder limit or an idempotency key, or a change of pools or limits, locks what other sessions wait for until the transaction ends."),
+						 errdetail("A reservation of a limited item or with an idempotency key, or a change of pools or limits, locks what other sessions wait for until the transaction ends."),
 						 errhint("Call ticket_ext functions outside two-phase transactions.")));
 			break;
 		case XACT_EVENT_PRE_COMMIT:
