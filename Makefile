@@ -42,7 +42,7 @@ ISOLATION_TESTDB = contrib_regression
 # PGXS tracks no header dependencies: rebuild everything when one changes
 $(OBJS): $(wildcard include/*.h)
 
-.PHONY: deps test demo bench bench-stream fuzz soak
+.PHONY: deps test demo bench bench-stream bench-pools fuzz soak
 deps:
 	./scripts/install-deps.sh
 
@@ -64,6 +64,10 @@ bench: build-install
 
 bench-stream: build-install
 	PATH="$$($(PG_CONFIG) --bindir):$$PATH" ./bench/stream_bench.sh
+
+# pools + per-customer limit against plain ticket_reserve and a plain-SQL peer
+bench-pools: build-install
+	PATH="$$($(PG_CONFIG) --bindir):$$PATH" ./bench/pools_bench.sh
 
 # the randomized interleaving soak (test/t/040_soak.pl), longer than the
 # 60 s it runs in `make test`; SOAK_SEED=N repeats a run
