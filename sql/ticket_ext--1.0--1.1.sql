@@ -230,6 +230,7 @@ $$;
 ALTER TABLE ticket_ext.items
     ADD COLUMN pool_ids bigint[] NOT NULL DEFAULT '{}',
     ADD COLUMN holder_limit integer CHECK (holder_limit > 0);
+CREATE INDEX items_pool_ids_idx ON ticket_ext.items USING gin (pool_ids);
 CREATE INDEX holds_holder_idx
     ON ticket_ext.holds (holder, item_id) INCLUDE (qty)
     WHERE ended_at IS NULL AND holder IS NOT NULL;

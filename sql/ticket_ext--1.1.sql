@@ -65,6 +65,10 @@ CREATE UNIQUE INDEX holds_idempotency_idx
     ON ticket_ext.holds (item_id, idempotency_key)
     WHERE idempotency_key IS NOT NULL;
 
+-- Pools (1.1): the items drawing on a pool, for loading and verifying
+-- its counter (pool_ids @> ARRAY[pool]) without reading every item.
+CREATE INDEX items_pool_ids_idx ON ticket_ext.items USING gin (pool_ids);
+
 -- Per-customer limits (1.1): one holder's active holds, counted at each
 -- reservation of a limited item; partial, so holds without a holder cost
 -- nothing.

@@ -30,17 +30,12 @@
 static SPIPlanPtr holder_holds_plan = NULL;
 
 /*
- * the holder's active holds of the limited items ($2) and of the items
- * drawing on them, with the pools of their items (index holds_holder_idx:
- * only those items' holds of this holder are read)
+ * the holder's active holds (index holds_holder_idx); which pools their
+ * items draw on comes from shared memory (item_pools_of)
  */
 #define HOLDER_HOLDS_SQL \
-	"SELECT h.item_id, h.qty, i.pool_ids " \
-	"  FROM ticket_ext.items i JOIN ticket_ext.holds h " \
-	"    ON h.item_id OPERATOR(pg_catalog.=) i.item_id " \
-	"   AND h.holder OPERATOR(pg_catalog.=) $1 AND h.ended_at IS NULL " \
-	" WHERE i.item_id OPERATOR(pg_catalog.=) ANY ($2) " \
-	"    OR i.pool_ids OPERATOR(pg_catalog.&&) $2"
+	"SELECT item_id, qty FROM ticket_ext.holds " \
+	" WHERE holder OPERATOR(pg_catalog.=) $1 AND ended_at IS NULL"
 
 /*
  * The holder's lock: one holder's reservations of limited items, one at a
@@ -56,25 +51,42 @@ ticket_lock_holder(text *holder)
 										VARSIZE_ANY_EXHDR(holder), 0));
 }
 
+/*
+ * The links of a held item, for the pools it draws on: those of the draw
+ * when it is one of them, else read from its slot (not joined: its pools
+ * cannot change while this hold of it is active, set_pools refuses).
+ * False when it draws on none of the draw's limited counters' ids and is
+ * none of them (nothing to count).
+ */
+static bool
+item_links_of(int64 item_id, const TicketDraw *draw, TicketItemLinks *links)
+{
+	uint32		incarnation;
+	int			i;
+
+	for (i = 0; i < draw->n; i++)
+		if (draw->ids[i] == item_id)
+		{
+			*links = draw->links[i];
+			return true;
+		}
+	ticket_links_read(ticket_slot_ready(item_id, &incarnation), links);
+	return links->npools > 0;
+}
+
 void
 ticket_check_holder_limits(const TicketDraw *draw, text *holder, int32 qty)
 {
 	int64		have[1 + TICKET_MAX_POOLS] = {0};
 	bool		limited = false;
 	TicketSpiFrame frame;
-	Oid			argtypes[2] = {TEXTOID, INT8ARRAYOID};
-	Datum		values[2];
-	Datum		limited_ids[1 + TICKET_MAX_POOLS];
-	int			nlimited = 0;
+	Oid			argtypes[1] = {TEXTOID};
+	Datum		values[1];
 	uint64		r;
 	int			i;
 
 	for (i = 0; i < draw->n; i++)
-		if (draw->links[i].holder_limit > 0)
-		{
-			limited = true;
-			limited_ids[nlimited++] = Int64GetDatum(draw->ids[i]);
-		}
+		limited |= draw->links[i].holder_limit > 0;
 	if (!limited)
 		return;
 	/* '' would make every anonymous buyer one customer */
@@ -90,10 +102,8 @@ ticket_check_holder_limits(const TicketDraw *draw, text *holder, int32 qty)
 	CommandCounterIncrement();
 
 	values[0] = PointerGetDatum(holder);
-	values[1] = PointerGetDatum(construct_array(limited_ids, nlimited, INT8OID, 8,
-												FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
 	ticket_spi_begin(&frame);
-	SPI_execute_snapshot(ticket_prepare(&holder_holds_plan, HOLDER_HOLDS_SQL, 2, argtypes),
+	SPI_execute_snapshot(ticket_prepare(&holder_holds_plan, HOLDER_HOLDS_SQL, 1, argtypes),
 						 values, NULL, GetLatestSnapshot(), InvalidSnapshot,
 						 true, false, 0);
 	for (r = 0; r < SPI_processed; r++)
@@ -106,7 +116,8 @@ ticket_check_holder_limits(const TicketDraw *draw, text *holder, int32 qty)
 		TicketItemLinks links;
 		int			p;
 
-		ticket_links_from_array(SPI_getbinval(tup, desc, 3, &isnull), &links);
+		if (!item_links_of(item_id, draw, &links))
+			continue;			/* not one of ours to count */
 		for (i = 0; i < draw->n; i++)
 		{
 			if (draw->links[i].holder_limit == 0)

@@ -40,7 +40,7 @@ static SPIPlanPtr truth_plan_10 = NULL;
 	"       (SELECT COALESCE(pg_catalog.sum(h.qty), 0)::pg_catalog.int8 " \
 	"          FROM ticket_ext.items m JOIN ticket_ext.holds h " \
 	"            ON h.item_id OPERATOR(pg_catalog.=) m.item_id AND h.ended_at IS NULL " \
-	"         WHERE i.item_id OPERATOR(pg_catalog.=) ANY (m.pool_ids)), " \
+	"         WHERE m.pool_ids OPERATOR(pg_catalog.@>) ARRAY[i.item_id]), " \
 	"       (SELECT pg_catalog.min(h.expires_at) FROM ticket_ext.holds h " \
 	"         WHERE h.item_id OPERATOR(pg_catalog.=) i.item_id AND h.ended_at IS NULL " \
 	"           AND h.status OPERATOR(pg_catalog.=) 'held'), " \

@@ -39,7 +39,7 @@ static SPIPlanPtr set_limit_plan = NULL;
 /* an item drawing on $1 (which makes $1 a pool) */
 #define DRAWN_ON_SQL \
 	"SELECT item_id FROM ticket_ext.items " \
-	" WHERE $1 OPERATOR(pg_catalog.=) ANY (pool_ids) ORDER BY item_id LIMIT 1"
+	" WHERE pool_ids OPERATOR(pg_catalog.@>) ARRAY[$1] ORDER BY item_id LIMIT 1"
 #define ACTIVE_HOLDS_SQL \
 	"SELECT pg_catalog.count(*) FROM ticket_ext.holds " \
 	" WHERE item_id OPERATOR(pg_catalog.=) $1 AND ended_at IS NULL"
