@@ -69,6 +69,10 @@ END {
     printf "  limited / plain           = %s   cost %.1f%%, target <= 15%%: %s\n", s, 100 * (1 - x), (1 - x <= 0.15 ? "met" : "MISSED")
     printf "  limited / plain, holds/s  = %s\n", ratio("limited", "plain", "holds")
   }
+  if ((s = ratio("limited_bare", "plain", "tps")) != "") {
+    x = med("limited_bare", "tps") / med("plain", "tps")
+    printf "  limited_bare / plain      = %s   cost %.1f%% (2 pools + limits checked, not reached, no wrapper), target <= 15%%: %s\n", s, 100 * (1 - x), (1 - x <= 0.15 ? "met" : "MISSED")
+  }
   if ((s = ratio("plain_wrapped", "plain", "tps")) != "")
     printf "  plain_wrapped / plain     = %s   (the TK008 wrapper alone)\n", s
   if ((s = ratio("limited", "plain_wrapped", "tps")) != "")
@@ -102,7 +106,7 @@ export TICKET_KEEP_LOGS=1    # the results file lands in test/logs/
 reexec_unprivileged "$ROOT" bench/pools_bench.sh "$@"
 
 SECS=10 ROUNDS=5 CLIENTS=64 SYNC=on
-CASES="plain pools_only plain_wrapped limit_only limited sql_peer"
+CASES="plain limited_bare pools_only plain_wrapped limit_only limited sql_peer"
 while [ $# -gt 0 ]; do
   case "$1" in
     --seconds) SECS=$2; shift 2 ;;
@@ -142,7 +146,7 @@ SQL
   sql -c "VACUUM ANALYZE" -c "CHECKPOINT" >/dev/null
 }
 
-ITEM_plain=1 ITEM_plain_wrapped=1 ITEM_limited=2 ITEM_pools_only=4 ITEM_limit_only=5
+ITEM_plain=1 ITEM_plain_wrapped=1 ITEM_limited=2 ITEM_limited_bare=6 ITEM_pools_only=4 ITEM_limit_only=5
 holds_of() {	# rows written by <case>
   local v=ITEM_$1
   if [ "$1" = sql_peer ]; then sql -c "SELECT count(*) FROM peer_holds"
@@ -180,6 +184,7 @@ check_case() {	# check_case <case> <round>: the limit held, the pools moved -> E
   local c=$1 r=$2 v maxh atlimit
   case "$c" in
     limited) check_ext "$r" 2 4 11 12 ;;
+    limited_bare) check_ext "$r" 6 20 17 18 ;;
     pools_only) check_ext "$r" 4 0 15 16 ;;
     limit_only) check_ext "$r" 5 4 ;;
     plain|plain_wrapped) check_ext "$r" 1 0 ;;

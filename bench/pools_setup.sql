@@ -20,6 +20,15 @@ SELECT ticket_ext.create_item(4, 1000000000000, 'pools only');
 SELECT ticket_ext.set_pools(4, '{15,16}');
 SELECT ticket_ext.create_item(5, 1000000000000, 'limit only');
 SELECT ticket_ext.set_holder_limit(5, 4);
+-- the cost on a sale that passes its checks: item 6 takes from pools 17
+-- and 18, limit 20 on the item and on pool 17 (a holder never gets near
+-- it in a run, so no TK008 and no wrapper: limited_bare)
+SELECT ticket_ext.create_item(17, 1000000000000, 'pool E');
+SELECT ticket_ext.create_item(18, 1000000000000, 'pool F');
+SELECT ticket_ext.create_item(6, 1000000000000, 'pools + limit, never reached');
+SELECT ticket_ext.set_pools(6, '{17,18}');
+SELECT ticket_ext.set_holder_limit(6, 20);
+SELECT ticket_ext.set_holder_limit(17, 20);
 
 -- A holder at its limit gets TK008, an error, which would abort the
 -- pgbench client: the app's answer "no more for you" becomes NULL here.

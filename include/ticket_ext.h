@@ -209,6 +209,7 @@ extern SPIPlanPtr ticket_prepare(SPIPlanPtr *cache, const char *sql,
 /* hold_store.c: the hot-path INSERT */
 extern int64 ticket_insert_hold(int64 item_id, int32 qty, text *holder,
 								TimestampTz created_at, TimestampTz expires_at);
+extern int	ticket_holder_holds(text *holder, int64 **item_ids, int32 **qtys);
 
 /* loader.c: reading the truth from the tables */
 typedef struct TicketItemTruth

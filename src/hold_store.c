@@ -2,7 +2,8 @@
  *
  * hold_store.c
  *	  Writing a new hold row straight through the executor's simple
- *	  insert path (the one logical replication's apply worker uses).
+ *	  insert path (the one logical replication's apply worker uses), and
+ *	  reading one holder's active holds straight from their index.
  *
  * ticket_reserve is the hot path: planning-free insertion saves the cost
  * of a second statement inside the caller's statement.  The row still goes
@@ -13,6 +14,9 @@
  */
 #include "ticket_ext.h"
 
+#include "access/genam.h"
+#include "access/htup_details.h"
+#include "access/stratnum.h"
 #include "access/table.h"
 #include "access/xact.h"
 #include "commands/sequence.h"
@@ -20,6 +24,8 @@
 #include "executor/executor.h"
 #include "nodes/makefuncs.h"
 #include "utils/builtins.h"
+#include "utils/fmgroids.h"
+#include "utils/snapmgr.h"
 #include "utils/lsyscache.h"
 #include "utils/rel.h"
 #include "utils/timestamp.h"
@@ -35,6 +41,8 @@ typedef struct HoldColumns
 	AttrNumber	holder;
 	AttrNumber	created_at;
 	AttrNumber	expires_at;
+	AttrNumber	ended_at;
+	Oid			holder_index;	/* holds_holder_idx, InvalidOid before 1.1 */
 } HoldColumns;
 
 static HoldColumns cols;
@@ -64,6 +72,8 @@ lookup_columns(Oid relid)
 	cols.holder = column(relid, "holder");
 	cols.created_at = column(relid, "created_at");
 	cols.expires_at = column(relid, "expires_at");
+	cols.ended_at = column(relid, "ended_at");
+	cols.holder_index = get_relname_relid("holds_holder_idx", get_rel_namespace(relid));
 	cols.relid = relid;
 }
 
@@ -134,3 +144,63 @@ ticket_insert_hold(int64 item_id, int32 qty, text *holder,
 	table_close(rel, NoLock);
 	return hold_id;
 }
+
+/*
+ * The item ids and qty of a holder's active holds as the latest snapshot
+ * sees them (palloc'd arrays; returns how many).  An index scan of
+ * holds_holder_idx without SPI: the per-customer limit check runs it at
+ * every reservation of a limited item, where a planned statement cost
+ * most of the check.
+ */
+int
+ticket_holder_holds(text *holder, int64 **item_ids, int32 **qtys)
+{
+	Oid			relid = ticket_holds_relid();
+	Relation	rel;
+	Relation	index;
+	SysScanDesc scan;
+	ScanKeyData key;
+	Snapshot	snapshot;
+	HeapTuple	tup;
+	int			n = 0;
+	int			cap = 8;
+
+	lookup_columns(relid);
+	if (!OidIsValid(cols.holder_index))
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("per-customer limits need ticket_ext 1.1"),
+				 errhint("Run ALTER EXTENSION ticket_ext UPDATE.")));
+	*item_ids = palloc(cap * sizeof(int64));
+	*qtys = palloc(cap * sizeof(int32));
+	rel = table_open(relid, AccessShareLock);
+	index = index_open(cols.holder_index, AccessShareLock);
+	/* the index's own collation: its order is what the search follows */
+	ScanKeyEntryInitialize(&key, 0, cols.holder, BTEqualStrategyNumber, InvalidOid,
+						   index->rd_indcollation[0], F_TEXTEQ, PointerGetDatum(holder));
+	snapshot = RegisterSnapshot(GetLatestSnapshot());
+	scan = systable_beginscan(rel, cols.holder_index, true, snapshot, 1, &key);
+	while (HeapTupleIsValid(tup = systable_getnext(scan)))
+	{
+		bool		isnull;
+
+		(void) heap_getattr(tup, cols.ended_at, RelationGetDescr(rel), &isnull);
+		if (!isnull)
+			continue;			/* ended (released, expired) */
+		if (n == cap)
+		{
+			cap *= 2;
+			*item_ids = repalloc(*item_ids, cap * sizeof(int64));
+			*qtys = repalloc(*qtys, cap * sizeof(int32));
+		}
+		(*item_ids)[n] = DatumGetInt64(heap_getattr(tup, cols.item_id, RelationGetDescr(rel), &isnull));
+		(*qtys)[n] = DatumGetInt32(heap_getattr(tup, cols.qty, RelationGetDescr(rel), &isnull));
+		n++;
+	}
+	systable_endscan(scan);
+	UnregisterSnapshot(snapshot);
+	index_close(index, NoLock);
+	table_close(rel, NoLock);
+	return n;
+}
+

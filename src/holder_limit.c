@@ -22,20 +22,7 @@
 #include "ticket_errcodes.h"
 
 #include "access/xact.h"
-#include "catalog/pg_type.h"
 #include "common/hashfn.h"
-#include "utils/array.h"
-#include "utils/snapmgr.h"
-
-static SPIPlanPtr holder_holds_plan = NULL;
-
-/*
- * the holder's active holds (index holds_holder_idx); which pools their
- * items draw on comes from shared memory (item_pools_of)
- */
-#define HOLDER_HOLDS_SQL \
-	"SELECT item_id, qty FROM ticket_ext.holds " \
-	" WHERE holder OPERATOR(pg_catalog.=) $1 AND ended_at IS NULL"
 
 /*
  * The holder's lock: one holder's reservations of limited items, one at a
@@ -79,10 +66,10 @@ ticket_check_holder_limits(const TicketDraw *draw, text *holder, int32 qty)
 {
 	int64		have[1 + TICKET_MAX_POOLS] = {0};
 	bool		limited = false;
-	TicketSpiFrame frame;
-	Oid			argtypes[1] = {TEXTOID};
-	Datum		values[1];
-	uint64		r;
+	int64	   *item_ids;
+	int32	   *qtys;
+	int			nholds;
+	int			r;
 	int			i;
 
 	for (i = 0; i < draw->n; i++)
@@ -101,36 +88,26 @@ ticket_check_holder_limits(const TicketDraw *draw, text *holder, int32 qty)
 	/* holds this very statement made before (several calls in one SELECT) */
 	CommandCounterIncrement();
 
-	values[0] = PointerGetDatum(holder);
-	ticket_spi_begin(&frame);
-	SPI_execute_snapshot(ticket_prepare(&holder_holds_plan, HOLDER_HOLDS_SQL, 1, argtypes),
-						 values, NULL, GetLatestSnapshot(), InvalidSnapshot,
-						 true, false, 0);
-	for (r = 0; r < SPI_processed; r++)
+	nholds = ticket_holder_holds(holder, &item_ids, &qtys);
+	for (r = 0; r < nholds; r++)
 	{
-		HeapTuple	tup = SPI_tuptable->vals[r];
-		TupleDesc	desc = SPI_tuptable->tupdesc;
-		bool		isnull;
-		int64		item_id = DatumGetInt64(SPI_getbinval(tup, desc, 1, &isnull));
-		int32		held = DatumGetInt32(SPI_getbinval(tup, desc, 2, &isnull));
 		TicketItemLinks links;
 		int			p;
 
-		if (!item_links_of(item_id, draw, &links))
+		if (!item_links_of(item_ids[r], draw, &links))
 			continue;			/* not one of ours to count */
 		for (i = 0; i < draw->n; i++)
 		{
 			if (draw->links[i].holder_limit == 0)
 				continue;
-			if (item_id == draw->ids[i])
-				have[i] += held;
+			if (item_ids[r] == draw->ids[i])
+				have[i] += qtys[r];
 			else
 				for (p = 0; p < links.npools; p++)
 					if (links.pool_ids[p] == draw->ids[i])
-						have[i] += held;
+						have[i] += qtys[r];
 		}
 	}
-	ticket_spi_end(&frame);
 
 	for (i = 0; i < draw->n; i++)
 	{
