@@ -24,7 +24,8 @@ my @load = pgbench_scripts(
 	abort => [ 20, "BEGIN;\nSELECT ticket_reserve(1, 2);\nROLLBACK;\n" ],
 	release => [ 20, "SELECT coalesce(ticket_reserve(1, 2), 0) AS h \\gset\n"
 		  . "SELECT ticket_release(:h) WHERE :h > 0;\n" ]);
-my $ackfile = "$PostgreSQL::Test::Utils::tmp_check/acked_holds";
+my $ackfile = "$PostgreSQL::Test::Utils::tmp_check/acked_holds_002";
+unlink $ackfile;
 
 sub burst_then
 {

@@ -298,7 +298,10 @@ is(sqlstate_of($node, "SELECT ticket_reserve(111, 1)"), 'TK009',
 	'a NULL holder on a ticket whose pool is limited: TK009');
 
 # --- kill -9 of a busy backend, then an immediate stop, mid-load -----------
-my $ackfile = "$PostgreSQL::Test::Utils::tmp_check/acked_holds";
+# a file of this test's own: tmp_check is shared by the suite's tests (002
+# appends its acknowledged hold ids to acked_holds, ids of another cluster)
+my $ackfile = "$PostgreSQL::Test::Utils::tmp_check/acked_holds_023";
+unlink $ackfile;
 for my $crash ('kill -9 of a backend', 'immediate stop')
 {
 	$load = pgbench(30, 48, @load);

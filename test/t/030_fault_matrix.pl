@@ -361,7 +361,7 @@ scenario('kill -9 a backend', 4, sub {
 });
 
 # --- pg_ctl stop -m immediate during a burst, then start --------------------
-scenario('immediate stop', 3, sub {
+scenario('immediate stop', 2, sub {
 	my ($ack) = @_;
 	for my $run (1 .. 3)
 	{
@@ -371,7 +371,7 @@ scenario('immediate stop', 3, sub {
 });
 
 # --- SIGKILL of the streaming worker with batches in flight -----------------
-scenario('worker SIGKILL', 4, sub {
+scenario('worker SIGKILL', 3, sub {
 	my ($ack) = @_;
 	for my $run (1 .. 4)
 	{
