@@ -95,7 +95,7 @@ run_demo() {
   # the main job, reduced: same servers, same checks, fewer users; then
   # the festival (pools, per-customer limit), reduced alike
   demo_run demo --users 8000 --clients 200
-  demo_run festival --festival --users 8000 --clients 200 --tickets 2000
+  demo_run festival --festival --users 6000 --clients 200 --tickets 1500
 }
 
 demo_run() {	# demo_run <name> [run_demo.sh options]: its "  ok"/"  FAIL" lines

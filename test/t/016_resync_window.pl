@@ -24,7 +24,7 @@ is($node->safe_psql('postgres', 'SELECT ok FROM ticket_ext.verify(105)'), 'f', '
 my ($out, $err) = ('', '');
 my $r = IPC::Run::start(
 	[ 'psql', '-XAtq', '-d', $node->connstr('postgres') . ' application_name=resyncer',
-	  '-c', 'SELECT pg_backend_pid()', '-c', 'SELECT pg_sleep(1)',
+	  '-c', 'SELECT pg_backend_pid()', '-c', 'SELECT pg_sleep(3)',
 	  '-c', 'SELECT corrected FROM ticket_ext.resync(105)' ],
 	'>', \$out, '2>', \$err);
 $r->pump until $out =~ /^(\d+)$/m;

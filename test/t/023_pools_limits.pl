@@ -250,7 +250,7 @@ sub check_all
 }
 
 # --- the load, with resync, verify and the watcher ------------------------
-my $secs = 20;
+my $secs = 14;
 my $load = pgbench($secs, 48, @load);
 my $rs = pgbench($secs, 1, @resync);
 my $vf = pgbench($secs, 1, @verify);

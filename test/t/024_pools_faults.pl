@@ -23,7 +23,7 @@ $node->safe_psql('postgres', 'SELECT ticket_available(100)');
 my ($out, $err) = ('', '');
 my $r = IPC::Run::start(
 	[ 'psql', '-XAtq', '-d', $node->connstr('postgres'), '-v', 'ON_ERROR_STOP=0',
-	  '-c', 'SELECT pg_backend_pid()', '-c', 'SELECT pg_sleep(1)',
+	  '-c', 'SELECT pg_backend_pid()', '-c', 'SELECT pg_sleep(3)',
 	  '-c', q{SELECT ticket_reserve(100, 1, 'a') IS NOT NULL AS got} ],
 	'>', \$out, '2>', \$err);
 $r->pump until $out =~ /^(\d+)$/m;

@@ -347,7 +347,7 @@ sub busy_backend
 
 # --- kill -9 of random backends during a burst ------------------------------
 # (runs kept to what fits make test's 20 minutes; `make soak` goes longer)
-scenario('kill -9 a backend', 4, sub {
+scenario('kill -9 a backend', 3, sub {
 	my ($ack) = @_;
 	for my $run (1 .. 4)
 	{
@@ -371,7 +371,7 @@ scenario('immediate stop', 2, sub {
 });
 
 # --- SIGKILL of the streaming worker with batches in flight -----------------
-scenario('worker SIGKILL', 3, sub {
+scenario('worker SIGKILL', 2, sub {
 	my ($ack) = @_;
 	for my $run (1 .. 4)
 	{
