@@ -242,7 +242,6 @@ typedef enum TicketEffectKind
 
 extern void ticket_xact_init(void);
 extern TicketSlot *ticket_join(int64 item_id);
-extern bool ticket_take(TicketSlot *slot, int64 qty, TimestampTz expires_at);
 extern bool ticket_take_all(TicketSlot **slots, int nslots, int64 qty,
 							TimestampTz expires_at);
 extern void ticket_record_effect(TicketSlot *slot, TicketEffectKind kind,

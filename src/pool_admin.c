@@ -103,6 +103,15 @@ lock_item(int64 item_id, Datum *pool_ids, int32 *holder_limit)
  * row lock then says it does not exist).  First the item's links lock:
  * one change of an item's links at a time, waited for like a row lock.
  */
+/* The slot of a committed item; NULL for one created in this transaction. */
+static TicketSlot *
+committed_slot(int64 item_id, uint32 *incarnation)
+{
+	if (!ticket_read_truth(item_id, true).found)
+		return NULL;
+	return ticket_slot_ready(item_id, incarnation);
+}
+
 static TicketSlot *
 freeze_item(int64 item_id)
 {
@@ -110,30 +119,27 @@ freeze_item(int64 item_id)
 	for (;;)
 	{
 		uint32		incarnation;
-		TicketSlot *slot;
+		TicketSlot *slot = committed_slot(item_id, &incarnation);
 
-		if (!ticket_read_truth(item_id, true).found)
-			return NULL;
-		slot = ticket_slot_ready(item_id, &incarnation);
-		if (ticket_freeze_until_end(slot, incarnation, item_id))
+		if (slot == NULL || ticket_freeze_until_end(slot, incarnation, item_id))
 			return slot;
 	}
 }
 
 /*
- * Are the links the item's counters use already these?  Compared with
- * shared memory, not only the row: after a direct UPDATE of the row (verify
- * shows it) the same call again is what puts them right.
+ * Are the links the item's counters use (slot: NULL before its first
+ * commit) already these?  Compared with shared memory, not only the row:
+ * after a direct UPDATE of the row (verify shows it) the same call again
+ * is what puts them right.
  */
 static bool
-links_in_force(int64 item_id, const TicketItemLinks *links)
+links_in_force(TicketSlot *slot, const TicketItemLinks *links)
 {
-	uint32		incarnation;
 	TicketItemLinks current;
 
-	if (!ticket_read_truth(item_id, true).found)
-		return false;			/* created in this transaction */
-	ticket_links_read(ticket_slot_ready(item_id, &incarnation), &current);
+	if (slot == NULL)
+		return false;
+	ticket_links_read(slot, &current);
 	return ticket_links_equal(&current, links);
 }
 
@@ -297,6 +303,7 @@ ticket_set_pools(PG_FUNCTION_ARGS)
 	TicketItemLinks old;
 	TicketItemLinks links;
 	TicketSlot *slot;
+	uint32		incarnation;
 	int64		holds;
 	TicketItemTruth truth;
 
@@ -321,7 +328,8 @@ ticket_set_pools(PG_FUNCTION_ARGS)
 	links = truth.links;
 	links.npools = n;
 	memcpy(links.pool_ids, ids, n * sizeof(int64));
-	if (ticket_links_equal(&truth.links, &links) && links_in_force(item_id, &links))
+	if (ticket_links_equal(&truth.links, &links) &&
+		links_in_force(committed_slot(item_id, &incarnation), &links))
 	{
 		ticket_spi_end(&frame);
 		PG_RETURN_VOID();		/* nothing changes */
@@ -334,7 +342,7 @@ ticket_set_pools(PG_FUNCTION_ARGS)
 	if (!lock_item(item_id, &old_pools, &old_limit))
 		ticket_error_unknown_item(item_id);
 	ticket_links_from_array(old_pools, &old);
-	if (ticket_links_equal(&old, &links) && links_in_force(item_id, &links))
+	if (ticket_links_equal(&old, &links) && links_in_force(slot, &links))
 	{
 		ticket_spi_end(&frame);
 		PG_RETURN_VOID();
@@ -353,7 +361,7 @@ ticket_set_pools(PG_FUNCTION_ARGS)
 
 /* The links the item has with this limit (its pools from the locked row). */
 static TicketItemLinks
-truth_links_with_limit(int64 item_id, Datum pool_ids, int32 limit)
+truth_links_with_limit(Datum pool_ids, int32 limit)
 {
 	TicketItemLinks links;
 
@@ -387,8 +395,8 @@ ticket_set_holder_limit(PG_FUNCTION_ARGS)
 	slot = freeze_item(item_id);
 	if (!lock_item(item_id, &old_pools, &old_limit))
 		ticket_error_unknown_item(item_id);
-	links = truth_links_with_limit(item_id, old_pools, max_qty);
-	if (old_limit != max_qty || !links_in_force(item_id, &links))
+	links = truth_links_with_limit(old_pools, max_qty);
+	if (old_limit != max_qty || !links_in_force(slot, &links))
 	{
 		update_links(&set_limit_plan, SET_LIMIT_SQL, INT4OID, item_id,
 					 Int32GetDatum(max_qty), remove, &links);

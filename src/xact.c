@@ -224,16 +224,6 @@ add_effect(TicketSlot *slot, TicketEffectKind kind, int64 amount)
 }
 
 /*
- * Take qty tickets from a joined slot (false: not enough left).  expires_at
- * is the new hold's expiry, re-noted at commit if it is already past.
- */
-bool
-ticket_take(TicketSlot *slot, int64 qty, TimestampTz expires_at)
-{
-	return ticket_take_all(&slot, 1, qty, expires_at);
-}
-
-/*
  * Take qty from every slot (joined: an item and its pools), all or none.
  * In ascending slot order, so two reservations contending for the same
  * counters meet on the first one they share; a failed take gives back

@@ -94,11 +94,8 @@ ticket_freeze_until_end(TicketSlot *slot, uint32 incarnation, int64 item_id)
 
 	if (ticket_frozen_by_me(slot))
 		return true;
-	if (ticket_xact_joined_any())
-		ereport(ERROR,
-				(errcode(ERRCODE_ACTIVE_SQL_TRANSACTION),
-				 errmsg("cannot change pools or holder limits in a transaction that changed ticket_ext counters"),
-				 errhint("Run ticket_ext.set_pools() and set_holder_limit() in a transaction of their own.")));
+	/* it would wait for its own joins: the callers refuse that first */
+	Assert(!ticket_xact_joined_any());
 	grow((void **) &frozen, &frozen_cap, nfrozen, sizeof(FrozenSlot));
 
 	/* frozen by someone else only for a moment (a reload, a reclaimer) */
