@@ -195,13 +195,14 @@ sub check_scenario
 	ok(wait_for_server($node), "$name: server accepts queries");
 	# quiet: the short holds have expired (no expiry commits while the
 	# streams are read), no transaction open on any item
-	$node->poll_query_until('postgres', q{
+	ok($node->poll_query_until('postgres', q{
 		SELECT NOT EXISTS (SELECT 1 FROM ticket_ext.holds
-		                    WHERE status = 'held' AND expires_at < now() + interval '2 seconds')})
-	  or diag("$name: holds still due for expiry");
+		                    WHERE status = 'held' AND expires_at < now() + interval '2 seconds')}),
+		"$name: no hold left due for expiry");
 	check_no_overdue($node, $name);
-	$node->poll_query_until('postgres', q{
-		SELECT bool_and(ok) FROM ticket_ext.verify()}) or diag(q1('SELECT * FROM ticket_ext.verify()'));
+	ok($node->poll_query_until('postgres', q{
+		SELECT bool_and(ok) FROM ticket_ext.verify()}), "$name: verify() ok once quiet")
+	  or diag(q1('SELECT * FROM ticket_ext.verify()'));
 	my $oversold = q1('SELECT count(*) FROM ticket_ext.verify() WHERE table_taken > capacity');
 	my $mismatch = q1('SELECT count(*) FROM ticket_ext.verify() WHERE NOT ok');
 	is($oversold, 0, "$name: no item oversold");
